@@ -1,0 +1,25 @@
+# The two commands: `make demo` and `make test`. Both do all set-up they need.
+.PHONY: setup demo test lint check services-up services-down clean
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	.venv/bin/muckwatch demo
+
+test: setup
+	.venv/bin/ruff check .
+	.venv/bin/python -m pytest
+
+lint: setup
+	.venv/bin/ruff check .
+
+services-up: setup
+	.venv/bin/muckwatch services up
+
+services-down: setup
+	.venv/bin/muckwatch services down
+
+clean:
+	-.venv/bin/muckwatch services down 2>/dev/null
+	rm -rf .run build *.egg-info

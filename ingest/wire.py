@@ -1,0 +1,439 @@
+"""Wire format v1: MQTT topic + JSON payload → FixBatch, or a reject with a specific reason.
+
+Documented for terminal vendors in docs/protocol.md. Decoding is done per *batch*: the only
+per-message Python work is the JSON parse and one dict lookup per key (through ``map`` so it
+runs in C); type, range and consistency checks are numpy operations over whole columns.
+A message is either accepted whole or rejected whole with the first reason that applies, in
+the order of the checks below; an element of a backfill batch is judged on its own so one bad
+element never costs its valid neighbours.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from itertools import repeat
+from operator import is_
+
+import numpy as np
+import orjson
+
+from muckwatch.batches import UNKNOWN, DeviceStatus, FixBatch, Rejects
+
+WIRE_VERSION = 1
+TOPIC_ROOT = "muck/v1"
+MAX_PAYLOAD_BYTES = 64 * 1024
+MAX_FUTURE_MS = 10 * 60 * 1000
+MIN_TS_MS = 946_684_800_000  # 2000-01-01T00:00:00Z: anything earlier is a seconds/ms mix-up
+DEVICE_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+
+
+class Reason(StrEnum):
+    """Why a message (or one element of a batch) was rejected; stored in dead_letter.reason."""
+
+    TOO_LARGE = "too_large"
+    BAD_TOPIC = "bad_topic"
+    BAD_JSON = "bad_json"
+    BAD_SHAPE = "bad_shape"
+    BAD_VERSION = "bad_version"
+    MISSING_FIELD = "missing_field"
+    BAD_TYPE = "bad_type"
+    NOT_FINITE = "not_finite"
+    OUT_OF_RANGE = "out_of_range"
+    FUTURE_TIMESTAMP = "future_timestamp"
+    DEVICE_MISMATCH = "device_mismatch"
+    BAD_STATUS = "bad_status"
+
+
+class TopicKind(StrEnum):
+    TELEMETRY = "telemetry"
+    BATCH = "batch"
+    STATUS = "status"
+
+
+def subscriptions(root: str = TOPIC_ROOT) -> list[str]:
+    """The topic filters the ingest subscribes to."""
+    return [f"{root}/+/telemetry", f"{root}/+/telemetry/batch", f"{root}/+/status"]
+
+
+def parse_topic(topic: str, root: str = TOPIC_ROOT) -> tuple[TopicKind, str] | None:
+    """``muck/v1/{device}/telemetry[/batch]`` or ``…/status`` → (kind, device), else None."""
+    if not topic.startswith(root + "/"):
+        return None
+    parts = topic[len(root) + 1 :].split("/")
+    if not DEVICE_ID.fullmatch(parts[0]):
+        return None
+    tail = parts[1:]
+    if tail == ["telemetry"]:
+        return TopicKind.TELEMETRY, parts[0]
+    if tail == ["telemetry", "batch"]:
+        return TopicKind.BATCH, parts[0]
+    if tail == ["status"]:
+        return TopicKind.STATUS, parts[0]
+    return None
+
+
+@dataclass(slots=True)
+class RawBatch:
+    """Messages as they came off the broker, in arrival order."""
+
+    topics: list[str]
+    payloads: list[bytes]
+    received_ms: np.ndarray  # int64, one per message
+    acks: list[tuple[int, int]] = field(default_factory=list)  # (mid, qos) to ack after commit
+
+    def __len__(self) -> int:
+        return len(self.topics)
+
+
+@dataclass(slots=True)
+class Decoded:
+    fixes: FixBatch
+    rejects: Rejects
+    statuses: DeviceStatus
+    messages: int
+
+    @property
+    def fix_count(self) -> int:
+        return len(self.fixes)
+
+
+class _NonFinite(ValueError):
+    pass
+
+
+def _refuse_constant(name: str) -> float:
+    raise _NonFinite(name)
+
+
+def _parse_json(payload: bytes) -> tuple[object, Reason | None, str]:
+    """orjson first (fast, strict); the stdlib only to name *why* orjson refused."""
+    try:
+        return orjson.loads(payload), None, ""
+    except orjson.JSONDecodeError as fast_error:
+        try:
+            return json.loads(payload, parse_constant=_refuse_constant), None, ""
+        except _NonFinite as e:
+            return None, Reason.NOT_FINITE, f"non-finite number {e} is not allowed in JSON"
+        except (ValueError, UnicodeDecodeError):
+            return None, Reason.BAD_JSON, f"invalid JSON: {fast_error}"
+
+
+_MISSING = object()
+_NUMBER = frozenset({int, float})
+_INTEGER = frozenset({int})
+_TEXT = frozenset({str})
+_NONE = type(None)
+
+# key → (accepted Python types, required, integer column?)
+_KEYS: dict[str, tuple[frozenset[type], bool]] = {
+    "v": (_INTEGER, True),
+    "ts": (_INTEGER, True),
+    "lon": (_NUMBER, True),
+    "lat": (_NUMBER, True),
+    "spd": (_NUMBER, False),
+    "hdg": (_NUMBER, False),
+    "lid": (_INTEGER, False),
+    "lift": (_INTEGER, False),
+    "load": (_INTEGER, False),
+    "load_kg": (_NUMBER, False),
+    "sats": (_INTEGER, False),
+    "hdop": (_NUMBER, False),
+    "seq": (_INTEGER, False),
+    "dev": (_TEXT, False),
+}
+_INT64_MAX = 2**63 - 1
+
+# (key, low, high) inclusive; checked after types, in this order
+_RANGES: tuple[tuple[str, float, float], ...] = (
+    ("lon", -180.0, 180.0),
+    ("lat", -90.0, 90.0),
+    ("spd", 0.0, 400.0),
+    ("hdg", 0.0, 360.0),
+    ("lid", 0, 1),
+    ("lift", 0, 1),
+    ("load", 0, 2),
+    ("load_kg", 0.0, 200_000.0),
+    ("sats", 0, 255),
+    ("hdop", 0.0, 100.0),
+    ("seq", 0, _INT64_MAX),
+)
+_TYPE_NAMES = {_INTEGER: "an integer", _NUMBER: "a number", _TEXT: "a string"}
+
+
+class WireDecoder:
+    """RawBatch → Decoded. Stateless apart from its limits, so it is safe to share."""
+
+    def __init__(
+        self,
+        *,
+        root: str = TOPIC_ROOT,
+        max_payload_bytes: int = MAX_PAYLOAD_BYTES,
+        max_future_ms: int = MAX_FUTURE_MS,
+    ) -> None:
+        self.root = root
+        self.max_payload_bytes = max_payload_bytes
+        self.max_future_ms = max_future_ms
+
+    def decode(self, raw: RawBatch, now_ms: int | None = None) -> Decoded:
+        rejects = Rejects()
+        statuses = DeviceStatus()
+        objs: list[dict] = []  # candidate fixes
+        obj_topic: list[int] = []  # message index of each candidate
+        obj_device: list[str] = []
+        obj_backfill: list[bool] = []
+        obj_element: list[int] = []  # index inside a batch payload, -1 for single fixes
+        received = raw.received_ms
+
+        for i, (topic, payload) in enumerate(zip(raw.topics, raw.payloads, strict=True)):
+            rec = int(received[i])
+            parsed_topic = parse_topic(topic, self.root)
+            if parsed_topic is None:
+                rejects.add(topic, None, Reason.BAD_TOPIC,
+                            f"topic {topic!r} is not {self.root}/{{device_id}}/telemetry[/batch]",
+                            payload, rec)
+                continue
+            kind, device = parsed_topic
+            if len(payload) > self.max_payload_bytes:
+                rejects.add(topic, device, Reason.TOO_LARGE,
+                            f"payload is {len(payload)} bytes, limit {self.max_payload_bytes}",
+                            payload[: self.max_payload_bytes], rec)
+                continue
+            if kind is TopicKind.STATUS:
+                self._status(topic, device, payload, rec, statuses, rejects)
+                continue
+            value, reason, detail = _parse_json(payload)
+            if reason is not None:
+                rejects.add(topic, device, reason, detail, payload, rec)
+                continue
+            if kind is TopicKind.TELEMETRY:
+                if type(value) is not dict:
+                    rejects.add(topic, device, Reason.BAD_SHAPE,
+                                "telemetry payload must be one JSON object", payload, rec)
+                    continue
+                objs.append(value)
+                obj_topic.append(i)
+                obj_device.append(device)
+                obj_backfill.append(False)
+                obj_element.append(-1)
+            else:
+                if type(value) is not list:
+                    rejects.add(topic, device, Reason.BAD_SHAPE,
+                                "batch payload must be a JSON array of fix objects", payload, rec)
+                    continue
+                for j, element in enumerate(value):
+                    if type(element) is not dict:
+                        rejects.add(topic, device, Reason.BAD_SHAPE,
+                                    f"element {j} of the batch is not a JSON object",
+                                    _element_bytes(element), rec)
+                        continue
+                    objs.append(element)
+                    obj_topic.append(i)
+                    obj_device.append(device)
+                    obj_backfill.append(True)
+                    obj_element.append(j)
+
+        fixes = self._validate(
+            raw, objs, obj_topic, obj_device, obj_backfill, obj_element, rejects, now_ms
+        )
+        return Decoded(fixes=fixes, rejects=rejects, statuses=statuses, messages=len(raw))
+
+    @staticmethod
+    def _status(
+        topic: str,
+        device: str,
+        payload: bytes,
+        received_ms: int,
+        statuses: DeviceStatus,
+        rejects: Rejects,
+    ) -> None:
+        text = payload.strip().lower()
+        if text == b"":
+            return  # a cleared retained message: nothing to record
+        if text not in (b"online", b"offline"):
+            rejects.add(topic, device, Reason.BAD_STATUS,
+                        "status payload must be 'online' or 'offline'", payload, received_ms)
+            return
+        statuses.device.append(device)
+        statuses.online.append(text == b"online")
+        statuses.received_ms.append(received_ms)
+
+    def _validate(
+        self,
+        raw: RawBatch,
+        objs: list[dict],
+        obj_topic: list[int],
+        obj_device: list[str],
+        obj_backfill: list[bool],
+        obj_element: list[int],
+        rejects: Rejects,
+        now_ms: int | None,
+    ) -> FixBatch:
+        n = len(objs)
+        if n == 0:
+            return FixBatch.empty()
+        # first failing check per candidate wins: 0 = fine
+        reason = np.zeros(n, np.int8)
+        detail: dict[int, str] = {}
+        codes = list(Reason)
+
+        def fail(mask: np.ndarray, why: Reason, say) -> None:
+            hit = np.flatnonzero(mask & (reason == 0))
+            if hit.size:
+                reason[hit] = codes.index(why) + 1
+                for k in hit.tolist():
+                    detail[k] = say(k)
+
+        raw_values: dict[str, list] = {}
+        known: dict[str, np.ndarray] = {}
+        for key, (accepted, required) in _KEYS.items():
+            values = list(map(dict.get, objs, repeat(key), repeat(_MISSING)))
+            raw_values[key] = values
+            missing = np.fromiter(map(is_, values, repeat(_MISSING)), bool, n)
+            types = list(map(type, values))
+            ok_type = np.fromiter(map(accepted.__contains__, types), bool, n)
+            if required:
+                fail(missing, Reason.MISSING_FIELD,
+                     lambda k, key=key: f"required key {key!r} is missing")
+                wrong = ~missing & ~ok_type
+            else:
+                is_null = np.fromiter(map(is_, types, repeat(_NONE)), bool, n)
+                wrong = ~missing & ~is_null & ~ok_type
+            want = _TYPE_NAMES[accepted]
+            fail(wrong, Reason.BAD_TYPE,
+                 lambda k, key=key, want=want, values=values:
+                 f"{key!r} must be {want}, got {_json_type(values[k])}")
+            known[key] = ok_type
+
+        ts = _int_column(raw_values["ts"], known["ts"])
+        fail(known["v"] & (_int_column(raw_values["v"], known["v"]) != WIRE_VERSION),
+             Reason.BAD_VERSION,
+             lambda k: f"wire version {raw_values['v'][k]!r} is not supported "
+             f"(want {WIRE_VERSION})")
+
+        columns: dict[str, np.ndarray] = {}
+        for key, (accepted, _required) in _KEYS.items():
+            if key in ("v", "ts", "dev"):
+                continue
+            if accepted is _INTEGER:
+                columns[key] = _int_column(raw_values[key], known[key])
+            else:
+                col = _float_column(raw_values[key], known[key])
+                fail(known[key] & ~np.isfinite(col), Reason.NOT_FINITE,
+                     lambda k, key=key: f"{key!r} is not a finite number")
+                columns[key] = col
+
+        overflow = known["ts"] & (ts == np.iinfo(np.int64).min)
+        for key, low, high in _RANGES:
+            col = columns[key]
+            bad = known[key] & ((col < low) | (col > high))
+            if accepted_int := (_KEYS[key][0] is _INTEGER):
+                bad |= known[key] & (col == np.iinfo(np.int64).min)  # did not fit in int64
+            fail(bad, Reason.OUT_OF_RANGE,
+                 lambda k, key=key, low=low, high=high, i=accepted_int:
+                 f"{key!r} = {raw_values[key][k]!r} is outside "
+                 f"{int(low) if i else low}..{int(high) if i else high}")
+        fail(overflow | (known["ts"] & (ts < MIN_TS_MS)), Reason.OUT_OF_RANGE,
+             lambda k: f"'ts' = {raw_values['ts'][k]!r} is before 2000-01-01; "
+             "it must be Unix epoch milliseconds (seconds sent by mistake?)")
+
+        now = _now_ms() if now_ms is None else now_ms
+        fail(known["ts"] & (ts > now + self.max_future_ms), Reason.FUTURE_TIMESTAMP,
+             lambda k: f"'ts' is {(int(ts[k]) - now) / 1000:.0f} s in the future "
+             f"(limit {self.max_future_ms // 1000} s): check the terminal clock")
+
+        topic_device = _objects(obj_device)
+        dev = _objects(raw_values["dev"])
+        fail(known["dev"] & (dev != topic_device), Reason.DEVICE_MISMATCH,
+             lambda k: f"payload 'dev' {raw_values['dev'][k]!r} does not match the topic's "
+             f"device {obj_device[k]!r}")
+
+        for k in np.flatnonzero(reason).tolist():
+            i = obj_topic[k]
+            element = obj_element[k]
+            payload = raw.payloads[i] if element < 0 else _element_bytes(objs[k])
+            say = detail[k] if element < 0 else f"batch element {element}: {detail[k]}"
+            rejects.add(raw.topics[i], obj_device[k], codes[reason[k] - 1], say, payload,
+                        int(raw.received_ms[i]))
+
+        good = reason == 0
+        lid, lift, load = columns["lid"], columns["lift"], columns["load"]
+        return FixBatch.from_columns(
+            device=topic_device[good],
+            ts=ts[good],
+            lon=columns["lon"][good],
+            lat=columns["lat"][good],
+            speed=columns["spd"][good],
+            heading=columns["hdg"][good],
+            lid=np.where(known["lid"], lid, UNKNOWN)[good],
+            lift=np.where(known["lift"], lift, UNKNOWN)[good],
+            load=np.where(known["load"], load, UNKNOWN)[good],
+            load_kg=columns["load_kg"][good],
+            sats=np.where(known["sats"], columns["sats"], UNKNOWN)[good],
+            hdop=columns["hdop"][good],
+            seq=np.where(known["seq"], columns["seq"], UNKNOWN)[good],
+            received=raw.received_ms[np.asarray(obj_topic)][good],
+            backfill=np.asarray(obj_backfill, bool)[good],
+        )
+
+
+def _objects(values: list) -> np.ndarray:
+    """A 1-D object array even when the values are lists (np.array would nest them)."""
+    return np.fromiter(values, dtype=object, count=len(values))
+
+
+def _int_column(values: list, ok: np.ndarray) -> np.ndarray:
+    """Python ints → int64; entries that are not ok become 0, ints beyond int64 become
+    int64.min (a value no range check accepts)."""
+    arr = _objects(values)
+    arr[~ok] = 0
+    try:
+        return arr.astype(np.int64)
+    except OverflowError:
+        fits = np.fromiter(
+            (-(2**63) < v <= 2**63 - 1 for v in arr.tolist()), bool, len(values)
+        )
+        arr[~fits] = np.iinfo(np.int64).min
+        return arr.astype(np.int64)
+
+
+def _float_column(values: list, ok: np.ndarray) -> np.ndarray:
+    arr = _objects(values)
+    arr[~ok] = np.nan
+    try:
+        return arr.astype(np.float64)
+    except OverflowError:  # an int too large for a double: treat as non-finite
+        return np.array([float(v) if abs(v) < 1e308 else np.inf for v in arr.tolist()])
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if type(value) is float and value.is_integer() and abs(value) >= 2**63:
+        return "an integer beyond 64 bits"
+    return {bool: "a boolean", str: "a string", list: "an array", dict: "an object",
+            float: "a non-integer number", int: "an integer"}.get(type(value), "?")
+
+
+def _element_bytes(element: object) -> bytes:
+    return json.dumps(element, ensure_ascii=False, allow_nan=True).encode()
+
+
+def _now_ms() -> int:
+    import time
+
+    return time.time_ns() // 1_000_000
+
+
+def encode_fix(fix: dict, *, device: str | None = None) -> bytes:
+    """Serialize one wire-format fix (used by the simulator and tests)."""
+    if device is not None:
+        fix = {**fix, "dev": device}
+    return orjson.dumps(fix)
+
+
+def encode_batch(fixes: Sequence[dict]) -> bytes:
+    return orjson.dumps(list(fixes))

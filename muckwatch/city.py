@@ -1,0 +1,325 @@
+"""The city bundle (docs/city.md): reference data every stage of the pipeline needs.
+
+Loading validates the whole bundle and reports *every* bad row or feature with its id and the
+reason, not just the first, because a city's data team fixes them all in one pass. Geometries
+drawn in GCJ-02 or BD-09 (AMap, Baidu) are converted to WGS-84 here, once, so nothing
+downstream ever sees a Chinese map datum.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import tomllib
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import numpy as np
+import shapely
+from shapely.geometry.base import BaseGeometry
+
+from geofence.coords import SYSTEMS, convert
+
+FENCE_KINDS = ("construction_site", "disposal_site", "transfer_dock", "restricted_zone")
+SITE_KINDS = ("construction_site", "disposal_site", "transfer_dock")
+_WINDOW = re.compile(r"([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)")
+
+
+class CityError(ValueError):
+    """The bundle has problems; ``problems`` lists each as 'file: id: reason'."""
+
+    def __init__(self, directory: Path, problems: list[str]):
+        self.problems = problems
+        shown = "\n  ".join(problems[:50])
+        more = f"\n  … and {len(problems) - 50} more" if len(problems) > 50 else ""
+        super().__init__(
+            f"city bundle {directory} has {len(problems)} problem(s):\n  {shown}{more}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Fence:
+    id: str
+    kind: str
+    geometry: BaseGeometry  # WGS-84 Polygon or MultiPolygon
+    name: str | None = None
+    windows: tuple[str, ...] = ()
+    speed_limit_kmh: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Permit:
+    id: str
+    plate: str
+    origin: str
+    destinations: tuple[str, ...]
+    corridor_m: float
+    valid_from: datetime
+    valid_to: datetime
+    route: BaseGeometry  # WGS-84 LineString
+    hours: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Vehicle:
+    plate: str
+    device_id: str
+    company_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Company:
+    id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class City:
+    name: str
+    timezone: str
+    crs: str  # the crs the files were drawn in; everything loaded here is WGS-84
+    metric_epsg: int
+    fences: list[Fence]
+    permits: list[Permit]
+    vehicles: list[Vehicle]
+    companies: list[Company]
+    directory: Path = field(default=Path("."))
+
+    def vehicle_by_device(self) -> dict[str, Vehicle]:
+        return {v.device_id: v for v in self.vehicles}
+
+
+def parse_window(text: str) -> tuple[int, int]:
+    """``"HH:MM-HH:MM"`` → (start, end) minutes of the local day; end < start crosses midnight."""
+    match = _WINDOW.fullmatch(text)
+    if not match:
+        raise ValueError(f"time window {text!r} is not HH:MM-HH:MM")
+    h1, m1, h2, m2 = (int(g) for g in match.groups())
+    if h2 == 24 and m2 != 0:
+        raise ValueError(f"time window {text!r}: 24:MM is only valid as 24:00")
+    return h1 * 60 + m1, h2 * 60 + m2
+
+
+def _to_wgs84(geometry: BaseGeometry, crs: str) -> BaseGeometry:
+    if crs == "wgs84":
+        return geometry
+    return shapely.transform(
+        geometry, lambda xy: np.column_stack(convert(xy[:, 0], xy[:, 1], crs, "wgs84"))
+    )
+
+
+def _geometry(raw: object, allowed: tuple[str, ...], where: str, problems: list[str]):
+    if not isinstance(raw, dict) or raw.get("type") not in allowed:
+        problems.append(f"{where}: geometry must be {' or '.join(allowed)}")
+        return None
+    try:
+        geometry = shapely.geometry.shape(raw)
+    except Exception as e:  # shapely raises several types for malformed coordinates
+        problems.append(f"{where}: geometry cannot be read: {e}")
+        return None
+    bounds = geometry.bounds
+    if geometry.is_empty or not (-180 <= bounds[0] <= bounds[2] <= 180
+                                 and -90 <= bounds[1] <= bounds[3] <= 90):
+        problems.append(f"{where}: coordinates out of range (lon -180..180, lat -90..90)")
+        return None
+    if not geometry.is_valid:
+        problems.append(f"{where}: invalid geometry: {shapely.is_valid_reason(geometry)}")
+        return None
+    return geometry
+
+
+def _features(path: Path, problems: list[str]) -> list[dict]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        problems.append(f"{path.name}: file is missing")
+        return []
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        problems.append(f"{path.name}: not valid JSON: {e}")
+        return []
+    if not isinstance(data, dict) or data.get("type") != "FeatureCollection":
+        problems.append(f"{path.name}: must be a GeoJSON FeatureCollection")
+        return []
+    return [f for f in data.get("features", []) if isinstance(f, dict)]
+
+
+def _csv_rows(path: Path, columns: tuple[str, ...], problems: list[str]) -> list[dict]:
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as f:
+            reader = csv.DictReader(f)
+            missing = [c for c in columns if c not in (reader.fieldnames or [])]
+            if missing:
+                problems.append(f"{path.name}: missing column(s) {', '.join(missing)}")
+                return []
+            return [{k: (v or "").strip() for k, v in row.items() if k} for row in reader]
+    except FileNotFoundError:
+        problems.append(f"{path.name}: file is missing")
+        return []
+
+
+def _timestamp(value: object, where: str, problems: list[str]) -> datetime | None:
+    if not isinstance(value, str):
+        problems.append(f"{where}: must be an ISO 8601 timestamp with offset")
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        problems.append(f"{where}: {value!r} is not ISO 8601")
+        return None
+    if parsed.tzinfo is None:
+        problems.append(f"{where}: {value!r} has no UTC offset")
+        return None
+    return parsed
+
+
+def load_city(directory: str | Path) -> City:
+    """Read and validate a bundle; raise CityError listing every problem found."""
+    directory = Path(directory)
+    problems: list[str] = []
+    if not directory.is_dir():
+        raise CityError(directory, [f"{directory}: not a directory"])
+    meta: dict = {}
+    try:
+        meta = tomllib.loads((directory / "city.toml").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        problems.append("city.toml: file is missing")
+    except tomllib.TOMLDecodeError as e:
+        problems.append(f"city.toml: {e}")
+    timezone = meta.get("timezone", "Asia/Shanghai")
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        problems.append(f"city.toml: unknown timezone {timezone!r}")
+    crs = meta.get("crs", "wgs84")
+    if crs not in SYSTEMS:
+        problems.append(f"city.toml: crs {crs!r} is not one of {', '.join(SYSTEMS)}")
+        crs = "wgs84"
+    metric_epsg = meta.get("metric_epsg", 4547)
+    if not isinstance(metric_epsg, int):
+        problems.append("city.toml: metric_epsg must be an integer EPSG code")
+
+    companies = []
+    for row in _csv_rows(directory / "companies.csv", ("id", "name"), problems):
+        if not row["id"]:
+            problems.append("companies.csv: a row has an empty id")
+            continue
+        companies.append(Company(row["id"], row["name"]))
+    company_ids = {c.id for c in companies}
+
+    vehicles = []
+    for row in _csv_rows(directory / "vehicles.csv", ("plate", "device_id", "company_id"),
+                         problems):
+        where = f"vehicles.csv: {row['plate'] or '(no plate)'}"
+        if not row["plate"] or not row["device_id"]:
+            problems.append(f"{where}: plate and device_id are required")
+            continue
+        if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", row["device_id"]):
+            problems.append(f"{where}: device_id {row['device_id']!r} is not usable in a topic")
+            continue
+        if row["company_id"] not in company_ids:
+            problems.append(f"{where}: company {row['company_id']!r} is not in companies.csv")
+        vehicles.append(Vehicle(row["plate"], row["device_id"], row["company_id"]))
+    plates = {v.plate for v in vehicles}
+
+    fences = []
+    for feature in _features(directory / "fences.geojson", problems):
+        props = feature.get("properties") or {}
+        fid = props.get("id")
+        where = f"fences.geojson: {fid}"
+        if not isinstance(fid, str) or not fid:
+            problems.append("fences.geojson: a feature has no string id")
+            continue
+        kind = props.get("kind")
+        if kind not in FENCE_KINDS:
+            problems.append(f"{where}: kind {kind!r} is not one of {', '.join(FENCE_KINDS)}")
+            continue
+        windows = props.get("windows") or []
+        if not isinstance(windows, list):
+            problems.append(f"{where}: windows must be a list of 'HH:MM-HH:MM'")
+            windows = []
+        for w in windows:
+            try:
+                parse_window(str(w))
+            except ValueError as e:
+                problems.append(f"{where}: {e}")
+        limit = props.get("speed_limit_kmh")
+        if limit is not None and (not isinstance(limit, int | float) or limit <= 0):
+            problems.append(f"{where}: speed_limit_kmh must be a positive number")
+            limit = None
+        geometry = _geometry(feature.get("geometry"), ("Polygon", "MultiPolygon"), where,
+                             problems)
+        if geometry is None:
+            continue
+        fences.append(Fence(fid, kind, _to_wgs84(geometry, crs), props.get("name"),
+                            tuple(str(w) for w in windows),
+                            float(limit) if limit is not None else None))
+    kinds = {f.id: f.kind for f in fences}
+
+    permits = []
+    for feature in _features(directory / "permits.geojson", problems):
+        props = feature.get("properties") or {}
+        pid = props.get("id")
+        where = f"permits.geojson: {pid}"
+        if not isinstance(pid, str) or not pid:
+            problems.append("permits.geojson: a feature has no string id")
+            continue
+        plate = props.get("plate")
+        if plate not in plates:
+            problems.append(f"{where}: plate {plate!r} is not in vehicles.csv")
+        origin = props.get("origin")
+        if kinds.get(origin) != "construction_site":
+            problems.append(f"{where}: origin {origin!r} is not a construction_site in fences")
+        dest = props.get("destination")
+        destinations = tuple(dest) if isinstance(dest, list) else (dest,)
+        for d in destinations:
+            if kinds.get(d) not in ("disposal_site", "transfer_dock"):
+                problems.append(f"{where}: destination {d!r} is not a disposal_site or "
+                                "transfer_dock in fences")
+        corridor = props.get("corridor_m")
+        if not isinstance(corridor, int | float) or not 0 < corridor <= 5000:
+            problems.append(f"{where}: corridor_m must be a number of metres in (0, 5000]")
+            corridor = None
+        valid_from = _timestamp(props.get("valid_from"), f"{where}: valid_from", problems)
+        valid_to = _timestamp(props.get("valid_to"), f"{where}: valid_to", problems)
+        if valid_from and valid_to and valid_to <= valid_from:
+            problems.append(f"{where}: valid_to is not after valid_from")
+        hours = props.get("hours")
+        if hours is not None:
+            try:
+                parse_window(str(hours))
+            except ValueError as e:
+                problems.append(f"{where}: hours: {e}")
+        route = _geometry(feature.get("geometry"), ("LineString",), where, problems)
+        if route is None or corridor is None or valid_from is None or valid_to is None:
+            continue
+        permits.append(Permit(pid, str(plate), str(origin), tuple(str(d) for d in destinations),
+                              float(corridor), valid_from, valid_to, _to_wgs84(route, crs),
+                              str(hours) if hours is not None else None))
+
+    for name, ids in (("companies.csv", [c.id for c in companies]),
+                      ("vehicles.csv", [v.plate for v in vehicles]),
+                      ("vehicles.csv device_id", [v.device_id for v in vehicles]),
+                      ("fences.geojson", [f.id for f in fences]),
+                      ("permits.geojson", [p.id for p in permits])):
+        seen: set[str] = set()
+        for i in ids:
+            if i in seen:
+                problems.append(f"{name}: {i}: duplicate id")
+            seen.add(i)
+
+    if problems:
+        raise CityError(directory, problems)
+    return City(
+        name=str(meta.get("name", directory.name)),
+        timezone=timezone,
+        crs=crs,
+        metric_epsg=int(metric_epsg),
+        fences=fences,
+        permits=permits,
+        vehicles=vehicles,
+        companies=companies,
+        directory=directory,
+    )

@@ -1,0 +1,248 @@
+"""The ``muckwatch`` command: one entry point for operators, analysts and testers.
+
+Exit codes: 0 success; 1 a runtime failure (broker or database unreachable, demo check
+failed); 2 a user mistake (bad arguments, config, file or city bundle) — reported in one clear
+sentence, never a traceback; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import sys
+
+EXAMPLES = """\
+examples:
+  muckwatch demo                              # the whole system for a minute, then a report
+  muckwatch run --config muckwatch.toml       # the ingest service
+  muckwatch db migrate && muckwatch db status
+  muckwatch import city data/sample-city
+  muckwatch services up                       # private broker + database for poking around
+  muckwatch coords convert --from gcj02 --to wgs84 114.0628 22.5401
+  muckwatch config show
+"""
+
+
+class UserError(Exception):
+    """A mistake the user can fix; printed as one sentence, exit code 2."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="muckwatch",
+        description="Real-time telemetry and geofencing for muck trucks (渣土车).",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--config", help="TOML config file (default: $MUCKWATCH_CONFIG)")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def cmd(name: str, help_text: str, example: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_text, description=help_text,
+                              epilog=f"example:\n  {example}",
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    run = cmd("run", "run the ingest service (MQTT → pipeline → database)",
+              "MUCKWATCH_DSN=postgresql://… muckwatch run --city data/sample-city")
+    run.add_argument("--city", help="city bundle directory (default: [city] dir)")
+
+    demo = cmd("demo", "private broker + database, simulated trucks for ~1 minute, a report",
+               "muckwatch demo --duration 60")
+    demo.add_argument("--duration", type=float, default=60.0, help="seconds (default 60)")
+    demo.add_argument("--interval", type=float, default=1.0, help="seconds between fixes")
+    demo.add_argument("--trucks", type=int, default=1000, help="at most this many trucks")
+    demo.add_argument("--seed", type=int, default=7)
+
+    db = cmd("db", "database schema: migrate or show status", "muckwatch db migrate")
+    db.add_argument("action", choices=["migrate", "status"])
+
+    imp = cmd("import", "load reference data into the database", "muckwatch import city DIR")
+    imp.add_argument("what", choices=["city"])
+    imp.add_argument("dir", help="city bundle directory")
+
+    svc = cmd("services", "start/stop the private Mosquitto and PostgreSQL used by the demo",
+              "muckwatch services up")
+    svc.add_argument("action", choices=["up", "down", "status"])
+
+    conf = cmd("config", "show the effective configuration (secrets masked)",
+               "MUCKWATCH_MQTT_PORT=1884 muckwatch config show")
+    conf.add_argument("action", choices=["show"])
+
+    coords = cmd("coords", "convert coordinates between WGS-84, GCJ-02 and BD-09",
+                 "muckwatch coords convert --from gcj02 --to wgs84 114.0628 22.5401")
+    coords.add_argument("action", choices=["convert"])
+    coords.add_argument("--from", dest="source", required=True,
+                        choices=["wgs84", "gcj02", "bd09"])
+    coords.add_argument("--to", dest="target", required=True, choices=["wgs84", "gcj02", "bd09"])
+    coords.add_argument("lon", type=float)
+    coords.add_argument("lat", type=float)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    from muckwatch.config import ConfigError, load_settings
+
+    try:
+        settings = load_settings(args.config)
+        return _dispatch(args, settings)
+    except KeyboardInterrupt:
+        return 130
+    except (UserError, ConfigError, FileNotFoundError) as e:
+        print(f"muckwatch: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # known operational failures get one sentence, others a traceback
+        from ingest.receiver import BrokerError
+        from muckwatch.city import CityError
+        from muckwatch.services import ServiceError
+        from store.database import DatabaseError
+
+        if isinstance(e, CityError):
+            print(f"muckwatch: {e}", file=sys.stderr)
+            return 2
+        if isinstance(e, BrokerError | DatabaseError | ServiceError):
+            print(f"muckwatch: {e}", file=sys.stderr)
+            return 1
+        import psycopg
+
+        if isinstance(e, psycopg.OperationalError):
+            print(f"muckwatch: database unavailable: {str(e).strip().splitlines()[-1]}",
+                  file=sys.stderr)
+            return 1
+        raise
+
+
+def city_dir(configured: str) -> str:
+    """The configured city directory; a relative default that does not exist here is looked
+    up in the source checkout too, so ``muckwatch run`` works from any directory."""
+    from pathlib import Path
+
+    from muckwatch.services import REPO_ROOT
+
+    path = Path(configured)
+    if not path.is_absolute() and not path.exists() and (REPO_ROOT / path).is_dir():
+        return str(REPO_ROOT / path)
+    return configured
+
+
+def _connect(settings):
+    import psycopg
+
+    from store.database import DatabaseError, describe_dsn
+
+    try:
+        return psycopg.connect(settings.database.dsn,
+                               connect_timeout=settings.database.connect_timeout_s)
+    except psycopg.OperationalError as e:
+        raise DatabaseError(f"cannot connect to PostgreSQL at "
+                            f"{describe_dsn(settings.database.dsn)}: "
+                            f"{str(e).strip().splitlines()[-1]}") from None
+
+
+def _dispatch(args: argparse.Namespace, settings) -> int:
+    if args.command == "run":
+        from muckwatch.city import load_city
+        from muckwatch.service import IngestService
+
+        city = load_city(args.city or city_dir(settings.city.dir))
+        service = IngestService(settings, city)
+        stats = asyncio.run(service.run())
+        print(stats.as_json(), flush=True)
+        return 0
+
+    if args.command == "demo":
+        from muckwatch.demo import DemoOptions, run_demo
+
+        return run_demo(settings, DemoOptions(duration_s=args.duration,
+                                              interval_s=args.interval,
+                                              trucks=args.trucks, seed=args.seed))
+
+    if args.command == "db":
+        from store.migrate import migrate, status
+
+        with _connect(settings) as conn:
+            if args.action == "migrate":
+                applied = migrate(conn)
+                print(f"applied migrations: {applied}" if applied else "schema is up to date")
+            st = status(conn)
+            print(f"mode: {st.mode} ({st.why})")
+            print(f"server: PostgreSQL {st.server_version}")
+            print(f"applied: {st.applied or 'none'}; pending: {st.pending or 'none'}")
+        return 0
+
+    if args.command == "import":
+        from muckwatch.city import load_city
+        from store.reference import import_city
+
+        city = load_city(args.dir)
+        with _connect(settings) as conn:
+            counts = import_city(conn, city)
+        print("imported " + ", ".join(f"{n} {k}" for k, n in counts.items()))
+        return 0
+
+    if args.command == "services":
+        return _services(args.action)
+
+    if args.command == "config":
+        from muckwatch.config import as_dict, to_toml
+
+        print(to_toml(as_dict(settings, masked=True)), end="")
+        return 0
+
+    if args.command == "coords":
+        from geofence.coords import convert
+
+        lon, lat = convert([args.lon], [args.lat], args.source, args.target)
+        print(f"{lon[0]:.8f} {lat[0]:.8f}")
+        return 0
+    raise UserError(f"unknown command {args.command}")
+
+
+def _services(action: str) -> int:
+    import os
+    import signal
+
+    from muckwatch.services import (
+        PrivateMosquitto,
+        PrivatePostgres,
+        default_run_dir,
+        load_state,
+        save_state,
+    )
+
+    run_dir = default_run_dir()
+    state = load_state(run_dir)
+    if action == "up":
+        broker = PrivateMosquitto(run_dir / "mosquitto").start()
+        assert broker.proc is not None
+        db = PrivatePostgres(run_dir / "pg").start()
+        save_state(run_dir, mqtt_port=broker.port, mosquitto_pid=broker.proc.pid, dsn=db.dsn,
+                   pg_port=db.port)
+        print(f"mosquitto: {broker.url} (pid {broker.proc.pid})")
+        print(f"postgres:  {db.dsn}")
+        print(f"psql -h 127.0.0.1 -p {db.port} -U postgres muckwatch")
+        print(f"export MUCKWATCH_DSN={db.dsn} MUCKWATCH_MQTT_PORT={broker.port}")
+        return 0
+    if action == "down":
+        if state.get("mosquitto_pid"):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(state["mosquitto_pid"]), signal.SIGTERM)
+        PrivatePostgres(run_dir / "pg").stop()
+        (run_dir / "services.json").unlink(missing_ok=True)
+        print("stopped")
+        return 0
+    print(json.dumps(state, indent=2) if state else "not running")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

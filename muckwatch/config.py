@@ -1,0 +1,185 @@
+"""Settings: one TOML file plus ``MUCKWATCH_*`` environment overrides, documented defaults.
+
+Every knob is a field below, so ``muckwatch config show`` and docs/config.md list the same
+set. An environment variable ``MUCKWATCH_<SECTION>_<KEY>`` (e.g. ``MUCKWATCH_MQTT_PORT=1884``)
+overrides the file; ``MUCKWATCH_DSN`` is a short alias for ``MUCKWATCH_DATABASE_DSN``.
+Secrets (passwords, DSN passwords) are masked whenever settings are printed or logged.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
+from typing import Any, get_type_hints
+
+
+class ConfigError(ValueError):
+    """The config file or an override is wrong; the message names the key and the problem."""
+
+
+@dataclass(frozen=True)
+class MqttSettings:
+    host: str = "127.0.0.1"
+    port: int = 1883
+    client_id: str = "muckwatch-ingest"
+    username: str = ""
+    password: str = ""
+    topic_root: str = "muck/v1"
+    keepalive_s: int = 30
+    # persistent session: the broker keeps our QoS 1 queue this long while we are away
+    session_expiry_s: int = 86_400
+    # in-flight window; must exceed ingest.batch_max because acks wait for the commit
+    receive_maximum: int = 65_535
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    dsn: str = "postgresql://postgres@127.0.0.1:5432/muckwatch"
+    connect_timeout_s: int = 10
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    batch_max: int = 5_000  # messages per batch
+    batch_wait_ms: int = 200  # flush a partial batch after this long
+    max_payload_bytes: int = 65_536
+    max_future_s: int = 600  # device clocks may run ahead by this much
+    retry_backoff_max_s: float = 30.0  # database unavailable: retry the batch, capped backoff
+
+
+@dataclass(frozen=True)
+class CitySettings:
+    dir: str = "data/sample-city"
+
+
+@dataclass(frozen=True)
+class Settings:
+    mqtt: MqttSettings = field(default_factory=MqttSettings)
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    ingest: IngestSettings = field(default_factory=IngestSettings)
+    city: CitySettings = field(default_factory=CitySettings)
+
+    def with_overrides(self, **sections: dict[str, Any]) -> Settings:
+        """A copy with some keys replaced, e.g. ``with_overrides(mqtt={"port": 1884})``."""
+        changed = {}
+        for name, values in sections.items():
+            changed[name] = replace(getattr(self, name), **values)
+        return replace(self, **changed)
+
+
+_SECRET_KEYS = {"password", "secret", "token"}
+_ALIASES = {"MUCKWATCH_DSN": ("database", "dsn")}
+
+
+def _coerce(value: Any, kind: type, where: str) -> Any:
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false",
+                                                        "no", "off"):
+            return value.lower() in ("1", "true", "yes", "on")
+    elif kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
+            return int(value)
+    elif kind is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif kind is str and isinstance(value, str):
+        return value
+    raise ConfigError(f"{where}: expected {kind.__name__}, got {value!r}")
+
+
+def load_settings(path: str | Path | None = None, env: dict[str, str] | None = None) -> Settings:
+    """Defaults ← TOML file (``path`` or ``$MUCKWATCH_CONFIG``) ← environment overrides."""
+    env = dict(os.environ if env is None else env)
+    path = path or env.get("MUCKWATCH_CONFIG")
+    data: dict[str, Any] = {}
+    if path:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {p} does not exist")
+        try:
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"config file {p}: {e}") from None
+
+    sections: dict[str, dict[str, Any]] = {}
+    hints = get_type_hints(Settings)
+    for name, section in data.items():
+        if name not in hints:
+            raise ConfigError(f"unknown config section [{name}] (known: {', '.join(hints)})")
+        if not isinstance(section, dict):
+            raise ConfigError(f"[{name}] must be a table")
+        sections[name] = dict(section)
+
+    for var, value in env.items():
+        if var in _ALIASES:
+            section, key = _ALIASES[var]
+        elif var.startswith("MUCKWATCH_") and var.count("_") >= 2:
+            section, _, key = var[len("MUCKWATCH_"):].lower().partition("_")
+            if section not in hints:
+                continue  # MUCKWATCH_CONFIG, MUCKWATCH_RUN_DIR, … are not settings
+        else:
+            continue
+        sections.setdefault(section, {})[key] = value
+
+    settings = Settings()
+    for name, values in sections.items():
+        section_type = hints[name]
+        section_hints = get_type_hints(section_type)
+        coerced = {}
+        for key, value in values.items():
+            if key not in section_hints:
+                raise ConfigError(
+                    f"unknown key {key!r} in [{name}] (known: {', '.join(section_hints)})"
+                )
+            coerced[key] = _coerce(value, section_hints[key], f"[{name}] {key}")
+        settings = settings.with_overrides(**{name: coerced})
+    return settings
+
+
+def mask_secret(key: str, value: Any) -> Any:
+    if any(s in key for s in _SECRET_KEYS) and value:
+        return "********"
+    if isinstance(value, str) and "://" in value:
+        return re.sub(r"(://[^:/@]+:)[^@]+@", r"\1********@", value)
+    return value
+
+
+def as_dict(settings: Settings, *, masked: bool = True) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for f in fields(settings):
+        section = getattr(settings, f.name)
+        assert is_dataclass(section)
+        out[f.name] = {
+            sf.name: mask_secret(sf.name, getattr(section, sf.name)) if masked
+            else getattr(section, sf.name)
+            for sf in fields(section)
+        }
+    return out
+
+
+def to_toml(data: dict[str, dict[str, Any]]) -> str:
+    lines = []
+    for section, values in data.items():
+        lines.append(f"[{section}]")
+        for key, value in values.items():
+            if isinstance(value, bool):
+                text = "true" if value else "false"
+            elif isinstance(value, int | float):
+                text = repr(value)
+            else:
+                text = '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+            lines.append(f"{key} = {text}")
+        lines.append("")
+    return "\n".join(lines)

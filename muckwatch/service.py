@@ -1,0 +1,146 @@
+"""``muckwatch run``: the ingest service loop — receive a batch, process it, ack it.
+
+Nothing acknowledged is ever lost: a batch is acked only after the store committed it. When
+the database is unavailable the same batch is retried with capped exponential backoff (the
+broker keeps holding everything unacked). SIGTERM/SIGINT stop taking new batches, finish and
+ack the one in flight, and disconnect; what the broker still holds is redelivered to the next
+run of the same persistent session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+
+from ingest.receiver import MqttReceiver
+from ingest.wire import WireDecoder, subscriptions
+from muckwatch.city import City
+from muckwatch.config import Settings
+from muckwatch.pipeline import BatchResult, GeofenceStage, Pipeline, Sequencer
+from rules.engine import RuleEngine
+from store.database import DatabaseError, Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IngestStats:
+    """Running totals, printed as one JSON line when the service stops."""
+
+    batches: int = 0
+    messages: int = 0
+    fixes: int = 0
+    inserted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    rejects: dict[str, int] = field(default_factory=dict)
+    statuses: int = 0
+    events: int = 0
+    db_retries: int = 0
+    started_at: float = field(default_factory=time.time)
+
+    def add(self, r: BatchResult) -> None:
+        self.batches += 1
+        self.messages += r.messages
+        self.fixes += r.fixes
+        self.inserted += r.inserted
+        self.duplicates += r.duplicates
+        self.statuses += r.statuses
+        self.events += r.events
+        for reason, n in r.rejects.items():
+            self.rejects[reason] = self.rejects.get(reason, 0) + n
+            self.rejected += n
+
+    def as_json(self) -> str:
+        data = asdict(self)
+        data["seconds"] = round(time.time() - data.pop("started_at"), 3)
+        return json.dumps(data, sort_keys=True)
+
+
+def build_pipeline(settings: Settings, city: City) -> Pipeline:
+    """The composition root: every stage, configured, in order."""
+    return Pipeline(
+        decoder=WireDecoder(
+            root=settings.mqtt.topic_root,
+            max_payload_bytes=settings.ingest.max_payload_bytes,
+            max_future_ms=settings.ingest.max_future_s * 1000,
+        ),
+        sequencer=Sequencer(),
+        geofence=GeofenceStage.for_city(city),
+        rules=RuleEngine(),
+        store=Store(settings.database.dsn, settings.database.connect_timeout_s),
+    )
+
+
+class IngestService:
+    def __init__(self, settings: Settings, city: City) -> None:
+        self.settings = settings
+        self.pipeline = build_pipeline(settings, city)
+        self.receiver = MqttReceiver(
+            settings.mqtt,
+            subscriptions(settings.mqtt.topic_root),
+            batch_max=settings.ingest.batch_max,
+            batch_wait_s=settings.ingest.batch_wait_ms / 1000,
+        )
+        self.stats = IngestStats()
+        self._stop = asyncio.Event()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run(self, install_signal_handlers: bool = True) -> IngestStats:
+        loop = asyncio.get_running_loop()
+        if install_signal_handlers:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.request_stop)
+        await self.receiver.start()
+        log.info("ingest running: batch_max=%d wait=%dms", self.settings.ingest.batch_max,
+                 self.settings.ingest.batch_wait_ms)
+        try:
+            while not self._stop.is_set():
+                next_batch = asyncio.ensure_future(self.receiver.next_batch())
+                stop_wait = asyncio.ensure_future(self._stop.wait())
+                done, _ = await asyncio.wait({next_batch, stop_wait},
+                                             return_when=asyncio.FIRST_COMPLETED)
+                stop_wait.cancel()
+                if next_batch not in done:
+                    next_batch.cancel()
+                    break
+                batch = next_batch.result()
+                if len(batch):
+                    await self._process_until_committed(batch)
+            # drain: whatever is already buffered is processed and acked before leaving
+            while not self._stop_hard and (batch := self.receiver.take()) and len(batch):
+                await self._process_until_committed(batch)
+        finally:
+            await self.receiver.stop()
+            await self.pipeline.store.close()
+        return self.stats
+
+    _stop_hard = False
+
+    async def _process_until_committed(self, batch) -> None:
+        delay = 0.5
+        while True:
+            try:
+                result = await self.pipeline.process(batch)
+            except DatabaseError as e:
+                self.stats.db_retries += 1
+                if self._stop.is_set():
+                    # stopping with the database down: leave the batch unacked for redelivery
+                    log.error("%s; stopping without ack, the broker keeps the batch", e)
+                    self._stop_hard = True
+                    return
+                log.warning("%s; retrying in %.1f s", e, delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), delay)
+                delay = min(delay * 2, self.settings.ingest.retry_backoff_max_s)
+                continue
+            self.receiver.ack(batch)
+            self.stats.add(result)
+            return

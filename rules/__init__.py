@@ -1,0 +1,1 @@
+"""Per-vehicle rule state machines: classified fixes in, violation events out. No I/O."""

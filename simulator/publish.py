@@ -1,0 +1,86 @@
+"""Publishing simulated terminals to MQTT, the way real terminals reach the system.
+
+One paho client (its own network thread) publishes for many trucks. QoS 1 publishes are
+counted until the broker acknowledged each one, so a caller can wait until everything it sent
+is safely with the broker.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import paho.mqtt.client as mqtt
+
+from ingest.wire import TOPIC_ROOT
+
+
+class PublishError(RuntimeError):
+    pass
+
+
+class MqttPublisher:
+    def __init__(self, host: str, port: int, *, client_id: str = "muckwatch-simulator",
+                 max_inflight: int = 1000) -> None:
+        self.host, self.port = host, port
+        self.client = mqtt.Client(
+            callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=mqtt.MQTTv311,
+        )
+        self.client.max_inflight_messages_set(max_inflight)
+        self.client.max_queued_messages_set(0)
+        self._acked = 0
+        self._sent = 0
+        self._lock = threading.Lock()
+        self.client.on_publish = self._on_publish
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        with self._lock:
+            self._acked += 1
+
+    def connect(self, timeout_s: float = 10.0) -> MqttPublisher:
+        try:
+            self.client.connect(self.host, self.port, keepalive=30)
+        except OSError as e:
+            raise PublishError(f"cannot reach the MQTT broker at {self.host}:{self.port}: {e}"
+                               ) from None
+        self.client.loop_start()
+        deadline = time.monotonic() + timeout_s
+        while not self.client.is_connected():
+            if time.monotonic() > deadline:
+                raise PublishError(f"no CONNACK from {self.host}:{self.port}")
+            time.sleep(0.01)
+        return self
+
+    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> None:
+        self.client.publish(topic, payload, qos=qos, retain=retain)
+        if qos:
+            with self._lock:
+                self._sent += 1
+
+    def telemetry(self, device: str, payload: bytes, root: str = TOPIC_ROOT) -> None:
+        self.publish(f"{root}/{device}/telemetry", payload)
+
+    def batch(self, device: str, payload: bytes, root: str = TOPIC_ROOT) -> None:
+        self.publish(f"{root}/{device}/telemetry/batch", payload)
+
+    def status(self, device: str, online: bool, root: str = TOPIC_ROOT) -> None:
+        self.publish(f"{root}/{device}/status", b"online" if online else b"offline", retain=True)
+
+    @property
+    def unacked(self) -> int:
+        with self._lock:
+            return self._sent - self._acked
+
+    def flush(self, timeout_s: float = 60.0) -> None:
+        """Wait until the broker acknowledged every QoS 1 message published so far."""
+        deadline = time.monotonic() + timeout_s
+        while self.unacked > 0:
+            if time.monotonic() > deadline:
+                raise PublishError(f"{self.unacked} messages not acknowledged by the broker")
+            time.sleep(0.01)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()

@@ -1,0 +1,1 @@
+"""PostgreSQL/TimescaleDB: migrations, the batch writer, reference data. Knows SQL, not MQTT."""

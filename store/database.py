@@ -1,0 +1,110 @@
+"""The pipeline's database side: one connection, one transaction per batch.
+
+Why one connection: batches are written strictly one after another (their order matters for
+violation upserts), and a single COPY-based transaction per batch keeps PostgreSQL fed with few,
+large operations. A lost connection is re-opened on the next attempt; the caller retries the
+same batch, and the (device, ts) key makes a retry after an unknown outcome harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import psycopg
+
+from muckwatch.batches import DeviceStatus, FixBatch, Rejects
+from rules.events import ViolationEvent
+from store.writer import StoreWriter, WriteReport
+
+log = logging.getLogger(__name__)
+
+
+class DatabaseError(RuntimeError):
+    """The database could not be reached or refused a write; says where and why."""
+
+
+_UPSERT_VIOLATION = """
+INSERT INTO violations (id, rule, severity, device_id, plate, company_id, permit_id, start_ts,
+                        end_ts, start_lon, start_lat, end_lon, end_lat, peak, state, late)
+VALUES (%(id)s, %(rule)s, %(severity)s, %(device_id)s, %(plate)s, %(company_id)s, %(permit_id)s,
+        timestamptz 'epoch' + %(start_ts)s * interval '1 millisecond',
+        timestamptz 'epoch' + %(end_ts)s * interval '1 millisecond',
+        %(start_lon)s, %(start_lat)s, %(end_lon)s, %(end_lat)s, %(peak)s, %(state)s, %(late)s)
+ON CONFLICT (id, start_ts) DO UPDATE SET
+    end_ts = excluded.end_ts, end_lon = excluded.end_lon, end_lat = excluded.end_lat,
+    peak = GREATEST(violations.peak, excluded.peak), severity = excluded.severity,
+    state = excluded.state, updated_at = now()
+"""
+
+
+def describe_dsn(dsn: str) -> str:
+    """host:port/dbname without credentials, for error messages and logs."""
+    try:
+        info = psycopg.conninfo.conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return "(unparseable DSN)"
+    return f"{info.get('host', 'localhost')}:{info.get('port', 5432)}/{info.get('dbname', '')}"
+
+
+@dataclass
+class Store:
+    dsn: str
+    connect_timeout_s: int = 10
+
+    def __post_init__(self) -> None:
+        self._conn: psycopg.AsyncConnection | None = None
+        self._writer = StoreWriter()
+
+    async def _connection(self) -> psycopg.AsyncConnection:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            try:
+                self._conn = await psycopg.AsyncConnection.connect(
+                    self.dsn, connect_timeout=self.connect_timeout_s,
+                    application_name="muckwatch-ingest",
+                )
+            except psycopg.OperationalError as e:
+                raise DatabaseError(
+                    f"cannot connect to PostgreSQL at {describe_dsn(self.dsn)}: "
+                    f"{str(e).strip().splitlines()[-1]}"
+                ) from None
+            await self._writer.prepare(self._conn)
+            await self._conn.commit()
+        return self._conn
+
+    async def write(
+        self,
+        fixes: FixBatch,
+        rejects: Rejects,
+        statuses: DeviceStatus,
+        events: list[ViolationEvent],
+    ) -> WriteReport:
+        """Everything a batch produced, in one transaction: all of it lands or none does."""
+        conn = await self._connection()
+        try:
+            async with conn.transaction():
+                report = await self._writer.write(conn, fixes, rejects, statuses)
+                if events:
+                    async with conn.cursor() as cur:
+                        await cur.executemany(_UPSERT_VIOLATION, [_violation_row(e)
+                                                                  for e in events])
+        except psycopg.OperationalError as e:
+            await conn.close()
+            raise DatabaseError(
+                f"write to {describe_dsn(self.dsn)} failed: {str(e).strip().splitlines()[-1]}"
+            ) from None
+        return report
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+
+
+def _violation_row(e: ViolationEvent) -> dict:
+    return {
+        "id": e.id, "rule": e.rule, "severity": e.severity, "device_id": e.device_id,
+        "plate": e.plate, "company_id": e.company_id, "permit_id": e.permit_id,
+        "start_ts": e.start_ts, "end_ts": e.end_ts, "start_lon": e.start_lon,
+        "start_lat": e.start_lat, "end_lon": e.end_lon, "end_lat": e.end_lat, "peak": e.peak,
+        "state": "closed" if e.phase == "closed" else "open", "late": e.late,
+    }

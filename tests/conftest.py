@@ -1,0 +1,167 @@
+"""Shared fixtures: a real private Mosquitto, a real PostgreSQL, a real ingest process.
+
+Nothing is mocked. The broker and (unless ``MUCKWATCH_DSN`` points at a server) the database
+are private instances started for this test session on free loopback ports, and stopped at
+the end. Tests isolate themselves with their own device ids rather than by wiping tables.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from muckwatch.services import PrivateMosquitto, PrivatePostgres, default_run_dir
+from store.migrate import migrate
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE_CITY = REPO / "data" / "sample-city"
+
+
+@pytest.fixture(scope="session")
+def run_dir() -> Iterator[Path]:
+    base = default_run_dir()
+    base.mkdir(parents=True, exist_ok=True)
+    path = Path(tempfile.mkdtemp(prefix="test-", dir=base))
+    os.chmod(path, 0o755)
+    yield path
+
+
+@pytest.fixture(scope="session")
+def broker(run_dir: Path) -> Iterator[PrivateMosquitto]:
+    b = PrivateMosquitto(run_dir / "mosquitto").start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture(scope="session")
+def dsn(run_dir: Path) -> Iterator[str]:
+    external = os.environ.get("MUCKWATCH_DSN")
+    if external:
+        with psycopg.connect(external) as conn:
+            migrate(conn)
+        yield external
+        return
+    db = PrivatePostgres(run_dir / "pg", fast_unsafe=True).start()
+    with psycopg.connect(db.dsn) as conn:
+        migrate(conn)
+    yield db.dsn
+    db.stop("immediate")
+
+
+@pytest.fixture
+def db(dsn: str) -> Iterator[psycopg.Connection]:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        yield conn
+
+
+_ids = itertools.count(1)
+
+
+@pytest.fixture
+def device_id() -> str:
+    """A device id no other test uses (tests share one database)."""
+    return f"T{uuid.uuid4().hex[:8]}{next(_ids):04d}"
+
+
+class IngestProcess:
+    """``muckwatch run`` as a real separate process."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.log_path = log_path
+        self._log = log_path.open("w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "muckwatch", "run"], env=env, stdout=subprocess.PIPE,
+            stderr=self._log, text=True, stdin=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        while "ingest running" not in log_path.read_text():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"ingest did not start:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.05)
+
+    def stop(self, sig: int = signal.SIGTERM) -> tuple[int, str]:
+        self.proc.send_signal(sig)
+        out, _ = self.proc.communicate(timeout=60)
+        self._log.close()
+        return self.proc.returncode, out
+
+
+def ingest_env(broker: PrivateMosquitto, dsn: str, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "MUCKWATCH_DSN": dsn,
+        "MUCKWATCH_MQTT_HOST": "127.0.0.1",
+        "MUCKWATCH_MQTT_PORT": str(broker.port),
+        "MUCKWATCH_CITY_DIR": str(SAMPLE_CITY),
+        "MUCKWATCH_INGEST_BATCH_WAIT_MS": "50",
+        **extra,
+    }
+
+
+@pytest.fixture(scope="session")
+def ingest(broker: PrivateMosquitto, dsn: str, run_dir: Path) -> Iterator[IngestProcess]:
+    """One long-running ingest shared by the end-to-end tests."""
+    proc = IngestProcess(ingest_env(broker, dsn, MUCKWATCH_MQTT_CLIENT_ID="test-ingest-shared"),
+                         run_dir / "ingest-shared.log")
+    yield proc
+    proc.stop()
+
+
+def wait_for(predicate, timeout_s: float = 20.0, interval_s: float = 0.05):
+    """Poll until ``predicate()`` is truthy; return its value or fail with the last one."""
+    deadline = time.monotonic() + timeout_s
+    value = predicate()
+    while not value and time.monotonic() < deadline:
+        time.sleep(interval_s)
+        value = predicate()
+    return value
+
+
+def mosquitto_pub(broker: PrivateMosquitto, topic: str, payload: bytes | str,
+                  *extra: str) -> None:
+    """Publish like a user would, with the real mosquitto_pub client (QoS 1)."""
+    data = payload.encode() if isinstance(payload, str) else payload
+    subprocess.run(
+        ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(broker.port), "-q", "1", "-t", topic,
+         "-s", *extra],
+        input=data, check=True, timeout=20,
+    )
+
+
+@pytest.fixture
+def publish(broker: PrivateMosquitto):
+    """``publish(topic, payload)`` with mosquitto_pub against the session broker."""
+    return lambda topic, payload, *extra: mosquitto_pub(broker, topic, payload, *extra)
+
+
+@pytest.fixture
+def poll():
+    return wait_for
+
+
+@pytest.fixture
+def start_ingest(broker: PrivateMosquitto, dsn: str, run_dir: Path):
+    """Factory for a private ingest process (own client id); stopped at the end of the test."""
+    started: list[IngestProcess] = []
+
+    def start(client_id: str, **env: str) -> IngestProcess:
+        proc = IngestProcess(ingest_env(broker, dsn, MUCKWATCH_MQTT_CLIENT_ID=client_id, **env),
+                             run_dir / f"ingest-{client_id}.log")
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.proc.poll() is None:
+            proc.stop(signal.SIGKILL)

@@ -1,0 +1,138 @@
+"""Through the real broker, the real ingest process and the real database, as users do it."""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import time
+
+import orjson
+import pytest
+
+from simulator.faults import bad_messages
+
+pytestmark = pytest.mark.e2e
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def rows(db, device: str):
+    return db.execute(
+        "SELECT extract(epoch FROM ts)::numeric * 1000, lon, lat, speed_kmh, heading_deg, lid,"
+        " lift, load, load_kg, sats, hdop, seq, backfill, received_at"
+        " FROM telemetry WHERE device_id = %s ORDER BY ctid", (device,)).fetchall()
+
+
+def test_a_fix_from_mosquitto_pub_lands_with_every_field(ingest, db, device_id, publish, poll):
+    ts = now_ms() - 1000
+    fix = {"v": 1, "ts": ts, "lon": 114.0579123, "lat": 22.5431456, "spd": 36.4, "hdg": 182,
+           "lid": 0, "lift": 0, "load": 2, "load_kg": 17250, "sats": 14, "hdop": 0.7,
+           "seq": 9001, "dev": device_id, "fw": "2.3.1"}
+    sent_at = time.time()
+    publish(f"muck/v1/{device_id}/telemetry", json.dumps(fix))
+    got = poll(lambda: rows(db, device_id))
+    assert len(got) == 1
+    (t, lon, lat, spd, hdg, lid, lift, load, load_kg, sats, hdop, seq, backfill, rec) = got[0]
+    assert int(t) == ts
+    assert (lon, lat) == (114.0579123, 22.5431456)
+    assert spd == pytest.approx(36.4) and hdg == 182
+    assert (lid, lift, load, load_kg, sats, seq, backfill) == (0, 0, 2, 17250, 14, 9001, False)
+    assert hdop == pytest.approx(0.7)
+    assert abs(rec.timestamp() - sent_at) < 30
+
+
+def test_a_backfill_batch_lands_in_device_time_order(ingest, db, device_id, publish, poll):
+    base = now_ms() - 3_600_000
+    fixes = [{"v": 1, "ts": base + i * 5000, "lon": 114.0 + i * 1e-4, "lat": 22.6, "seq": i}
+             for i in range(40)]
+    shuffled = fixes[:]
+    random.Random(4).shuffle(shuffled)
+    publish(f"muck/v1/{device_id}/telemetry/batch", orjson.dumps(shuffled))
+    got = poll(lambda: len(rows(db, device_id)) == 40 and rows(db, device_id))
+    assert [int(r[0]) for r in got] == [f["ts"] for f in fixes], "stored in device-time order"
+    assert [r[11] for r in got] == list(range(40))
+    assert all(r[12] for r in got), "marked as backfill"
+
+
+def test_every_rejection_lands_in_dead_letter_and_valid_neighbours_land(
+        ingest, db, device_id, publish, poll):
+    other = device_id + "x"
+    ts = now_ms()
+    bad = bad_messages(device_id, other, ts)
+    # valid fixes interleaved with every kind of bad message, in one stream
+    for i, b in enumerate(bad):
+        publish(f"muck/v1/{device_id}/telemetry",
+                json.dumps({"v": 1, "ts": ts - 60_000 + i * 1000, "lon": 114.1, "lat": 22.6}))
+        publish(b.topic, b.payload)
+    expected = {}
+    for b in bad:
+        expected[b.reason] = expected.get(b.reason, 0) + 1
+
+    def dead():
+        return db.execute(
+            "SELECT reason, count(*) FROM dead_letter WHERE device_id = %s OR topic = %s"
+            " GROUP BY reason", (device_id, bad[-1].topic)).fetchall()
+
+    got = poll(lambda: sum(n for _, n in dead()) >= len(bad) and dict(dead()))
+    assert got == expected
+    assert len(poll(lambda: len(rows(db, device_id)) == len(bad) and rows(db, device_id))) \
+        == len(bad)
+    detail = db.execute("SELECT detail, payload FROM dead_letter WHERE device_id = %s"
+                        " AND reason = 'device_mismatch'", (device_id,)).fetchone()
+    assert other in detail[0] and json.loads(detail[1])["dev"] == other
+    assert not rows(db, other), "a spoofed fix never lands under the claimed device"
+
+
+def test_a_duplicate_does_not_create_a_second_row(ingest, db, device_id, publish, poll):
+    ts = now_ms() - 5000
+    payload = json.dumps({"v": 1, "ts": ts, "lon": 114.2, "lat": 22.7, "seq": 1})
+    publish(f"muck/v1/{device_id}/telemetry", payload)
+    publish(f"muck/v1/{device_id}/telemetry", payload)
+    publish(f"muck/v1/{device_id}/telemetry/batch", f"[{payload}]")
+    marker = json.dumps({"v": 1, "ts": ts + 1000, "lon": 114.2, "lat": 22.7, "seq": 2})
+    publish(f"muck/v1/{device_id}/telemetry", marker)
+    got = poll(lambda: len(rows(db, device_id)) == 2 and rows(db, device_id))
+    time.sleep(0.5)
+    got = rows(db, device_id)
+    assert [r[11] for r in got] == [1, 2]
+
+
+def test_status_announcements_are_recorded(ingest, db, device_id, publish, poll):
+    publish(f"muck/v1/{device_id}/status", "online", "-r")
+    assert poll(lambda: db.execute("SELECT online FROM device_status WHERE device_id = %s",
+                                   (device_id,)).fetchone()) == (True,)
+    publish(f"muck/v1/{device_id}/status", "offline", "-r")
+    assert poll(lambda: db.execute("SELECT online FROM device_status WHERE device_id = %s",
+                                   (device_id,)).fetchone() == (False,))
+    publish(f"muck/v1/{device_id}/status", "", "-r")  # clear the retained message
+
+
+def test_sigterm_drains_and_a_restart_resumes_the_persistent_session(
+        start_ingest, db, device_id, broker, poll):
+    """Messages published while the ingest is down are delivered when it comes back."""
+    from simulator.publish import MqttPublisher
+
+    first = start_ingest("test-ingest-restart")
+    pub = MqttPublisher("127.0.0.1", broker.port, client_id=f"pub-{device_id}").connect()
+    base = now_ms() - 600_000
+    for i in range(300):
+        pub.telemetry(device_id, orjson.dumps({"v": 1, "ts": base + i, "lon": 114.0,
+                                               "lat": 22.5, "seq": i}))
+    pub.flush()
+    code, out = first.stop(signal.SIGTERM)
+    assert code == 0, "SIGTERM is a clean exit"
+    stats = json.loads(out.strip().splitlines()[-1])
+    assert stats["messages"] >= 1
+    # while the ingest is down the broker queues for its persistent session
+    for i in range(300, 600):
+        pub.telemetry(device_id, orjson.dumps({"v": 1, "ts": base + i, "lon": 114.0,
+                                               "lat": 22.5, "seq": i}))
+    pub.flush()
+    pub.close()
+    start_ingest("test-ingest-restart")
+    count = poll(lambda: db.execute("SELECT count(*) FROM telemetry WHERE device_id = %s",
+                                    (device_id,)).fetchone()[0] == 600, timeout_s=30)
+    assert count, "every fix published before, during and after the restart landed once"
