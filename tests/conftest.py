@@ -25,7 +25,8 @@ from muckwatch.services import PrivateMosquitto, PrivatePostgres, default_run_di
 from store.migrate import migrate
 
 REPO = Path(__file__).resolve().parent.parent
-SAMPLE_CITY = REPO / "data" / "sample-city"
+# MUCKWATCH_TEST_CITY runs the suite against another city bundle (e.g. a pilot city's)
+SAMPLE_CITY = Path(os.environ.get("MUCKWATCH_TEST_CITY", REPO / "data" / "sample-city"))
 
 
 @pytest.fixture(scope="session")
@@ -132,10 +133,11 @@ def mosquitto_pub(broker: PrivateMosquitto, topic: str, payload: bytes | str,
                   *extra: str) -> None:
     """Publish like a user would, with the real mosquitto_pub client (QoS 1)."""
     data = payload.encode() if isinstance(payload, str) else payload
+    source = ["-s"] if data else ["-n"]  # -n: a zero-length message (clears a retained one)
     subprocess.run(
         ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(broker.port), "-q", "1", "-t", topic,
-         "-s", *extra],
-        input=data, check=True, timeout=20,
+         *source, *extra],
+        input=data if data else None, check=True, timeout=20,
     )
 
 
@@ -165,3 +167,10 @@ def start_ingest(broker: PrivateMosquitto, dsn: str, run_dir: Path):
     for proc in started:
         if proc.proc.poll() is None:
             proc.stop(signal.SIGKILL)
+
+
+@pytest.fixture(scope="session")
+def city():
+    from muckwatch.city import load_city
+
+    return load_city(SAMPLE_CITY)
