@@ -1,0 +1,1 @@
+"""Fleet simulator: synthetic trucks and cities with known ground truth."""
