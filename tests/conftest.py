@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -36,6 +37,7 @@ def run_dir() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="test-", dir=base))
     os.chmod(path, 0o755)
     yield path
+    shutil.rmtree(path, ignore_errors=True)  # services using it are stopped by now
 
 
 @pytest.fixture(scope="session")

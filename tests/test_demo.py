@@ -12,9 +12,14 @@ import pytest
 pytestmark = pytest.mark.e2e
 
 
-def test_short_demo_reports_and_cleans_up(run_dir, dsn):
-    demo_dir = run_dir / "demo"
+@pytest.mark.parametrize("database", ["private", "MUCKWATCH_DSN"])
+def test_short_demo_reports_and_cleans_up(run_dir, dsn, database):
+    demo_dir = run_dir / f"demo-{database}"
     env = {**os.environ, "MUCKWATCH_RUN_DIR": str(demo_dir)}
+    if database == "MUCKWATCH_DSN":
+        env["MUCKWATCH_DSN"] = dsn
+    else:
+        env.pop("MUCKWATCH_DSN", None)
     if "MUCKWATCH_TEST_CITY" in os.environ:
         env["MUCKWATCH_CITY_DIR"] = os.environ["MUCKWATCH_TEST_CITY"]
     out = subprocess.run([sys.executable, "-m", "muckwatch", "demo", "--duration", "6"],
