@@ -79,3 +79,19 @@ def test_db_migrate_and_status(dsn):
     out = muckwatch("db", "migrate", MUCKWATCH_DSN=dsn)
     assert out.returncode == 0
     assert "schema is up to date" in out.stdout and "mode: postgresql" in out.stdout
+
+
+def test_services_up_status_down(run_dir):
+    env = {"MUCKWATCH_RUN_DIR": str(run_dir / "services-cli")}
+    up = muckwatch("services", "up", **env)
+    try:
+        assert up.returncode == 0, up.stderr
+        psql_line = next(line for line in up.stdout.splitlines() if line.startswith("psql "))
+        query = subprocess.run([*psql_line.split(), "-tAc", "SELECT 42"], capture_output=True,
+                               text=True, timeout=30)
+        assert query.stdout.strip() == "42", query.stderr
+        assert "mqtt_port" in muckwatch("services", "status", **env).stdout
+    finally:
+        down = muckwatch("services", "down", **env)
+    assert down.returncode == 0 and "stopped" in down.stdout
+    assert muckwatch("services", "status", **env).stdout.strip() == "not running"
