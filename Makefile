@@ -1,5 +1,5 @@
 # The two commands: `make demo` and `make test`. Both do all set-up they need.
-.PHONY: setup demo test lint check services-up services-down clean
+.PHONY: setup demo test bench lint services-up services-down clean
 
 setup:
 	@bash scripts/setup.sh
@@ -10,6 +10,9 @@ demo: setup
 test: setup
 	.venv/bin/ruff check .
 	.venv/bin/python -m pytest
+
+bench: setup
+	.venv/bin/python bench/run.py
 
 lint: setup
 	.venv/bin/ruff check .
