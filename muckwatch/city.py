@@ -17,11 +17,12 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import numpy as np
 import shapely
 from shapely.geometry.base import BaseGeometry
 
-from geofence.coords import SYSTEMS, convert
+from geofence.coords import SYSTEMS
+from geofence.fences import GeometryError, read_geometry
+from geofence.projection import metric_epsg_for
 
 FENCE_KINDS = ("construction_site", "disposal_site", "transfer_dock", "restricted_zone")
 SITE_KINDS = ("construction_site", "disposal_site", "transfer_dock")
@@ -103,34 +104,6 @@ def parse_window(text: str) -> tuple[int, int]:
     return h1 * 60 + m1, h2 * 60 + m2
 
 
-def _to_wgs84(geometry: BaseGeometry, crs: str) -> BaseGeometry:
-    if crs == "wgs84":
-        return geometry
-    return shapely.transform(
-        geometry, lambda xy: np.column_stack(convert(xy[:, 0], xy[:, 1], crs, "wgs84"))
-    )
-
-
-def _geometry(raw: object, allowed: tuple[str, ...], where: str, problems: list[str]):
-    if not isinstance(raw, dict) or raw.get("type") not in allowed:
-        problems.append(f"{where}: geometry must be {' or '.join(allowed)}")
-        return None
-    try:
-        geometry = shapely.geometry.shape(raw)
-    except Exception as e:  # shapely raises several types for malformed coordinates
-        problems.append(f"{where}: geometry cannot be read: {e}")
-        return None
-    bounds = geometry.bounds
-    if geometry.is_empty or not (-180 <= bounds[0] <= bounds[2] <= 180
-                                 and -90 <= bounds[1] <= bounds[3] <= 90):
-        problems.append(f"{where}: coordinates out of range (lon -180..180, lat -90..90)")
-        return None
-    if not geometry.is_valid:
-        problems.append(f"{where}: invalid geometry: {shapely.is_valid_reason(geometry)}")
-        return None
-    return geometry
-
-
 def _features(path: Path, problems: list[str]) -> list[dict]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -197,8 +170,9 @@ def load_city(directory: str | Path) -> City:
     if crs not in SYSTEMS:
         problems.append(f"city.toml: crs {crs!r} is not one of {', '.join(SYSTEMS)}")
         crs = "wgs84"
-    metric_epsg = meta.get("metric_epsg", 4547)
-    if not isinstance(metric_epsg, int):
+    metric_epsg = meta.get("metric_epsg")  # absent: picked from the data below
+    if metric_epsg is not None and (isinstance(metric_epsg, bool)
+                                    or not isinstance(metric_epsg, int)):
         problems.append("city.toml: metric_epsg must be an integer EPSG code")
 
     companies = []
@@ -249,11 +223,14 @@ def load_city(directory: str | Path) -> City:
         if limit is not None and (not isinstance(limit, int | float) or limit <= 0):
             problems.append(f"{where}: speed_limit_kmh must be a positive number")
             limit = None
-        geometry = _geometry(feature.get("geometry"), ("Polygon", "MultiPolygon"), where,
-                             problems)
-        if geometry is None:
+        try:
+            geometry = read_geometry(feature.get("geometry"), ("Polygon", "MultiPolygon",
+                                                               "Circle"),
+                                     crs=crs, radius_m=props.get("radius_m"))
+        except GeometryError as e:
+            problems.append(f"{where}: {e}")
             continue
-        fences.append(Fence(fid, kind, _to_wgs84(geometry, crs), props.get("name"),
+        fences.append(Fence(fid, kind, geometry, props.get("name"),
                             tuple(str(w) for w in windows),
                             float(limit) if limit is not None else None))
     kinds = {f.id: f.kind for f in fences}
@@ -292,11 +269,15 @@ def load_city(directory: str | Path) -> City:
                 parse_window(str(hours))
             except ValueError as e:
                 problems.append(f"{where}: hours: {e}")
-        route = _geometry(feature.get("geometry"), ("LineString",), where, problems)
-        if route is None or corridor is None or valid_from is None or valid_to is None:
+        try:
+            route = read_geometry(feature.get("geometry"), ("LineString",), crs=crs)
+        except GeometryError as e:
+            problems.append(f"{where}: route: {e}")
+            continue
+        if corridor is None or valid_from is None or valid_to is None:
             continue
         permits.append(Permit(pid, str(plate), str(origin), tuple(str(d) for d in destinations),
-                              float(corridor), valid_from, valid_to, _to_wgs84(route, crs),
+                              float(corridor), valid_from, valid_to, route,
                               str(hours) if hours is not None else None))
 
     for name, ids in (("companies.csv", [c.id for c in companies]),
@@ -312,6 +293,10 @@ def load_city(directory: str | Path) -> City:
 
     if problems:
         raise CityError(directory, problems)
+    if metric_epsg is None:
+        everything = shapely.union_all([f.geometry for f in fences] + [p.route for p in permits])
+        centre = everything.centroid if not everything.is_empty else shapely.Point(114, 22.5)
+        metric_epsg = metric_epsg_for(centre.x, centre.y)
     return City(
         name=str(meta.get("name", directory.name)),
         timezone=timezone,
