@@ -42,35 +42,39 @@ class FenceFileError(ValueError):
         super().__init__(f"{path} has {len(problems)} bad feature(s):\n  {shown}{more}")
 
 
+def _at(where: str) -> str:
+    return f"{where}: " if where else ""
+
+
 def _position(p: object, where: str) -> tuple[float, float]:
     if not isinstance(p, list | tuple) or len(p) < 2:
-        raise GeometryError(f"{where}: a position must be [lon, lat]")
+        raise GeometryError(f"{_at(where)}a position must be [lon, lat]")
     lon, lat = p[0], p[1]
     for v in (lon, lat):
         if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-            raise GeometryError(f"{where}: coordinate {v!r} is not a finite number")
+            raise GeometryError(f"{_at(where)}coordinate {v!r} is not a finite number")
     if not (-180 <= lon <= 180 and -90 <= lat <= 90):
-        raise GeometryError(f"{where}: coordinates [{lon}, {lat}] out of range "
+        raise GeometryError(f"{_at(where)}coordinates [{lon}, {lat}] out of range "
                             "(lon -180..180, lat -90..90)")
     return float(lon), float(lat)
 
 
 def _ring(ring: object, where: str) -> list[tuple[float, float]]:
     if not isinstance(ring, list):
-        raise GeometryError(f"{where}: a ring must be a list of positions")
+        raise GeometryError(f"{_at(where)}a ring must be a list of positions")
     points = [_position(p, where) for p in ring]
     if len(points) < 4 or len(set(points)) < 3:
-        raise GeometryError(f"{where}: a ring needs at least 3 distinct points "
+        raise GeometryError(f"{_at(where)}a ring needs at least 3 distinct points "
                             f"(got {len(set(points))})")
     if points[0] != points[-1]:
-        raise GeometryError(f"{where}: ring is not closed (first position {list(points[0])} "
+        raise GeometryError(f"{_at(where)}ring is not closed (first position {list(points[0])} "
                             f"≠ last {list(points[-1])})")
     return points
 
 
 def _polygon_rings(coords: object, where: str) -> list[list[tuple[float, float]]]:
     if not isinstance(coords, list) or not coords:
-        raise GeometryError(f"{where}: a polygon must be a non-empty list of rings")
+        raise GeometryError(f"{_at(where)}a polygon must be a non-empty list of rings")
     rings = []
     for k, ring in enumerate(coords):
         label = "exterior ring" if k == 0 else f"hole {k}"

@@ -9,19 +9,30 @@ from hypothesis import strategies as st
 
 from geofence.coords import convert, gcj02_to_wgs84, wgs84_to_gcj02
 
-# Reference pairs of the public algorithm (as printed by the widely used coordTransform
-# implementations): Beijing Tiananmen and Shenzhen Civic Centre.
-REFERENCE = [
-    # (wgs84 lon, lat), (gcj02 lon, lat)
-    ((116.391349, 39.907375), (116.397590, 39.908775)),
-]
+# Values printed in the README of coordTransform_py (wandergis), the most widely copied
+# implementation of the public algorithm, for the input (128.543, 37.065).
+PUBLISHED = {
+    "wgs84_to_gcj02": (128.54820547949757, 37.065651049489816),
+    "gcj02_to_bd09": (128.54944656269413, 37.07113427883019),
+    "gcj02_to_wgs84_one_step": (128.53779452050244, 37.06434895051018),
+}
 
 
-@pytest.mark.parametrize(("wgs", "gcj"), REFERENCE)
-def test_reference_values(wgs, gcj):
-    lon, lat = wgs84_to_gcj02([wgs[0]], [wgs[1]])
-    assert lon[0] == pytest.approx(gcj[0], abs=2e-5)
-    assert lat[0] == pytest.approx(gcj[1], abs=2e-5)
+def test_published_forward_values_reproduced():
+    lon, lat = convert([128.543], [37.065], "wgs84", "gcj02")
+    assert (lon[0], lat[0]) == pytest.approx(PUBLISHED["wgs84_to_gcj02"], abs=1e-12)
+    lon, lat = convert([128.543], [37.065], "gcj02", "bd09")
+    assert (lon[0], lat[0]) == pytest.approx(PUBLISHED["gcj02_to_bd09"], abs=1e-12)
+
+
+def test_iterated_inverse_beats_the_published_one_step_inverse():
+    one_step = PUBLISHED["gcj02_to_wgs84_one_step"]
+    ours = gcj02_to_wgs84([128.543], [37.065])
+    error = lambda lon, lat: max(abs(v - t) for v, t in zip(  # noqa: E731
+        (x[0] for x in wgs84_to_gcj02([lon], [lat])), (128.543, 37.065), strict=True))
+    assert error(ours[0][0], ours[1][0]) < 1e-10  # ≈ 0.01 mm
+    assert error(*one_step) > 1e-6  # the one-step inverse is off by metres
+    assert abs(ours[0][0] - one_step[0]) < 1e-4  # but both land in the same neighbourhood
 
 
 def test_outside_china_passes_through():

@@ -46,6 +46,8 @@ def build_fences(specs, rng):
             fences.append(shapely.box(cx + r, cy, cx + 2 * r, cy + r))  # shares an edge
             continue
         poly = star(rng, cx, cy, r, k)
+        if not poly.is_valid:
+            continue
         if shape == "hole":
             poly = poly.difference(shapely.Point(cx, cy).buffer(r * 0.3, quad_segs=4))
         elif shape == "multi":
