@@ -63,7 +63,7 @@ def _ring(ring: object, where: str) -> list[tuple[float, float]]:
     if not isinstance(ring, list):
         raise GeometryError(f"{_at(where)}a ring must be a list of positions")
     points = [_position(p, where) for p in ring]
-    if len(points) < 4 or len(set(points)) < 3:
+    if len(set(points)) < 3:
         raise GeometryError(f"{_at(where)}a ring needs at least 3 distinct points "
                             f"(got {len(set(points))})")
     if points[0] != points[-1]:

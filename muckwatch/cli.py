@@ -22,6 +22,7 @@ examples:
   muckwatch import city data/sample-city
   muckwatch services up                       # private broker + database for poking around
   muckwatch coords convert --from gcj02 --to wgs84 114.0628 22.5401
+  muckwatch geofence query data/sample-city/fences.geojson points.csv
   muckwatch config show
 """
 
@@ -71,6 +72,15 @@ def _parser() -> argparse.ArgumentParser:
     conf = cmd("config", "show the effective configuration (secrets masked)",
                "MUCKWATCH_MQTT_PORT=1884 muckwatch config show")
     conf.add_argument("action", choices=["show"])
+
+    geo = cmd("geofence", "which fences contain which points (CSV out)",
+              "muckwatch geofence query data/sample-city/fences.geojson points.csv > hits.csv")
+    geo.add_argument("action", choices=["query"])
+    geo.add_argument("fences", help="GeoJSON FeatureCollection of Polygon/MultiPolygon fences "
+                     "(or Points with radius_m)")
+    geo.add_argument("points", help="CSV with header id,lon,lat (WGS-84)")
+    geo.add_argument("--crs", choices=["wgs84", "gcj02", "bd09"], default="wgs84",
+                     help="coordinate system the fences were drawn in (default wgs84)")
 
     coords = cmd("coords", "convert coordinates between WGS-84, GCJ-02 and BD-09",
                  "muckwatch coords convert --from gcj02 --to wgs84 114.0628 22.5401")
@@ -198,6 +208,9 @@ def _dispatch(args: argparse.Namespace, settings) -> int:
         print(to_toml(as_dict(settings, masked=True)), end="")
         return 0
 
+    if args.command == "geofence":
+        return _geofence_query(args.fences, args.points, args.crs)
+
     if args.command == "coords":
         from geofence.coords import convert
 
@@ -205,6 +218,57 @@ def _dispatch(args: argparse.Namespace, settings) -> int:
         print(f"{lon[0]:.8f} {lat[0]:.8f}")
         return 0
     raise UserError(f"unknown command {args.command}")
+
+
+def _read_points(path: str) -> tuple[list[str], list[float], list[float]]:
+    import csv
+    import math
+
+    ids: list[str] = []
+    lons: list[float] = []
+    lats: list[float] = []
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            reader = csv.DictReader(f)
+            missing = {"id", "lon", "lat"} - set(reader.fieldnames or [])
+            if missing:
+                raise UserError(f"{path}: header must have id,lon,lat (missing "
+                                f"{', '.join(sorted(missing))})")
+            for row in reader:
+                try:
+                    lon, lat = float(row["lon"]), float(row["lat"])
+                except (TypeError, ValueError):
+                    raise UserError(f"{path}:{reader.line_num}: lon/lat must be numbers, got "
+                                    f"{row['lon']!r}, {row['lat']!r}") from None
+                if not (math.isfinite(lon) and math.isfinite(lat)):
+                    raise UserError(f"{path}:{reader.line_num}: lon/lat must be finite")
+                ids.append(row["id"])
+                lons.append(lon)
+                lats.append(lat)
+    except FileNotFoundError:
+        raise UserError(f"{path}: file does not exist") from None
+    return ids, lons, lats
+
+
+def _geofence_query(fences_path: str, points_path: str, crs: str) -> int:
+    """CSV point_id,fence_id, one line per containment, sorted by point id then fence id."""
+    import csv
+
+    from geofence.fences import FenceFileError, load_fences
+    from geofence.index import FenceIndex
+
+    try:
+        fences = load_fences(fences_path, crs)
+    except FenceFileError as e:
+        raise UserError(str(e)) from None
+    ids, lons, lats = _read_points(points_path)
+    fix, fence = FenceIndex(fences.geometries).covering(lons, lats)
+    rows = sorted(zip([ids[i] for i in fix.tolist()],
+                      [fences.ids[j] for j in fence.tolist()], strict=True))
+    out = csv.writer(sys.stdout, lineterminator="\n")
+    out.writerow(["point_id", "fence_id"])
+    out.writerows(rows)
+    return 0
 
 
 def _services(action: str) -> int:

@@ -43,6 +43,13 @@ class GeofenceStage:
     def swap(self, fence_ids: list[str], index: FenceIndex) -> None:
         self._current = (np.asarray(fence_ids, dtype=object), index)
 
+    def swap_from(self, other: GeofenceStage) -> None:
+        self._current = other._current  # one reference assignment: atomic for readers
+
+    @property
+    def fence_count(self) -> int:
+        return len(self._current[0])
+
     def classify(self, fixes: FixBatch) -> Memberships:
         fence_ids, index = self._current
         fix_index, fence_index = index.covering(fixes.lon, fixes.lat)

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 
 from ingest.receiver import MqttReceiver
 from ingest.wire import WireDecoder, subscriptions
-from muckwatch.city import City
+from muckwatch.city import City, load_city
 from muckwatch.config import Settings
 from muckwatch.pipeline import BatchResult, GeofenceStage, Pipeline, Sequencer
 from rules.engine import RuleEngine
@@ -80,6 +80,7 @@ def build_pipeline(settings: Settings, city: City) -> Pipeline:
 class IngestService:
     def __init__(self, settings: Settings, city: City) -> None:
         self.settings = settings
+        self.city_dir = city.directory
         self.pipeline = build_pipeline(settings, city)
         self.receiver = MqttReceiver(
             settings.mqtt,
@@ -89,15 +90,41 @@ class IngestService:
         )
         self.stats = IngestStats()
         self._stop = asyncio.Event()
+        self._reload: asyncio.Task | None = None
 
     def request_stop(self) -> None:
         self._stop.set()
+
+    def request_reload(self) -> None:
+        """SIGHUP: re-read the city bundle and swap in a new fence index without stopping.
+
+        The index is built on a worker thread; batches keep using the old one until the new
+        one is complete, then the next batch picks up the new one. A bundle with errors is
+        refused and the old fences stay in force."""
+        if self._reload is not None and not self._reload.done():
+            log.info("fence reload already in progress")
+            return
+        self._reload = asyncio.ensure_future(self._reload_fences())
+
+    async def _reload_fences(self) -> None:
+        t0 = time.perf_counter()
+        try:
+            city = await asyncio.to_thread(load_city, self.city_dir)
+            stage = await asyncio.to_thread(GeofenceStage.for_city, city)
+        except Exception as e:  # keep serving with the fences we have
+            log.error("fence reload from %s refused, keeping the current fences: %s",
+                      self.city_dir, e)
+            return
+        self.pipeline.geofence.swap_from(stage)
+        log.info("reloaded fences: %d fences from %s in %.2f s", len(city.fences),
+                 self.city_dir, time.perf_counter() - t0)
 
     async def run(self, install_signal_handlers: bool = True) -> IngestStats:
         loop = asyncio.get_running_loop()
         if install_signal_handlers:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.request_stop)
+            loop.add_signal_handler(signal.SIGHUP, self.request_reload)
         await self.receiver.start()
         log.info("ingest running: batch_max=%d wait=%dms", self.settings.ingest.batch_max,
                  self.settings.ingest.batch_wait_ms)

@@ -51,7 +51,7 @@ def bad_messages(device: str, other_device: str, now_ms: int,
         BadMessage(t, b'{"v":1,"pad":"' + b"x" * 70_000 + b'"}', "too_large", "70 kB payload"),
         BadMessage(f"{root}/{device}/status", b"maybe", "bad_status", "status neither online "
                    "nor offline"),
-        BadMessage(f"{root}/bad device!/telemetry", enc(fix()), "bad_topic",
+        BadMessage(f"{root}/{device} bad!/telemetry", enc(fix()), "bad_topic",
                    "device id with a space and '!'"),
     ]
 

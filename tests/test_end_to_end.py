@@ -23,7 +23,7 @@ def rows(db, device: str):
     return db.execute(
         "SELECT extract(epoch FROM ts)::numeric * 1000, lon, lat, speed_kmh, heading_deg, lid,"
         " lift, load, load_kg, sats, hdop, seq, backfill, received_at"
-        " FROM telemetry WHERE device_id = %s ORDER BY ctid", (device,)).fetchall()
+        " FROM telemetry WHERE device_id = %s ORDER BY ts", (device,)).fetchall()
 
 
 def test_a_fix_from_mosquitto_pub_lands_with_every_field(ingest, db, device_id, publish, poll):
@@ -51,10 +51,13 @@ def test_a_backfill_batch_lands_in_device_time_order(ingest, db, device_id, publ
     shuffled = fixes[:]
     random.Random(4).shuffle(shuffled)
     publish(f"muck/v1/{device_id}/telemetry/batch", orjson.dumps(shuffled))
-    got = poll(lambda: len(rows(db, device_id)) == 40 and rows(db, device_id))
-    assert [int(r[0]) for r in got] == [f["ts"] for f in fixes], "stored in device-time order"
-    assert [r[11] for r in got] == list(range(40))
-    assert all(r[12] for r in got), "marked as backfill"
+    assert poll(lambda: len(rows(db, device_id)) == 40)
+    got = db.execute("SELECT extract(epoch FROM ts)::numeric * 1000, seq, backfill, lon"
+                     " FROM telemetry WHERE device_id = %s ORDER BY ts", (device_id,)).fetchall()
+    assert [int(r[0]) for r in got] == [f["ts"] for f in fixes]
+    assert [r[1] for r in got] == list(range(40)), "each fix kept its own fields"
+    assert [r[3] for r in got] == [f["lon"] for f in fixes]
+    assert all(r[2] for r in got), "marked as backfill"
 
 
 def test_every_rejection_lands_in_dead_letter_and_valid_neighbours_land(
@@ -136,3 +139,25 @@ def test_sigterm_drains_and_a_restart_resumes_the_persistent_session(
     count = poll(lambda: db.execute("SELECT count(*) FROM telemetry WHERE device_id = %s",
                                     (device_id,)).fetchone()[0] == 600, timeout_s=30)
     assert count, "every fix published before, during and after the restart landed once"
+
+
+def test_sighup_swaps_fences_without_stopping(start_ingest, city, tmp_path, db, device_id,
+                                              publish, poll):
+    import shutil
+
+    bundle = tmp_path / "city"
+    shutil.copytree(city.directory, bundle)
+    proc = start_ingest("test-ingest-reload", MUCKWATCH_CITY_DIR=str(bundle))
+    proc.proc.send_signal(signal.SIGHUP)
+    assert poll(lambda: f"reloaded fences: {len(city.fences)} fences"
+                in proc.log_path.read_text(), timeout_s=30)
+    # a broken bundle is refused and the running fences stay
+    (bundle / "fences.geojson").write_text('{"type": "FeatureCollection", "features": [1]}')
+    proc.proc.send_signal(signal.SIGHUP)
+    assert poll(lambda: "refused, keeping the current fences" in proc.log_path.read_text(),
+                timeout_s=30)
+    publish(f"muck/v1/{device_id}/telemetry",
+            json.dumps({"v": 1, "ts": now_ms(), "lon": 114.0, "lat": 22.6}))
+    assert poll(lambda: rows(db, device_id)), "ingest kept running through both reloads"
+    code, _ = proc.stop()
+    assert code == 0

@@ -95,3 +95,68 @@ def test_services_up_status_down(run_dir):
         down = muckwatch("services", "down", **env)
     assert down.returncode == 0 and "stopped" in down.stdout
     assert muckwatch("services", "status", **env).stdout.strip() == "not running"
+
+
+def test_geofence_query_csv_matches_shapely(tmp_path, city):
+    import json
+
+    import numpy as np
+    import shapely
+
+    from geofence.coords import convert
+
+    rng = np.random.default_rng(1)
+    fences_path = city.directory / "fences.geojson"
+    geoms = [f.geometry for f in city.fences]
+    bounds = np.array([g.bounds for g in geoms])
+    pick = rng.integers(0, len(geoms), 300)
+    lon = rng.uniform(bounds[pick, 0], bounds[pick, 2])
+    lat = rng.uniform(bounds[pick, 1], bounds[pick, 3])
+    vertices = np.vstack([shapely.get_coordinates(g)[:3] for g in geoms])
+    lon = np.concatenate([lon, vertices[:, 0]])
+    lat = np.concatenate([lat, vertices[:, 1]])
+    points = tmp_path / "points.csv"
+    points.write_text("id,lon,lat\n" + "".join(
+        f"p{k},{x!r},{y!r}\n" for k, (x, y) in enumerate(zip(lon.tolist(), lat.tolist(),
+                                                              strict=True))))
+    out = muckwatch("geofence", "query", str(fences_path), str(points))
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == "point_id,fence_id"
+    expected = sorted(f"p{k},{f.id}" for k in range(len(lon)) for f in city.fences
+                      if f.geometry.covers(shapely.Point(lon[k], lat[k])))
+    assert lines[1:] == expected and len(expected) > 300
+
+    # the same fences drawn in GCJ-02 give the same answer with --crs gcj02
+    data = json.loads(fences_path.read_text())
+    for feature in data["features"]:
+        g = shapely.geometry.shape(feature["geometry"])
+        g = shapely.transform(g, lambda xy: np.column_stack(
+            convert(xy[:, 0], xy[:, 1], "wgs84", "gcj02")))
+        feature["geometry"] = shapely.geometry.mapping(g)
+    gcj = tmp_path / "fences-gcj02.geojson"
+    gcj.write_text(json.dumps(data))
+    out = muckwatch("geofence", "query", str(gcj), str(points), "--crs", "gcj02")
+    # the round trip moves vertices by < 1e-9°: random points keep their answers exactly;
+    # the points placed exactly on vertices may fall either side and are left out
+    def random_only(rows):
+        return {r for r in rows if int(r.split(",")[0][1:]) < 300}
+
+    assert random_only(out.stdout.splitlines()[1:]) == random_only(expected)
+
+
+def test_geofence_query_errors(tmp_path, city):
+    fences_path = str(city.directory / "fences.geojson")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("id,lon,lat\na,114,22.5\nb,east,22.5\n")
+    assert_one_sentence(muckwatch("geofence", "query", fences_path, str(bad)), 2,
+                        "bad.csv:3", "'east'")
+    bad.write_text("name,x,y\n")
+    assert_one_sentence(muckwatch("geofence", "query", fences_path, str(bad)), 2,
+                        "header must have id,lon,lat")
+    broken = tmp_path / "f.geojson"
+    broken.write_text('{"type":"FeatureCollection","features":[{"type":"Feature",'
+                      '"properties":{"id":"z"},"geometry":{"type":"Polygon","coordinates":'
+                      '[[[114,22],[115,22],[114,23]]]}}]}')
+    assert_one_sentence(muckwatch("geofence", "query", str(broken), str(bad)), 2,
+                        "z: exterior ring: ring is not closed")
