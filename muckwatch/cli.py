@@ -18,6 +18,7 @@ EXAMPLES = """\
 examples:
   muckwatch demo                              # the whole system for a minute, then a report
   muckwatch run --config muckwatch.toml       # the ingest service
+  muckwatch replay track.jsonl --city data/sample-city > violations.jsonl
   muckwatch db migrate && muckwatch db status
   muckwatch import city data/sample-city
   muckwatch services up                       # private broker + database for poking around
@@ -57,6 +58,11 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--interval", type=float, default=1.0, help="seconds between fixes")
     demo.add_argument("--trucks", type=int, default=1000, help="at most this many trucks")
     demo.add_argument("--seed", type=int, default=7)
+
+    rep = cmd("replay", "run geofence + rules over a TRACK.jsonl offline; violations as JSONL",
+              "muckwatch replay track.jsonl --city data/sample-city > violations.jsonl")
+    rep.add_argument("track", help="JSONL, one wire-format v1 fix per line, with 'dev'")
+    rep.add_argument("--city", help="city bundle directory (default: [city] dir)")
 
     db = cmd("db", "database schema: migrate or show status", "muckwatch db migrate")
     db.add_argument("action", choices=["migrate", "status"])
@@ -175,6 +181,21 @@ def _dispatch(args: argparse.Namespace, settings) -> int:
         return run_demo(settings, DemoOptions(duration_s=args.duration,
                                               interval_s=args.interval,
                                               trucks=args.trucks, seed=args.seed))
+
+    if args.command == "replay":
+        from muckwatch.city import load_city
+        from muckwatch.replay import TrackError, read_track, replay
+
+        city = load_city(args.city or city_dir(settings.city.dir))
+        try:
+            violations, counts = replay(city, read_track(args.track), settings.rules)
+        except (TrackError, FileNotFoundError) as e:
+            raise UserError(str(e)) from None
+        for v in violations:
+            print(json.dumps(v, ensure_ascii=False), flush=False)
+        print(f"replayed {counts['lines']} lines ({counts['fixes']} fixes, "
+              f"{counts['rejected']} rejected): {len(violations)} violations", file=sys.stderr)
+        return 0
 
     if args.command == "db":
         from store.migrate import migrate, status

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from rules.settings import RuleSettings
+
 
 class ConfigError(ValueError):
     """The config file or an override is wrong; the message names the key and the problem."""
@@ -61,6 +63,7 @@ class Settings:
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     ingest: IngestSettings = field(default_factory=IngestSettings)
     city: CitySettings = field(default_factory=CitySettings)
+    rules: RuleSettings = field(default_factory=RuleSettings)
 
     def with_overrides(self, **sections: dict[str, Any]) -> Settings:
         """A copy with some keys replaced, e.g. ``with_overrides(mqtt={"port": 1884})``."""

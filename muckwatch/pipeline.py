@@ -7,6 +7,7 @@ loop, after ``Pipeline.process`` returned, i.e. after the store committed.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,7 +17,6 @@ from ingest.wire import Decoded, RawBatch, WireDecoder
 from muckwatch.batches import FixBatch
 from muckwatch.city import City
 from rules.engine import Memberships, RuleEngine
-from rules.events import ViolationEvent
 from store.database import Store
 
 
@@ -82,11 +82,13 @@ class Pipeline:
         self.rules = rules
         self.store = store
 
-    async def process(self, raw: RawBatch) -> BatchResult:
-        decoded: Decoded = self.decoder.decode(raw)  # wire format → fixes + rejects
+    async def process(self, raw: RawBatch, now_ms: int | None = None) -> BatchResult:
+        now_ms = now_ms if now_ms is not None else time.time_ns() // 1_000_000
+        decoded: Decoded = self.decoder.decode(raw, now_ms)  # wire format → fixes + rejects
         fixes = self.sequencer.sequence(decoded.fixes)  # device-time order, no repeats
         memberships = self.geofence.classify(fixes)  # which fences cover each fix
-        events: list[ViolationEvent] = self.rules.evaluate(fixes, memberships)
+        events = self.rules.evaluate(fixes, memberships, now_ms)  # violations and trips
+        events += self.rules.sweep(now_ms)  # terminals silent while moving
         written = await self.store.write(fixes, decoded.rejects, decoded.statuses, events)
         return BatchResult(
             messages=decoded.messages,

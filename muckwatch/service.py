@@ -19,10 +19,12 @@ from dataclasses import asdict, dataclass, field
 
 from ingest.receiver import MqttReceiver
 from ingest.wire import WireDecoder, subscriptions
+from muckwatch.batches import DeviceStatus, FixBatch, Rejects
 from muckwatch.city import City, load_city
 from muckwatch.config import Settings
 from muckwatch.pipeline import BatchResult, GeofenceStage, Pipeline, Sequencer
 from rules.engine import RuleEngine
+from rules.reference import Reference
 from store.database import DatabaseError, Store
 
 log = logging.getLogger(__name__)
@@ -72,7 +74,7 @@ def build_pipeline(settings: Settings, city: City) -> Pipeline:
         ),
         sequencer=Sequencer(),
         geofence=GeofenceStage.for_city(city),
-        rules=RuleEngine(),
+        rules=RuleEngine(Reference.from_city(city), settings.rules),
         store=Store(settings.database.dsn, settings.database.connect_timeout_s),
     )
 
@@ -144,6 +146,12 @@ class IngestService:
             # drain: whatever is already buffered is processed and acked before leaving
             while not self._stop_hard and (batch := self.receiver.take()) and len(batch):
                 await self._process_until_committed(batch)
+            if not self._stop_hard:  # fixes still inside the reorder window
+                events = self.pipeline.rules.flush()
+                if events:
+                    await self.pipeline.store.write(FixBatch.empty(), Rejects(), DeviceStatus(),
+                                                    events)
+                    self.stats.events += len(events)
         finally:
             await self.receiver.stop()
             await self.pipeline.store.close()

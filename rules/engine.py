@@ -1,42 +1,630 @@
-"""Runs every configured rule over a batch, per vehicle, in device-time order.
+"""The rules engine: classified fixes in, violation and trip events out. Pure, no I/O.
 
-The rule state machines themselves (OFF_ROUTE, UNAUTHORISED_DUMP, …) land with issue #4;
-until then the engine is constructed with no rules and therefore emits no events, while the
-pipeline wiring around it (geofence memberships in, events out to the store) is the real one.
+Per batch:
+
+1. ``compute_facts`` (numpy over the batch): permit valid now, sites, active restricted zones,
+   speed limit, corridor distance, static GNSS quality.
+2. **Reorder**: fixes wait until they are ``reorder_window_s`` older (device time) than the
+   newest fix of their vehicle, or have waited that long on the wall clock, then are
+   processed in device-time order — so delivery order inside the window never matters.
+3. **Late** fixes (older than what the vehicle has already been evaluated up to: blind-area
+   backfill) are evaluated on a *copy* of the vehicle's state saved at the start of the gap
+   they fill, flagged ``late``; the live state is never touched. A SIGNAL_LOSS whose gap the
+   backfill fills is retracted (the terminal was tracking, only its link was down).
+4. Per vehicle, in device time: GNSS jumps (> ``max_implied_kmh`` from the last good fix) and
+   poor fixes become *unknown*; trip state (left origin → arrived) gives "loaded" where the
+   truck has no load sensor; each rule's condition goes through the shared debounce machine.
+
+Violation ids are derived from (device, rule, start time), so replaying the same data gives the
+same ids and the store can upsert.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol
+import copy
+import hashlib
+import itertools
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from muckwatch.batches import FixBatch
-from rules.events import ViolationEvent
+from rules.events import Memberships, Phase, TripEvent, ViolationEvent
+from rules.facts import Facts, compute_facts
+from rules.machine import NEUTRAL, OFF, ON, Debounce, MachineState, feed
+from rules.reference import Reference
+from rules.settings import RuleSettings
+
+__all__ = ["Memberships", "RuleEngine", "violation_id"]
+
+MACHINE_RULES = ("OFF_ROUTE", "UNAUTHORISED_DUMP", "UNCOVERED_LOAD", "RESTRICTED_ZONE",
+                 "NO_PERMIT", "OVERSPEED")
+SIGNAL_LOSS = "SIGNAL_LOSS"
+ALL_RULES = (*MACHINE_RULES, SIGNAL_LOSS)
+LOADED_KG = 1000.0  # a weighed load above this counts as loaded
+_NEVER = -(2**62)
+# trip phases
+NO_TRIP, AT_ORIGIN, EN_ROUTE, AT_DESTINATION = 0, 1, 2, 3
 
 
-@dataclass(frozen=True, slots=True)
-class Memberships:
-    """Fence memberships of a batch: fix ``fix_index[k]`` is inside fence ``fence_id[k]``."""
-
-    fix_index: np.ndarray
-    fence_id: np.ndarray  # object array of fence ids
+def violation_id(device: str, rule: str, start_ts: int) -> str:
+    digest = hashlib.sha1(f"{device}|{rule}|{start_ts}".encode()).hexdigest()[:20]
+    return f"{rule[:3].lower()}-{digest}"
 
 
-class Rule(Protocol):
-    name: str
+def _severity(rule: str, peak: float, settings: RuleSettings) -> int:
+    """1 minor, 2 serious, 3 grave (docs/rules.md)."""
+    if rule in ("UNAUTHORISED_DUMP", "NO_PERMIT"):
+        return 3
+    if rule == "OFF_ROUTE":
+        return 3 if peak > 1000 else 2
+    if rule == "OVERSPEED":
+        return 2 if peak > settings.speed_limit_kmh + 20 else 1
+    if rule == SIGNAL_LOSS:
+        return 3 if peak > 1800 else 2
+    return 2
 
-    def evaluate(self, fixes: FixBatch, memberships: Memberships) -> list[ViolationEvent]: ...
+
+@dataclass
+class VehicleState:
+    """Everything the engine remembers about one vehicle; bounded and serialisable."""
+
+    machines: dict[str, MachineState] = field(
+        default_factory=lambda: {r: MachineState() for r in MACHINE_RULES})
+    last_ts: int = _NEVER
+    last_moving_outside: bool = False
+    good_ts: int = _NEVER
+    good_lon: float = 0.0
+    good_lat: float = 0.0
+    trip_phase: int = NO_TRIP
+    trip_permit: int = -1
+    trip_left_ts: int = _NEVER
+    last_load: int = -1
+    last_load_ts: int = _NEVER
+    max_kg: float = float("nan")
+    max_kg_ts: int = _NEVER
+    signal_open_ts: int | None = None
+    # recently closed violations (rule, start, end, end_lon, end_lat, peak), for late data
+    recent_closed: list[tuple] = field(default_factory=list)
+    signal_periods: list[tuple[int, int]] = field(default_factory=list)
+    gaps: list[tuple[int, int, dict]] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {
+            "machines": {r: m.to_dict() for r, m in self.machines.items()},
+            **{k: copy.deepcopy(v) for k, v in self.__dict__.items() if k != "machines"},
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> VehicleState:
+        data = copy.deepcopy(data)
+        machines = {r: MachineState.from_dict(m) for r, m in data.pop("machines").items()}
+        state = cls(machines=machines, **data)
+        state.signal_periods = [tuple(p) for p in state.signal_periods]
+        state.recent_closed = [tuple(c) for c in state.recent_closed]
+        state.gaps = [tuple(g) for g in state.gaps]
+        return state
 
 
 class RuleEngine:
-    def __init__(self, rules: Sequence[Rule] = ()) -> None:
-        self.rules = list(rules)
+    """All rules over all vehicles. ``reference`` None means no city: no rules are evaluated
+    (the pipeline then only stores telemetry)."""
 
-    def evaluate(self, fixes: FixBatch, memberships: Memberships) -> list[ViolationEvent]:
-        events: list[ViolationEvent] = []
-        for rule in self.rules:
-            events.extend(rule.evaluate(fixes, memberships))
+    max_gap_snapshots = 8
+    gap_snapshot_s = 60.0
+
+    def __init__(self, reference: Reference | None = None,
+                 settings: RuleSettings | None = None) -> None:
+        self.ref = reference
+        self.settings = settings or RuleSettings()
+        s = self.settings
+        self.debounce = {
+            "OFF_ROUTE": Debounce(s.off_route_open_s, s.off_route_open_fixes,
+                                  s.off_route_close_s),
+            "UNAUTHORISED_DUMP": Debounce(s.dump_open_s, s.dump_open_fixes),
+            "UNCOVERED_LOAD": Debounce(s.uncovered_open_s, s.uncovered_open_fixes),
+            "RESTRICTED_ZONE": Debounce(s.restricted_open_s, s.restricted_open_fixes),
+            "NO_PERMIT": Debounce(s.no_permit_open_s, s.no_permit_open_fixes),
+            "OVERSPEED": Debounce(s.overspeed_open_s, s.overspeed_open_fixes),
+        }
+        self.vehicles: dict[str, VehicleState] = {}
+        self._held: Facts | None = None
+        self._held_received: np.ndarray = np.zeros(0, np.int64)
+        self._history: dict[str, list[np.ndarray]] = {}
+        self._postroll: list[tuple[str, ViolationEvent]] = []
+
+    # --- public API -------------------------------------------------------------------------
+
+    def evaluate(self, fixes: FixBatch, memberships: Memberships,
+                 now_ms: int | None = None) -> list:
+        """Events for one (device, ts)-sorted batch. ``now_ms`` (wall clock) releases fixes
+        that waited the reorder window; None (replay) releases by device time only."""
+        if self.ref is None:
+            return []
+        facts = compute_facts(fixes, memberships, self.ref, self.settings)
+        return self._release(facts, fixes.received, now_ms, final=False)
+
+    def flush(self) -> list:
+        """Process everything held back (end of a replay, or shutdown)."""
+        if self.ref is None or self._held is None:
+            return []
+        return self._release(None, None, None, final=True)
+
+    def sweep(self, now_ms: int) -> list[ViolationEvent]:
+        """SIGNAL_LOSS for terminals that went silent while moving outside sites."""
+        events = []
+        limit = self.settings.signal_loss_s * 1000
+        for device, st in self.vehicles.items():
+            if st.last_moving_outside and st.signal_open_ts is None \
+                    and now_ms - st.last_ts > limit:
+                st.signal_open_ts = st.last_ts
+                events.append(self._event(device, SIGNAL_LOSS, Phase.OPENED, st.last_ts, None,
+                                          *self._last_position(device), None, None,
+                                          (now_ms - st.last_ts) / 1000, -1, late=False))
         return events
+
+    def snapshot(self) -> dict:
+        return {d: st.to_dict() for d, st in self.vehicles.items()}
+
+    def restore(self, data: dict) -> None:
+        self.vehicles = {d: VehicleState.from_dict(v) for d, v in data.items()}
+
+    # --- reorder window ---------------------------------------------------------------------
+
+    def _release(self, facts: Facts | None, received: np.ndarray | None, now_ms: int | None,
+                 final: bool) -> list:
+        parts = [p for p in (self._held, facts) if p is not None]
+        recv = [r for r in (self._held_received, received) if r is not None]
+        if not parts:
+            return []
+        allf = Facts.concat(parts) if len(parts) > 1 else parts[0]
+        received_all = np.concatenate(recv) if recv else np.zeros(len(allf), np.int64)
+        dev_key = allf.device.astype(str)
+        order = np.lexsort((allf.ts, dev_key))
+        allf, received_all, dev_key = allf.take(order), received_all[order], dev_key[order]
+        # drop repeated (device, ts): a fix already held or delivered twice counts once
+        if len(allf) > 1:
+            dup = np.zeros(len(allf), bool)
+            dup[1:] = (dev_key[1:] == dev_key[:-1]) & (allf.ts[1:] == allf.ts[:-1])
+            keep = ~dup
+            allf, received_all, dev_key = allf.take(keep), received_all[keep], dev_key[keep]
+        n = len(allf)
+        starts = np.flatnonzero(np.concatenate([[True], dev_key[1:] != dev_key[:-1]]))
+        group = np.repeat(np.arange(len(starts)), np.diff(np.concatenate([starts, [n]])))
+        newest = np.maximum.reduceat(allf.ts, starts)[group] if n else np.zeros(0, np.int64)
+        window = int(self.settings.reorder_window_s * 1000)
+        ready = np.ones(n, bool) if final else (allf.ts <= newest - window)
+        if now_ms is not None and not final:
+            ready |= received_all <= now_ms - window
+        last = np.array([self.vehicles[d].last_ts if d in self.vehicles else _NEVER
+                         for d in dev_key[starts].tolist()], np.int64)[group] if n else \
+            np.zeros(0, np.int64)
+        late = allf.ts <= last
+        live = ready & ~late
+        hold = ~ready & ~late
+        self._held = allf.take(hold) if hold.any() else None
+        self._held_received = received_all[hold]
+        events: list = []
+        if late.any():
+            events += self._process(allf.take(late), late=True)
+        if live.any():
+            events += self._process(allf.take(live), late=False)
+        events += self._finish_postroll(final)
+        return events
+
+    # --- per-vehicle evaluation ---------------------------------------------------------------
+
+    def _process(self, f: Facts, late: bool) -> list:
+        events: list = []
+        dev = f.device.astype(str)
+        n = len(f)
+        starts = np.flatnonzero(np.concatenate([[True], dev[1:] != dev[:-1]]))
+        ends = np.concatenate([starts[1:], [n]])
+        for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
+            device = dev[a]
+            rows = f.take(slice(a, b))
+            if late:
+                events += self._late_vehicle(device, rows)
+            else:
+                state = self.vehicles.setdefault(device, VehicleState())
+                events += self._vehicle(device, state, rows, late=False, keep_gaps=True)
+        return events
+
+    def _vehicle(self, device: str, st: VehicleState, f: Facts, late: bool,
+                 keep_gaps: bool) -> list:
+        """Evaluate one vehicle's fixes (sorted, all newer than ``st.last_ts``)."""
+        events: list = []
+        gap_ms = self.gap_snapshot_s * 1000
+        # split at gaps, so the state at the start of each gap can be saved for late data
+        prev = np.concatenate([[st.last_ts], f.ts[:-1]])
+        cut = np.flatnonzero((f.ts - prev > gap_ms) & (prev > _NEVER)).tolist()
+        bounds = sorted({0, *cut, len(f)})
+        for a, b in itertools.pairwise(bounds):
+            if a in cut and keep_gaps and st.last_ts > _NEVER:
+                snap = st.to_dict()
+                snap["gaps"] = []
+                st.gaps.append((st.last_ts, int(f.ts[a]), snap))
+                del st.gaps[:-self.max_gap_snapshots]
+            if b > a:
+                events += self._segment(device, st, f.take(slice(a, b)), late)
+        return events
+
+    def _segment(self, device: str, st: VehicleState, f: Facts, late: bool) -> list:
+        s = self.settings
+        events: list = []
+        known = self._quality(st, f)
+        loaded = self._loaded(device, st, f, events, late)
+        moving = np.nan_to_num(f.speed, nan=0.0) > s.moving_kmh
+        stationary = ~np.isnan(f.speed) & (f.speed < s.moving_kmh)
+        speed_known = ~np.isnan(f.speed)
+
+        # SIGNAL_LOSS: on the gap between consecutive fixes (also before this segment)
+        events += self._signal_loss(device, st, f, moving & ~f.in_site, late)
+
+        self._history_append(device, f)
+        conditions: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
+        has_permit = f.permit >= 0
+        # OFF_ROUTE: loaded on an active permit, beyond the corridor; clear inside 0.8×
+        off = f.route_m > f.half_width_m
+        clear = f.route_m < s.off_route_close_ratio * f.half_width_m
+        c = np.where(off, ON, np.where(clear, OFF, NEUTRAL))
+        c = np.where(~has_permit | (loaded == 0) | f.in_origin | f.in_destination, OFF, c)
+        k = known & ((loaded >= 0) | ~has_permit | f.in_origin | f.in_destination)
+        conditions["OFF_ROUTE"] = (c, k, f.route_m, f.permit)
+        # UNAUTHORISED_DUMP: tipper raised, stationary-ish, not where tipping is allowed
+        c = np.where((f.lift == 1) & stationary & ~f.tip_allowed, ON, OFF)
+        k = known & (f.lift >= 0) & (speed_known | (f.lift == 0))
+        conditions["UNAUTHORISED_DUMP"] = (c, k, np.zeros(len(f)), f.permit)
+        # UNCOVERED_LOAD: lid open, loaded, moving, outside every site
+        c = np.where((f.lid == 1) & (loaded == 1) & moving & ~f.in_site, ON, OFF)
+        k = known & (((f.lid >= 0) & (loaded >= 0) & speed_known) | (f.lid == 0)
+                     | (loaded == 0) | f.in_site)
+        conditions["UNCOVERED_LOAD"] = (c, k, f.speed, f.permit)
+        # RESTRICTED_ZONE: inside a zone during its window
+        c = np.where(f.zone >= 0, ON, OFF)
+        conditions["RESTRICTED_ZONE"] = (c, known, np.zeros(len(f)), f.zone)
+        # NO_PERMIT: loaded and moving outside sites with no valid permit at that time
+        c = np.where((loaded == 1) & moving & ~f.in_site & ~has_permit, ON, OFF)
+        k = known & (((loaded >= 0) & speed_known) | has_permit | f.in_site | (loaded == 0))
+        conditions["NO_PERMIT"] = (c, k, np.zeros(len(f)), f.permit)
+        # OVERSPEED: faster than the limit in force
+        c = np.where(f.speed > f.speed_limit, ON, OFF)
+        conditions["OVERSPEED"] = (c, known & speed_known, f.speed, f.permit)
+
+        for rule, (cond, ok, measure, context) in conditions.items():
+            machine = st.machines[rule]
+            rows = np.flatnonzero(ok)
+            if machine.phase == 0 and not (cond[rows] == ON).any():
+                continue  # idle and nothing happening: the common case costs nothing
+            for t in feed(machine, self.debounce[rule], f.ts[rows], cond[rows], measure[rows],
+                          f.lon[rows], f.lat[rows], context[rows]):
+                events.append(self._transition_event(device, rule, t, late))
+                if t.kind == "closed":
+                    st.recent_closed.append((rule, t.start_ts, t.end_ts, t.end_lon, t.end_lat,
+                                             t.peak))
+                    del st.recent_closed[:-16]
+
+        # load drop without a lift sensor: one violation per drop
+        events += self._load_drop(device, st, f, stationary, late)
+        st.last_ts = int(f.ts[-1])
+        st.last_moving_outside = bool(moving[-1] and not f.in_site[-1])
+        return events
+
+    # --- pieces ---------------------------------------------------------------------------------
+
+    def _quality(self, st: VehicleState, f: Facts) -> np.ndarray:
+        """Known = static quality ok and no jump (> max_implied_kmh from the last good fix)."""
+        ok = f.static_ok.copy()
+        limit = self.settings.max_implied_kmh / 3.6  # m/s
+        lon0 = np.concatenate([[st.good_lon], f.lon[:-1]])
+        lat0 = np.concatenate([[st.good_lat], f.lat[:-1]])
+        t0 = np.concatenate([[st.good_ts], f.ts[:-1]])
+        fast = _implied_speed(lon0, lat0, t0, f.lon, f.lat, f.ts) > limit
+        fast[0] &= st.good_ts > _NEVER
+        if fast.any() or not ok.all():
+            # sequential only where needed: compare with the last *good* fix
+            gts, glon, glat = st.good_ts, st.good_lon, st.good_lat
+            for k in range(len(f)):
+                if not ok[k]:
+                    continue
+                if gts > _NEVER and _implied_speed(glon, glat, gts, f.lon[k], f.lat[k],
+                                                   f.ts[k]) > limit:
+                    ok[k] = False
+                    continue
+                gts, glon, glat = int(f.ts[k]), float(f.lon[k]), float(f.lat[k])
+            st.good_ts, st.good_lon, st.good_lat = gts, glon, glat
+        else:
+            st.good_ts, st.good_lon, st.good_lat = int(f.ts[-1]), float(f.lon[-1]), \
+                float(f.lat[-1])
+        return ok
+
+    def _loaded(self, device: str, st: VehicleState, f: Facts, events: list,
+                late: bool) -> np.ndarray:
+        """1 loaded, 0 empty, -1 unknown: the load sensor where it reports, else the trip."""
+        by_trip = self._trips(device, st, f, events, late)
+        sensor = np.where(f.load >= 1, 1, np.where(f.load == 0, 0, -1))
+        kg = np.where(np.isnan(f.load_kg), -1, (f.load_kg > LOADED_KG).astype(np.int64))
+        return np.where(sensor >= 0, sensor, np.where(kg >= 0, kg, by_trip))
+
+    def _trips(self, device: str, st: VehicleState, f: Facts, events: list,
+               late: bool) -> np.ndarray:
+        """Trip phase per fix from origin/destination membership; emits trip events."""
+        code = f.in_origin.astype(np.int8) + 2 * f.in_destination.astype(np.int8)
+        phase_at = np.empty(len(f), np.int8)
+        bounds = np.flatnonzero(np.diff(code)) + 1
+        for a, b in zip([0, *bounds.tolist()], [*bounds.tolist(), len(f)], strict=True):
+            c = int(code[a])
+            if c & 1:
+                st.trip_phase, st.trip_permit = AT_ORIGIN, int(f.permit[a])
+            elif c & 2:
+                if st.trip_phase == EN_ROUTE:
+                    events.append(self._trip(device, st, int(f.ts[a]), f, a, late))
+                st.trip_phase = AT_DESTINATION
+            elif st.trip_phase == AT_ORIGIN:
+                st.trip_phase, st.trip_left_ts = EN_ROUTE, int(f.ts[a])
+                events.append(self._trip(device, st, None, f, a, late))
+            elif st.trip_phase == AT_DESTINATION:
+                st.trip_phase = NO_TRIP
+            phase_at[a:b] = st.trip_phase
+        return np.where(phase_at == EN_ROUTE, 1, np.where(phase_at == NO_TRIP, -1, 0))
+
+    def _trip(self, device: str, st: VehicleState, arrived: int | None, f: Facts, k: int,
+              late: bool) -> TripEvent:
+        ref = self.ref
+        assert ref is not None
+        v = int(f.vehicle[k])
+        p = st.trip_permit
+        dest = None
+        if arrived is not None and f.site[k] >= 0:
+            dest = ref.fence_ids[int(f.site[k])]
+        return TripEvent(
+            id=violation_id(device, "TRIP", st.trip_left_ts), device_id=device,
+            plate=ref.plates[v] if v >= 0 else None,
+            company_id=ref.companies[v] if v >= 0 else None,
+            permit_id=ref.permit_ids[p] if p >= 0 else None,
+            origin=ref.fence_ids[int(ref.permit_origin[p])] if p >= 0 else None,
+            left_ts=st.trip_left_ts, destination=dest, arrived_ts=arrived, late=late)
+
+    def _signal_loss(self, device: str, st: VehicleState, f: Facts, moving_outside: np.ndarray,
+                     late: bool) -> list:
+        events = []
+        limit = self.settings.signal_loss_s * 1000
+        if st.signal_open_ts is not None:  # opened by the sweep; the next fix closes it
+            start = st.signal_open_ts
+            events.append(self._event(device, SIGNAL_LOSS, Phase.CLOSED, start, int(f.ts[0]),
+                                      *self._last_position(device), float(f.lon[0]),
+                                      float(f.lat[0]), (f.ts[0] - start) / 1000, -1, late))
+            st.signal_periods.append((start, int(f.ts[0])))
+            st.signal_open_ts = None
+        prev_ts = np.concatenate([[st.last_ts], f.ts[:-1]])
+        prev_mo = np.concatenate([[st.last_moving_outside], moving_outside[:-1]])
+        gaps = np.flatnonzero((f.ts - prev_ts > limit) & prev_mo & (prev_ts > _NEVER))
+        for k in gaps.tolist():
+            start, end = int(prev_ts[k]), int(f.ts[k])
+            if any(a == start for a, _ in st.signal_periods):
+                continue  # already reported (by the sweep)
+            lon0, lat0 = (f.lon[k - 1], f.lat[k - 1]) if k else self._last_position(device)
+            peak = (end - start) / 1000
+            opened = self._event(device, SIGNAL_LOSS, Phase.OPENED, start, None, lon0, lat0,
+                                 None, None, peak, -1, late)
+            events.append(opened)
+            events.append(self._event(device, SIGNAL_LOSS, Phase.CLOSED, start, end, lon0,
+                                      lat0, float(f.lon[k]), float(f.lat[k]), peak, -1, late))
+            st.signal_periods.append((start, end))
+        del st.signal_periods[:-20]
+        return events
+
+    def _load_drop(self, device: str, st: VehicleState, f: Facts, stationary: np.ndarray,
+                   late: bool) -> list:
+        """Dumping seen by the load sensor alone (no lift sensor): full/half → empty, or the
+        weighed load falling by ``dump_load_drop`` within ``dump_load_window_s``."""
+        s = self.settings
+        events = []
+        no_lift = f.lift < 0
+        has_load = (f.load >= 0) | ~np.isnan(f.load_kg)
+        if not (no_lift & has_load).any():
+            if (f.load >= 0).any():
+                k = int(np.flatnonzero(f.load >= 0)[-1])
+                st.last_load, st.last_load_ts = int(f.load[k]), int(f.ts[k])
+            return events
+        window = s.dump_load_window_s * 1000
+        for k in np.flatnonzero(has_load).tolist():
+            t = int(f.ts[k])
+            dropped = False
+            if f.load[k] >= 0:
+                dropped = (f.load[k] == 0 and st.last_load >= 1
+                           and t - st.last_load_ts <= window)
+                st.last_load, st.last_load_ts = int(f.load[k]), t
+            if not np.isnan(f.load_kg[k]):
+                kg = float(f.load_kg[k])
+                if np.isnan(st.max_kg) or t - st.max_kg_ts > window or kg >= st.max_kg:
+                    st.max_kg, st.max_kg_ts = kg, t
+                elif st.max_kg > LOADED_KG and kg <= (1 - s.dump_load_drop) * st.max_kg:
+                    dropped = True
+                    st.max_kg, st.max_kg_ts = kg, t
+            if dropped and no_lift[k] and stationary[k] and not f.tip_allowed[k]:
+                ev = self._event(device, "UNAUTHORISED_DUMP", Phase.OPENED, t, None,
+                                 float(f.lon[k]), float(f.lat[k]), None, None, 0.0,
+                                 int(f.permit[k]), late)
+                events += [ev, self._event(device, "UNAUTHORISED_DUMP", Phase.CLOSED, t, t,
+                                           float(f.lon[k]), float(f.lat[k]), float(f.lon[k]),
+                                           float(f.lat[k]), 0.0, int(f.permit[k]), late)]
+        return events
+
+    def _late_vehicle(self, device: str, rows: Facts) -> list:
+        """Late fixes: evaluated from the state saved at the gap they fill (or a fresh one),
+        on a copy; violations still open at the end of the late data close at its last fix."""
+        live = self.vehicles.setdefault(device, VehicleState())
+        events: list = []
+        first, last_ts = int(rows.ts[0]), int(rows.ts[-1])
+        snap = None
+        for start, end, data in live.gaps:
+            if start < first < end:
+                snap = data
+        gap_end = gap_index = None
+        for k, (start, end, data) in enumerate(live.gaps):
+            if start < first < end:
+                snap, gap_end, gap_index = data, end, k
+        temp = VehicleState.from_dict(snap) if snap is not None else VehicleState()
+        temp.signal_periods = []
+        # the live state may already hold this device time's fixes: skip those
+        rows = rows.take(rows.ts > temp.last_ts)
+        if len(rows):
+            events += self._vehicle(device, temp, rows, late=True, keep_gaps=False)
+            if gap_index is not None and int(rows.ts[-1]) < gap_end:
+                # more of the blind area may still come: it resumes from here
+                resume = temp.to_dict()
+                resume["gaps"] = []
+                live.gaps[gap_index] = (int(rows.ts[-1]), gap_end, resume)
+            for rule, m in temp.machines.items():
+                if m.phase not in (2, 3):  # neither OPEN nor CLOSING at the end of late data
+                    continue
+                live_m = live.machines[rule]
+                closed_live = next((c for c in live.recent_closed
+                                    if c[0] == rule and c[1] == gap_end), None)
+                if gap_end is not None and closed_live is not None:
+                    # the live stream saw the end of this violation after the blind area
+                    _, live_start, live_end, end_lon, end_lat, live_peak = closed_live
+                    events.append(self._event(device, rule, Phase.RETRACTED, live_start,
+                                              live_end, 0.0, 0.0, None, None, live_peak,
+                                              m.context, True))
+                    events.append(self._event(device, rule, Phase.CLOSED, m.start_ts, live_end,
+                                              m.start_lon, m.start_lat, end_lon, end_lat,
+                                              _nanmax_pair(m.peak, live_peak), m.context, True))
+                    continue
+                if gap_end is not None and live_m.phase in (2, 3) and \
+                        live_m.start_ts == gap_end:
+                    # the live stream re-opened this violation when the truck reappeared:
+                    # it is the same one, which really started inside the blind area
+                    events.append(self._event(device, rule, Phase.RETRACTED, live_m.start_ts,
+                                              None, live_m.start_lon, live_m.start_lat, None,
+                                              None, live_m.peak, live_m.context, True))
+                    live_m.start_ts, live_m.start_lon, live_m.start_lat = \
+                        m.start_ts, m.start_lon, m.start_lat
+                    live_m.peak = _nanmax_pair(live_m.peak, m.peak)
+                    continue
+                # still open when the late data ends: in order, the live fixes after the gap
+                # would have closed it at the first of them
+                end_ts = m.close_ts if m.phase == 3 else gap_end or last_ts
+                events.append(self._event(device, rule, Phase.CLOSED, m.start_ts, end_ts,
+                                          m.start_lon, m.start_lat, float(rows.lon[-1]),
+                                          float(rows.lat[-1]), m.peak, m.context, True))
+        events += self._retract_filled_gaps(device, live, rows)
+        return events
+
+    def _retract_filled_gaps(self, device: str, live: VehicleState, rows: Facts) -> list:
+        """A SIGNAL_LOSS whose gap the late fixes fill was a link outage, not a GNSS one."""
+        events = []
+        limit = self.settings.signal_loss_s * 1000
+        kept = []
+        for start, end in live.signal_periods:
+            inside = rows.ts[(rows.ts > start) & (rows.ts < end)]
+            if len(inside) == 0:
+                kept.append((start, end))
+                continue
+            times = np.concatenate([[start], inside, [end]])
+            if np.diff(times).max() > limit:
+                kept.append((start, end))
+                continue
+            events.append(self._event(device, SIGNAL_LOSS, Phase.RETRACTED, start, end,
+                                      0.0, 0.0, None, None, (end - start) / 1000, -1, True))
+        live.signal_periods = kept
+        return events
+
+    # --- events and evidence --------------------------------------------------------------------
+
+    def _transition_event(self, device: str, rule: str, t, late: bool) -> ViolationEvent:
+        phase = {"opened": Phase.OPENED, "updated": Phase.UPDATED, "closed": Phase.CLOSED}[t.kind]
+        return self._event(device, rule, phase, t.start_ts, t.end_ts, t.start_lon, t.start_lat,
+                           t.end_lon, t.end_lat, t.peak, t.context, late)
+
+    def _event(self, device: str, rule: str, phase: Phase, start_ts: int, end_ts: int | None,
+               start_lon: float, start_lat: float, end_lon, end_lat, peak, context: int,
+               late: bool) -> ViolationEvent:
+        ref = self.ref
+        assert ref is not None
+        v = int(ref.vehicle_of(np.array([device], dtype=object))[0])
+        permit_id = fence_id = None
+        if rule == "RESTRICTED_ZONE" and context >= 0:
+            fence_id = ref.fence_ids[context]
+        elif context >= 0 and rule != SIGNAL_LOSS:
+            permit_id = ref.permit_ids[context]
+        peak_value = None if peak is None or np.isnan(peak) else float(peak)
+        event = ViolationEvent(
+            id=violation_id(device, rule, start_ts), phase=phase, rule=rule, device_id=device,
+            start_ts=int(start_ts), end_ts=None if end_ts is None else int(end_ts),
+            start_lon=float(start_lon), start_lat=float(start_lat),
+            end_lon=None if end_lon is None else float(end_lon),
+            end_lat=None if end_lat is None else float(end_lat),
+            peak=peak_value, severity=_severity(rule, peak_value or 0.0, self.settings),
+            late=late, plate=ref.plates[v] if v >= 0 else None,
+            company_id=ref.companies[v] if v >= 0 else None, permit_id=permit_id,
+            fence_id=fence_id,
+        )
+        if phase == Phase.CLOSED:
+            self._postroll.append((device, event))
+        return event
+
+    def _history_append(self, device: str, f: Facts) -> None:
+        rows = np.column_stack([f.ts, f.lon, f.lat, np.nan_to_num(f.speed, nan=-1), f.lid,
+                                f.lift, f.load])
+        hist = self._history.setdefault(device, [])
+        hist.append(rows)
+        keep_ms = (self.settings.evidence_s * 2 + 3600) * 1000
+        newest = rows[-1, 0]
+        while hist and hist[0][-1, 0] < newest - keep_ms:
+            hist.pop(0)
+        total = sum(len(h) for h in hist)
+        while len(hist) > 1 and total - len(hist[0]) >= self.settings.evidence_max_fixes:
+            total -= len(hist.pop(0))
+
+    def _evidence(self, device: str, start: int, end: int) -> tuple:
+        hist = self._history.get(device)
+        if not hist:
+            return ()
+        rows = np.vstack(hist)
+        margin = self.settings.evidence_s * 1000
+        sel = rows[(rows[:, 0] >= start - margin) & (rows[:, 0] <= end + margin)]
+        sel = sel[-self.settings.evidence_max_fixes:]
+        return tuple((int(r[0]), round(r[1], 7), round(r[2], 7), round(r[3], 1), int(r[4]),
+                      int(r[5]), int(r[6])) for r in sel.tolist())
+
+    def _finish_postroll(self, final: bool) -> list:
+        """Closed violations get their evidence once the vehicle reported ``evidence_s``
+        past the end (or at the end of the data)."""
+        out, waiting = [], []
+        margin = self.settings.evidence_s * 1000
+        for device, ev in self._postroll:
+            st = self.vehicles.get(device)
+            done_ts = st.last_ts if st else _NEVER
+            if final or (ev.end_ts is not None and done_ts >= ev.end_ts + margin) or ev.late:
+                out.append(_with(ev, phase=Phase.UPDATED,
+                                 evidence=self._evidence(device, ev.start_ts, ev.end_ts or 0)))
+            else:
+                waiting.append((device, ev))
+        self._postroll = waiting
+        return out
+
+    def _last_position(self, device: str) -> tuple[float, float]:
+        hist = self._history.get(device)
+        if hist:
+            return float(hist[-1][-1, 1]), float(hist[-1][-1, 2])
+        st = self.vehicles.get(device)
+        return (st.good_lon, st.good_lat) if st else (0.0, 0.0)
+
+
+def _with(ev: ViolationEvent, **changes) -> ViolationEvent:
+    return replace(ev, **changes)
+
+
+def _nanmax_pair(a: float, b: float) -> float:
+    return b if np.isnan(a) else a if np.isnan(b) else max(a, b)
+
+
+def _implied_speed(lon0, lat0, t0, lon1, lat1, t1):
+    """m/s between two fixes (equirectangular metres: plenty for a 150 km/h jump test)."""
+    lat_mid = np.radians((np.asarray(lat0) + np.asarray(lat1)) / 2)
+    dx = (np.asarray(lon1) - np.asarray(lon0)) * 111_320.0 * np.cos(lat_mid)
+    dy = (np.asarray(lat1) - np.asarray(lat0)) * 110_574.0
+    dt = np.maximum((np.asarray(t1) - np.asarray(t0)) / 1000.0, 1e-3)
+    return np.hypot(dx, dy) / dt

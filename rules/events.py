@@ -5,11 +5,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+import numpy as np
+
 
 class Phase(StrEnum):
     OPENED = "opened"
     UPDATED = "updated"
     CLOSED = "closed"
+    RETRACTED = "retracted"  # late data showed it did not happen (e.g. backfill fills a gap)
+
+
+@dataclass(frozen=True, slots=True)
+class Memberships:
+    """Fence memberships of a batch: fix ``fix_index[k]`` is inside fence ``fence_id[k]``."""
+
+    fix_index: np.ndarray
+    fence_id: np.ndarray  # object array of fence ids
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,3 +44,21 @@ class ViolationEvent:
     plate: str | None = None
     company_id: str | None = None
     permit_id: str | None = None
+    fence_id: str | None = None  # the restricted zone, for RESTRICTED_ZONE
+    evidence: tuple | None = None  # ((ts, lon, lat, speed, lid, lift, load), …)
+
+
+@dataclass(frozen=True, slots=True)
+class TripEvent:
+    """A truck left its permit's origin (``arrived_ts`` None) or reached a destination."""
+
+    id: str
+    device_id: str
+    plate: str | None
+    company_id: str | None
+    permit_id: str | None
+    origin: str | None
+    left_ts: int
+    destination: str | None = None
+    arrived_ts: int | None = None
+    late: bool = False

@@ -12,9 +12,10 @@ import logging
 from dataclasses import dataclass
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 from muckwatch.batches import DeviceStatus, FixBatch, Rejects
-from rules.events import ViolationEvent
+from rules.events import Phase, TripEvent, ViolationEvent
 from store.writer import StoreWriter, WriteReport
 
 log = logging.getLogger(__name__)
@@ -24,17 +25,41 @@ class DatabaseError(RuntimeError):
     """The database could not be reached or refused a write; says where and why."""
 
 
+# Upserts are monotonic, so replays and late duplicates never move a violation backwards:
+# a closed or retracted violation stays so; the end and evidence, once known, are kept.
 _UPSERT_VIOLATION = """
-INSERT INTO violations (id, rule, severity, device_id, plate, company_id, permit_id, start_ts,
-                        end_ts, start_lon, start_lat, end_lon, end_lat, peak, state, late)
+INSERT INTO violations (id, rule, severity, device_id, plate, company_id, permit_id, fence_id,
+                        start_ts, end_ts, start_lon, start_lat, end_lon, end_lat, peak, state,
+                        late, evidence)
 VALUES (%(id)s, %(rule)s, %(severity)s, %(device_id)s, %(plate)s, %(company_id)s, %(permit_id)s,
+        %(fence_id)s,
         timestamptz 'epoch' + %(start_ts)s * interval '1 millisecond',
         timestamptz 'epoch' + %(end_ts)s * interval '1 millisecond',
-        %(start_lon)s, %(start_lat)s, %(end_lon)s, %(end_lat)s, %(peak)s, %(state)s, %(late)s)
+        %(start_lon)s, %(start_lat)s, %(end_lon)s, %(end_lat)s, %(peak)s, %(state)s, %(late)s,
+        %(evidence)s)
 ON CONFLICT (id, start_ts) DO UPDATE SET
-    end_ts = excluded.end_ts, end_lon = excluded.end_lon, end_lat = excluded.end_lat,
-    peak = GREATEST(violations.peak, excluded.peak), severity = excluded.severity,
-    state = excluded.state, updated_at = now()
+    end_ts = COALESCE(excluded.end_ts, violations.end_ts),
+    end_lon = COALESCE(excluded.end_lon, violations.end_lon),
+    end_lat = COALESCE(excluded.end_lat, violations.end_lat),
+    peak = GREATEST(violations.peak, excluded.peak),
+    severity = GREATEST(violations.severity, excluded.severity),
+    state = CASE WHEN violations.state = 'retracted' OR excluded.state = 'retracted'
+                 THEN 'retracted'
+                 WHEN violations.state = 'closed' THEN 'closed'
+                 ELSE excluded.state END,
+    evidence = COALESCE(excluded.evidence, violations.evidence),
+    updated_at = now()
+"""
+
+_UPSERT_TRIP = """
+INSERT INTO trips (id, device_id, plate, company_id, permit_id, origin, left_at, destination,
+                   arrived_at, late)
+VALUES (%(id)s, %(device_id)s, %(plate)s, %(company_id)s, %(permit_id)s, %(origin)s,
+        timestamptz 'epoch' + %(left_ts)s * interval '1 millisecond', %(destination)s,
+        timestamptz 'epoch' + %(arrived_ts)s * interval '1 millisecond', %(late)s)
+ON CONFLICT (id, left_at) DO UPDATE SET
+    destination = COALESCE(excluded.destination, trips.destination),
+    arrived_at = COALESCE(excluded.arrived_at, trips.arrived_at)
 """
 
 
@@ -77,17 +102,21 @@ class Store:
         fixes: FixBatch,
         rejects: Rejects,
         statuses: DeviceStatus,
-        events: list[ViolationEvent],
+        events: list[ViolationEvent | TripEvent],
     ) -> WriteReport:
         """Everything a batch produced, in one transaction: all of it lands or none does."""
         conn = await self._connection()
         try:
             async with conn.transaction():
                 report = await self._writer.write(conn, fixes, rejects, statuses)
-                if events:
-                    async with conn.cursor() as cur:
-                        await cur.executemany(_UPSERT_VIOLATION, [_violation_row(e)
-                                                                  for e in events])
+                violations = [_violation_row(e) for e in events
+                              if isinstance(e, ViolationEvent)]
+                trips = [_trip_row(e) for e in events if isinstance(e, TripEvent)]
+                async with conn.cursor() as cur:
+                    if violations:
+                        await cur.executemany(_UPSERT_VIOLATION, violations)
+                    if trips:
+                        await cur.executemany(_UPSERT_TRIP, trips)
         except psycopg.OperationalError as e:
             await conn.close()
             raise DatabaseError(
@@ -106,5 +135,18 @@ def _violation_row(e: ViolationEvent) -> dict:
         "plate": e.plate, "company_id": e.company_id, "permit_id": e.permit_id,
         "start_ts": e.start_ts, "end_ts": e.end_ts, "start_lon": e.start_lon,
         "start_lat": e.start_lat, "end_lon": e.end_lon, "end_lat": e.end_lat, "peak": e.peak,
-        "state": "closed" if e.phase == "closed" else "open", "late": e.late,
+        "state": ("retracted" if e.phase == Phase.RETRACTED
+                  else "closed" if e.end_ts is not None else "open"),
+        "late": e.late, "fence_id": e.fence_id,
+        "evidence": None if e.evidence is None else Jsonb(
+            [dict(zip(_EVIDENCE_KEYS, row, strict=True)) for row in e.evidence]),
     }
+
+
+_EVIDENCE_KEYS = ("ts", "lon", "lat", "spd", "lid", "lift", "load")
+
+
+def _trip_row(t: TripEvent) -> dict:
+    return {"id": t.id, "device_id": t.device_id, "plate": t.plate, "company_id": t.company_id,
+            "permit_id": t.permit_id, "origin": t.origin, "left_ts": t.left_ts,
+            "destination": t.destination, "arrived_ts": t.arrived_ts, "late": t.late}

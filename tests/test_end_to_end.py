@@ -161,3 +161,35 @@ def test_sighup_swaps_fences_without_stopping(start_ingest, city, tmp_path, db, 
     assert poll(lambda: rows(db, device_id)), "ingest kept running through both reloads"
     code, _ = proc.stop()
     assert code == 0
+
+
+def test_violations_and_trips_land_live_with_the_replay_ids(ingest, db, broker, poll):
+    """The shipped example track, published line by line with mosquitto_pub -l, gives the
+    same OFF_ROUTE (same id) in the database as `muckwatch replay` prints."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[1] / "data" / "examples" / "detour.jsonl"
+    replayed = subprocess.run([sys.executable, "-m", "muckwatch", "replay", str(example)],
+                              capture_output=True, text=True, timeout=120, check=True)
+    expected = [json.loads(line) for line in replayed.stdout.splitlines()]
+    device = expected[0]["device"]
+    with example.open("rb") as f:
+        subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(broker.port), "-q", "1",
+                        "-t", f"muck/v1/{device}/telemetry", "-l"], stdin=f, check=True,
+                       timeout=60)
+
+    def landed():
+        return db.execute("SELECT id, rule, state, extract(epoch FROM start_ts)::numeric * 1000,"
+                          " plate, permit_id, evidence IS NOT NULL FROM violations"
+                          " WHERE device_id = %s AND state = 'closed' AND evidence IS NOT NULL",
+                          (device,)).fetchall()
+
+    rows = poll(landed, timeout_s=60)
+    assert [(r[0], r[1], int(r[3])) for r in rows] == \
+        [(v["id"], v["rule"], v["start_ts"]) for v in expected]
+    assert rows[0][4] == expected[0]["plate"] and rows[0][5] == "P0001"
+    trips = db.execute("SELECT origin, destination, arrived_at IS NOT NULL FROM trips"
+                       " WHERE device_id = %s", (device,)).fetchall()
+    assert trips and trips[0][0] == "CS0020" and trips[0][1] == "DS01" and trips[0][2]

@@ -45,7 +45,8 @@ def test_migrate_is_idempotent_and_recorded(dsn, db):
     assert st.mode == "postgresql" and "not available" in st.why
     assert st.applied == [m.version for m in available_migrations()] and st.pending == []
     rows = db.execute("SELECT version, name, mode FROM schema_version").fetchall()
-    assert rows == [(1, "initial", "postgresql")]
+    assert rows == [(m.version, m.name, "postgresql") for m in available_migrations()]
+    assert rows[:2] == [(1, "initial", "postgresql"), (2, "rules", "postgresql")]
 
 
 def test_every_column_lands_and_unknown_is_null(dsn, db, device_id):

@@ -1,0 +1,193 @@
+"""Reference data the rules need, as arrays: vehicles, sites, zones, permits.
+
+Built once from a city bundle; every per-fix lookup (which permit is valid now, which site
+or zone a fix is in, is a zone's window active) is a numpy operation over the batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import numpy as np
+
+from geofence.corridor import Corridors
+from geofence.projection import Projector
+from muckwatch.city import SITE_KINDS, City, parse_window
+
+_DAY_MIN = 1440
+
+
+def _window_minutes(windows: tuple[str, ...]) -> list[tuple[int, int]]:
+    return [parse_window(w) for w in windows]
+
+
+def in_windows(minute_of_day: np.ndarray, windows: list[tuple[int, int]]) -> np.ndarray:
+    """Local minute-of-day inside any [start, end) window; end < start crosses midnight;
+    no windows means always."""
+    if not windows:
+        return np.ones(len(minute_of_day), bool)
+    inside = np.zeros(len(minute_of_day), bool)
+    for start, end in windows:
+        if start == end:
+            continue
+        if start < end:
+            inside |= (minute_of_day >= start) & (minute_of_day < end)
+        else:
+            inside |= (minute_of_day >= start) | (minute_of_day < end)
+    return inside
+
+
+@dataclass
+class Reference:
+    """Everything rules look up, indexed for arrays."""
+
+    city: City
+    timezone: ZoneInfo
+    device_ids: np.ndarray  # object array, sorted
+    device_vehicle: np.ndarray  # vehicle index per sorted device id
+    plates: list[str]
+    companies: list[str]
+    fence_ids: list[str]
+    fence_kind: np.ndarray  # object array of kinds
+    fence_speed_limit: np.ndarray  # NaN where none
+    zone_windows: dict[int, list[tuple[int, int]]]  # fence index → windows (restricted zones)
+    permit_ids: list[str]
+    permit_vehicle: np.ndarray
+    permit_from_ms: np.ndarray
+    permit_to_ms: np.ndarray
+    permit_hours: list[list[tuple[int, int]]]
+    permit_origin: np.ndarray  # fence index
+    permit_allowed: list[set[int]]  # fence indexes where tipping is allowed
+    permit_destinations: list[set[int]]
+    permits_by_vehicle: dict[int, list[int]]
+    corridors: Corridors
+
+    @classmethod
+    def from_city(cls, city: City) -> Reference:
+        vehicles = city.vehicles
+        order = np.argsort(np.array([v.device_id for v in vehicles], dtype=object))
+        fence_index = {f.id: k for k, f in enumerate(city.fences)}
+        plate_vehicle = {v.plate: k for k, v in enumerate(vehicles)}
+        permits = [p for p in city.permits if p.plate in plate_vehicle]
+        by_vehicle: dict[int, list[int]] = {}
+        for k, p in enumerate(permits):
+            by_vehicle.setdefault(plate_vehicle[p.plate], []).append(k)
+        for ks in by_vehicle.values():
+            ks.sort(key=lambda k: (permits[k].valid_from, permits[k].id))
+        projector = Projector(city.metric_epsg)
+        return cls(
+            city=city,
+            timezone=ZoneInfo(city.timezone),
+            device_ids=np.array([vehicles[k].device_id for k in order], dtype=object),
+            device_vehicle=np.asarray(order, np.int64),
+            plates=[v.plate for v in vehicles],
+            companies=[v.company_id for v in vehicles],
+            fence_ids=[f.id for f in city.fences],
+            fence_kind=np.array([f.kind for f in city.fences], dtype=object),
+            fence_speed_limit=np.array([f.speed_limit_kmh if f.speed_limit_kmh else np.nan
+                                        for f in city.fences], np.float64),
+            zone_windows={k: _window_minutes(f.windows) for k, f in enumerate(city.fences)
+                          if f.kind == "restricted_zone"},
+            permit_ids=[p.id for p in permits],
+            permit_vehicle=np.array([plate_vehicle[p.plate] for p in permits], np.int64),
+            permit_from_ms=np.array([int(p.valid_from.timestamp() * 1000) for p in permits],
+                                    np.int64),
+            permit_to_ms=np.array([int(p.valid_to.timestamp() * 1000) for p in permits],
+                                  np.int64),
+            permit_hours=[_window_minutes((p.hours,)) if p.hours else [] for p in permits],
+            permit_origin=np.array([fence_index[p.origin] for p in permits], np.int64),
+            permit_allowed=[{fence_index[p.origin], *(fence_index[d] for d in p.destinations)}
+                            for p in permits],
+            permit_destinations=[{fence_index[d] for d in p.destinations} for p in permits],
+            permits_by_vehicle=by_vehicle,
+            corridors=Corridors([p.route for p in permits], [p.corridor_m for p in permits],
+                                projector),
+        )
+
+    def vehicle_of(self, devices: np.ndarray) -> np.ndarray:
+        """Vehicle index per device id; -1 for terminals not in vehicles.csv."""
+        if len(self.device_ids) == 0:
+            return np.full(len(devices), -1, np.int64)
+        at = np.clip(np.searchsorted(self.device_ids, devices), 0, len(self.device_ids) - 1)
+        found = self.device_ids[at] == devices
+        return np.where(found, self.device_vehicle[at], -1)
+
+    def local_minutes(self, ts_ms: np.ndarray) -> np.ndarray:
+        """Minute of the local day (bundle timezone) for each epoch-ms timestamp.
+
+        The UTC offset is looked up once per distinct hour, so DST zones are right too."""
+        if len(ts_ms) == 0:
+            return np.zeros(0, np.int64)
+        hours = ts_ms // 3_600_000
+        unique, inverse = np.unique(hours, return_inverse=True)
+        offsets = np.array([
+            int(datetime.fromtimestamp(int(h) * 3600, self.timezone).utcoffset()
+                // timedelta(minutes=1)) for h in unique.tolist()], np.int64)
+        minutes = ts_ms // 60_000 + offsets[inverse]
+        return minutes % _DAY_MIN
+
+    def permit_at(self, vehicle: np.ndarray, ts_ms: np.ndarray,
+                  minute: np.ndarray) -> np.ndarray:
+        """The permit valid for each fix's vehicle at its device time (validity window and
+        allowed hours); -1 where none. With several, the earliest-starting wins.
+
+        Vectorised: every (fix, candidate permit of its vehicle) pair is checked at once."""
+        out = np.full(len(vehicle), -1, np.int64)
+        if len(self.permit_ids) == 0 or len(vehicle) == 0:
+            return out
+        ptr, order = self._permit_csr
+        v = np.where(vehicle >= 0, vehicle, len(ptr) - 2)  # last row is empty
+        start = ptr[v]
+        counts = ptr[v + 1] - start
+        fix = np.repeat(np.arange(len(vehicle)), counts)
+        rank = np.arange(len(fix)) - np.repeat(np.cumsum(counts) - counts, counts)
+        k = order[start[fix] + rank]
+        t, m = ts_ms[fix], minute[fix]
+        ok = (t >= self.permit_from_ms[k]) & (t <= self.permit_to_ms[k])
+        h0, h1 = self._hours[k, 0], self._hours[k, 1]
+        ok &= (h0 < 0) | (h0 == h1) | np.where(h0 < h1, (m >= h0) & (m < h1), (m >= h0) | (m < h1))
+        hit = np.flatnonzero(ok)
+        first = hit[np.unique(fix[hit], return_index=True)[1]]
+        out[fix[first]] = k[first]
+        return out
+
+    @property
+    def _permit_csr(self) -> tuple[np.ndarray, np.ndarray]:
+        cached = self.__dict__.get("_csr_cache")
+        if cached is None:
+            n_vehicles = len(self.plates)
+            order = np.concatenate([np.asarray(self.permits_by_vehicle.get(v, []), np.int64)
+                                    for v in range(n_vehicles)] + [np.zeros(0, np.int64)])
+            counts = [len(self.permits_by_vehicle.get(v, [])) for v in range(n_vehicles)] + [0]
+            ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+            self.__dict__["_csr_cache"] = cached = (ptr, order)
+            self.__dict__["_hours"] = np.array(
+                [h[0] if h else (-1, -1) for h in self.permit_hours], np.int64).reshape(-1, 2)
+        return cached
+
+    @property
+    def _hours(self) -> np.ndarray:
+        self._permit_csr  # noqa: B018 - builds the cache
+        return self.__dict__["_hours"]
+
+    def permit_site_has(self, permit: np.ndarray, fence: np.ndarray, which: str) -> np.ndarray:
+        """Is ``fence`` one of ``permit``'s allowed (origin + destinations) or destination
+        sites, pairwise over arrays."""
+        key = f"_{which}_keys"
+        keys = self.__dict__.get(key)
+        n_fences = len(self.fence_ids)
+        if keys is None:
+            sets = self.permit_allowed if which == "allowed" else self.permit_destinations
+            keys = np.sort(np.array([k * n_fences + f for k, fs in enumerate(sets) for f in fs],
+                                    np.int64))
+            self.__dict__[key] = keys
+        if len(keys) == 0:
+            return np.zeros(len(permit), bool)
+        q = permit.astype(np.int64) * n_fences + fence
+        at = np.clip(np.searchsorted(keys, q), 0, len(keys) - 1)
+        return keys[at] == q
+
+    def is_site(self, fence: np.ndarray) -> np.ndarray:
+        return np.isin(self.fence_kind[fence], SITE_KINDS)

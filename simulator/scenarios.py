@@ -1,0 +1,157 @@
+"""Hand-built truck tracks over a city, for rule scenario tests and demos.
+
+A ``TruckTrack`` drives one truck in metric coordinates (the city's projection) and records
+wire-format v1 fixes: along its permit's route, off it, parked, with the lid open or the
+tipper raised, with GPS noise or a multipath jump — each behaviour a method, so a scenario
+reads like what the truck did.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import shapely
+import shapely.ops
+
+from geofence.projection import Projector
+from muckwatch.city import City
+
+
+class TruckTrack:
+    def __init__(self, city: City, device: str, start_ms: int, *, interval_s: float = 5.0,
+                 noise_m: float = 0.0, seed: int = 0) -> None:
+        self.city = city
+        self.device = device
+        self.t = start_ms
+        self.interval_ms = int(interval_s * 1000)
+        self.noise_m = noise_m
+        self.rng = np.random.default_rng(seed)
+        self.projector = Projector(city.metric_epsg)
+        self.fixes: list[dict] = []
+        self.x = 0.0
+        self.y = 0.0
+        self.seq = 0
+
+    # --- geometry helpers -------------------------------------------------------------------
+
+    def metric(self, geometry) -> shapely.Geometry:
+        return shapely.transform(geometry, lambda xy: np.column_stack(
+            self.projector.to_metric(xy[:, 0], xy[:, 1])))
+
+    def route(self, permit_id: str) -> shapely.LineString:
+        permit = next(p for p in self.city.permits if p.id == permit_id)
+        return self.metric(permit.route)
+
+    @staticmethod
+    def part(line: shapely.LineString, a: float, b: float) -> shapely.LineString:
+        """The piece of ``line`` between fractions a and b of its length (a > b reverses)."""
+        sub = shapely.ops.substring(line, min(a, b) * line.length, max(a, b) * line.length)
+        return sub if a <= b else shapely.reverse(sub)
+
+    @staticmethod
+    def offset(line: shapely.LineString, metres: float) -> shapely.LineString:
+        return line.offset_curve(metres)
+
+    def centre(self, fence_id: str) -> tuple[float, float]:
+        fence = next(f for f in self.city.fences if f.id == fence_id)
+        p = self.metric(fence.geometry).representative_point()
+        return p.x, p.y
+
+    # --- behaviours ---------------------------------------------------------------------------
+
+    def emit(self, speed: float, heading: float = 0.0, x: float | None = None,
+             y: float | None = None, **sensors: object) -> dict:
+        x = self.x if x is None else x
+        y = self.y if y is None else y
+        if self.noise_m:
+            x += self.rng.normal(0, self.noise_m)
+            y += self.rng.normal(0, self.noise_m)
+        lon, lat = self.projector.to_lonlat([x], [y])
+        fix = {"v": 1, "ts": self.t, "lon": round(float(lon[0]), 7),
+               "lat": round(float(lat[0]), 7), "spd": round(speed, 1), "hdg": round(heading),
+               "sats": 12, "hdop": 0.9, "seq": self.seq, "dev": self.device}
+        fix.update({k: v for k, v in sensors.items() if v is not None})
+        self.fixes.append(fix)
+        self.seq += 1
+        self.t += self.interval_ms
+        return fix
+
+    def go_to(self, x: float, y: float) -> None:
+        self.x, self.y = x, y
+
+    def dwell(self, seconds: float, **sensors: object) -> None:
+        for _ in range(max(1, round(seconds * 1000 / self.interval_ms))):
+            self.emit(0.0, **sensors)
+
+    def drive(self, path: shapely.LineString, speed_kmh: float, **sensors: object) -> None:
+        """Along ``path`` at a steady speed, one fix per interval."""
+        step = speed_kmh / 3.6 * self.interval_ms / 1000
+        n = max(1, int(path.length // step))
+        for k in range(n + 1):
+            p = path.interpolate(min(k * step, path.length))
+            ahead = path.interpolate(min(k * step + 1, path.length))
+            heading = (np.degrees(np.arctan2(ahead.x - p.x, ahead.y - p.y)) + 360) % 360
+            self.go_to(p.x, p.y)
+            self.emit(speed_kmh, heading, **sensors)
+
+    def jump(self, metres: float, speed_kmh: float, **sensors: object) -> None:
+        """One multipath fix ``metres`` away from the true position."""
+        self.emit(speed_kmh, x=self.x + metres, y=self.y, **sensors)
+
+    def silence(self, seconds: float) -> None:
+        self.t += int(seconds * 1000)
+
+    def lines(self) -> list[str]:
+        import json
+
+        return [json.dumps(f, ensure_ascii=False) for f in self.fixes]
+
+
+def example_detour(city: City, start_ms: int, permit_id: str = "P0001") -> TruckTrack:
+    """A loaded truck leaves its corridor for a 400 m detour, parks there for three minutes,
+    and drives back: one OFF_ROUTE. Shipped as data/examples/detour.jsonl."""
+    permit = next(p for p in city.permits if p.id == permit_id)
+    device = next(v.device_id for v in city.vehicles if v.plate == permit.plate)
+    t = TruckTrack(city, device, start_ms, interval_s=5.0)
+    route = t.route(permit_id)
+    x, y = t.centre(permit.origin)
+    t.go_to(x, y)
+    t.dwell(60, lid=1, lift=0, load=1)
+    t.dwell(30, lid=0, lift=0, load=2)
+    loaded = {"lid": 0, "lift": 0, "load": 2}
+    t.drive(t.part(route, 0.0, 0.3), 35, **loaded)
+    detour = t.offset(t.part(route, 0.3, 0.36), 400)
+    t.drive(shapely.LineString([(t.x, t.y), detour.coords[0]]), 30, **loaded)
+    t.drive(detour, 30, **loaded)
+    t.dwell(180, **loaded)
+    back = route.interpolate(0.36, normalized=True)
+    t.drive(shapely.LineString([(t.x, t.y), (back.x, back.y)]), 30, **loaded)
+    t.drive(t.part(route, 0.36, 1.0), 35, **loaded)
+    x, y = t.centre(permit.destinations[0])
+    t.go_to(x, y)
+    t.dwell(20, **loaded)
+    t.dwell(90, lid=1, lift=1, load=2)
+    t.dwell(20, lid=0, lift=0, load=0)
+    return t
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write the shipped example tracks: python -m simulator.scenarios --out data/examples"""
+    import argparse
+    from pathlib import Path
+
+    from muckwatch.city import load_city
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--city", default="data/sample-city")
+    parser.add_argument("--out", default="data/examples")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    track = example_detour(load_city(args.city), 1_795_053_600_000)  # 2026-11-19 10:00 +08
+    (out / "detour.jsonl").write_text("\n".join(track.lines()) + "\n", encoding="utf-8")
+    print(f"wrote {out / 'detour.jsonl'} ({len(track.fixes)} fixes)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
