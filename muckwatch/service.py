@@ -75,7 +75,9 @@ def build_pipeline(settings: Settings, city: City) -> Pipeline:
         sequencer=Sequencer(),
         geofence=GeofenceStage.for_city(city),
         rules=RuleEngine(Reference.from_city(city), settings.rules),
-        store=Store(settings.database.dsn, settings.database.connect_timeout_s),
+        store=Store(settings.database.dsn, settings.database.connect_timeout_s,
+                    evidence_s=settings.rules.evidence_s,
+                    evidence_max_fixes=settings.rules.evidence_max_fixes),
     )
 
 

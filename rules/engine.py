@@ -23,8 +23,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import itertools
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -45,6 +44,14 @@ LOADED_KG = 1000.0  # a weighed load above this counts as loaded
 _NEVER = -(2**62)
 # trip phases
 NO_TRIP, AT_ORIGIN, EN_ROUTE, AT_DESTINATION = 0, 1, 2, 3
+# next trip phase for (phase, membership code: 1 origin, 2 destination, 3 both, 0 neither)
+_TRIP_NEXT = np.array([
+    # code: 0          1          2               3
+    [NO_TRIP, AT_ORIGIN, AT_DESTINATION, AT_ORIGIN],  # NO_TRIP
+    [EN_ROUTE, AT_ORIGIN, AT_DESTINATION, AT_ORIGIN],  # AT_ORIGIN
+    [EN_ROUTE, AT_ORIGIN, AT_DESTINATION, AT_ORIGIN],  # EN_ROUTE
+    [NO_TRIP, AT_ORIGIN, AT_DESTINATION, AT_ORIGIN],  # AT_DESTINATION
+], np.int64)
 
 
 def violation_id(device: str, rule: str, start_ts: int) -> str:
@@ -130,8 +137,6 @@ class RuleEngine:
         self.vehicles: dict[str, VehicleState] = {}
         self._held: Facts | None = None
         self._held_received: np.ndarray = np.zeros(0, np.int64)
-        self._history: dict[str, list[np.ndarray]] = {}
-        self._postroll: list[tuple[str, ViolationEvent]] = []
 
     # --- public API -------------------------------------------------------------------------
 
@@ -209,62 +214,81 @@ class RuleEngine:
             events += self._process(allf.take(late), late=True)
         if live.any():
             events += self._process(allf.take(live), late=False)
-        events += self._finish_postroll(final)
         return events
 
-    # --- per-vehicle evaluation ---------------------------------------------------------------
+    # --- evaluation, vectorised across vehicles ----------------------------------------------
 
     def _process(self, f: Facts, late: bool) -> list:
-        events: list = []
         dev = f.device.astype(str)
-        n = len(f)
         starts = np.flatnonzero(np.concatenate([[True], dev[1:] != dev[:-1]]))
-        ends = np.concatenate([starts[1:], [n]])
-        for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
-            device = dev[a]
-            rows = f.take(slice(a, b))
-            if late:
-                events += self._late_vehicle(device, rows)
-            else:
-                state = self.vehicles.setdefault(device, VehicleState())
-                events += self._vehicle(device, state, rows, late=False, keep_gaps=True)
-        return events
+        devices = dev[starts].tolist()
+        group = np.repeat(np.arange(len(starts)), np.diff(np.concatenate([starts, [len(f)]])))
+        if late:
+            events: list = []
+            ends = np.concatenate([starts[1:], [len(f)]])
+            for device, a, b in zip(devices, starts.tolist(), ends.tolist(), strict=True):
+                events += self._late_vehicle(device, f.take(slice(a, b)))
+            return events
+        known = self.vehicles
+        states = [known.get(d) or known.setdefault(d, VehicleState()) for d in devices]
+        return self._run(f, group, devices, states, late=False, keep_gaps=True)
 
-    def _vehicle(self, device: str, st: VehicleState, f: Facts, late: bool,
-                 keep_gaps: bool) -> list:
-        """Evaluate one vehicle's fixes (sorted, all newer than ``st.last_ts``)."""
+    def _run(self, f: Facts, group: np.ndarray, devices: list[str],
+             states: list[VehicleState], late: bool, keep_gaps: bool) -> list:
+        """Evaluate fixes sorted by (vehicle, ts), all newer than each vehicle's ``last_ts``.
+
+        Rows are split into rounds at gaps longer than ``gap_snapshot_s``, so the state at the
+        start of each gap can be saved for late data that may fill it later."""
+        n = len(f)
+        first = np.ones(n, bool)
+        first[1:] = group[1:] != group[:-1]
+        last_ts = np.array([st.last_ts for st in states], np.int64)
+        prev = np.empty(n, np.int64)
+        prev[1:] = f.ts[:-1]
+        prev[first] = last_ts[group[first]]
+        gap = (f.ts - prev > self.gap_snapshot_s * 1000) & (prev > _NEVER)
+        counts = np.cumsum(gap)
+        seg = counts - np.maximum.accumulate(np.where(first, counts - gap, 0))
         events: list = []
-        gap_ms = self.gap_snapshot_s * 1000
-        # split at gaps, so the state at the start of each gap can be saved for late data
-        prev = np.concatenate([[st.last_ts], f.ts[:-1]])
-        cut = np.flatnonzero((f.ts - prev > gap_ms) & (prev > _NEVER)).tolist()
-        bounds = sorted({0, *cut, len(f)})
-        for a, b in itertools.pairwise(bounds):
-            if a in cut and keep_gaps and st.last_ts > _NEVER:
-                snap = st.to_dict()
-                snap["gaps"] = []
-                st.gaps.append((st.last_ts, int(f.ts[a]), snap))
-                del st.gaps[:-self.max_gap_snapshots]
-            if b > a:
-                events += self._segment(device, st, f.take(slice(a, b)), late)
+        for r in range(int(seg.max()) + 1 if n else 0):
+            rows = seg == r
+            if keep_gaps:
+                for k in np.flatnonzero(rows & gap).tolist():
+                    st = states[group[k]]
+                    snap = st.to_dict()
+                    snap["gaps"] = []
+                    st.gaps.append((st.last_ts, int(f.ts[k]), snap))
+                    del st.gaps[:-self.max_gap_snapshots]
+            events += self._round(f.take(rows), group[rows], devices, states, late)
         return events
 
-    def _segment(self, device: str, st: VehicleState, f: Facts, late: bool) -> list:
+    def _round(self, f: Facts, group: np.ndarray, devices: list[str],
+               states: list[VehicleState], late: bool) -> list:
         s = self.settings
+        n = len(f)
+        first = np.ones(n, bool)
+        first[1:] = group[1:] != group[:-1]
+        starts = np.flatnonzero(first)
+        ends = np.concatenate([starts[1:], [n]])
+        slot = np.cumsum(first) - 1  # index into starts / sts
+        sts = [states[g] for g in group[starts].tolist()]
+        names = [devices[g] for g in group[starts].tolist()]
         events: list = []
-        known = self._quality(st, f)
-        loaded = self._loaded(device, st, f, events, late)
-        moving = np.nan_to_num(f.speed, nan=0.0) > s.moving_kmh
-        stationary = ~np.isnan(f.speed) & (f.speed < s.moving_kmh)
+
+        known = self._quality(f, first, slot, starts, ends, sts)
+        by_trip = self._trips(f, first, slot, starts, sts, names, events, late)
+        sensor = np.where(f.load >= 1, 1, np.where(f.load == 0, 0, -1))
+        kg = np.where(np.isnan(f.load_kg), -1, (f.load_kg > LOADED_KG).astype(np.int64))
+        loaded = np.where(sensor >= 0, sensor, np.where(kg >= 0, kg, by_trip))
         speed_known = ~np.isnan(f.speed)
+        moving = np.nan_to_num(f.speed, nan=0.0) > s.moving_kmh
+        stationary = speed_known & (f.speed < s.moving_kmh)
+        moving_outside = moving & ~f.in_site
+        events += self._signal_loss(f, first, slot, starts, sts, names, moving_outside, late)
 
-        # SIGNAL_LOSS: on the gap between consecutive fixes (also before this segment)
-        events += self._signal_loss(device, st, f, moving & ~f.in_site, late)
-
-        self._history_append(device, f)
-        conditions: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
         has_permit = f.permit >= 0
-        # OFF_ROUTE: loaded on an active permit, beyond the corridor; clear inside 0.8×
+        conditions: dict[str, tuple] = {}
+        # OFF_ROUTE: loaded on a valid permit beyond the corridor; clear inside 0.8 × width
         off = f.route_m > f.half_width_m
         clear = f.route_m < s.off_route_close_ratio * f.half_width_m
         c = np.where(off, ON, np.where(clear, OFF, NEUTRAL))
@@ -274,99 +298,123 @@ class RuleEngine:
         # UNAUTHORISED_DUMP: tipper raised, stationary-ish, not where tipping is allowed
         c = np.where((f.lift == 1) & stationary & ~f.tip_allowed, ON, OFF)
         k = known & (f.lift >= 0) & (speed_known | (f.lift == 0))
-        conditions["UNAUTHORISED_DUMP"] = (c, k, np.zeros(len(f)), f.permit)
+        conditions["UNAUTHORISED_DUMP"] = (c, k, np.zeros(n), f.permit)
         # UNCOVERED_LOAD: lid open, loaded, moving, outside every site
         c = np.where((f.lid == 1) & (loaded == 1) & moving & ~f.in_site, ON, OFF)
         k = known & (((f.lid >= 0) & (loaded >= 0) & speed_known) | (f.lid == 0)
                      | (loaded == 0) | f.in_site)
         conditions["UNCOVERED_LOAD"] = (c, k, f.speed, f.permit)
         # RESTRICTED_ZONE: inside a zone during its window
-        c = np.where(f.zone >= 0, ON, OFF)
-        conditions["RESTRICTED_ZONE"] = (c, known, np.zeros(len(f)), f.zone)
+        conditions["RESTRICTED_ZONE"] = (np.where(f.zone >= 0, ON, OFF), known, np.zeros(n),
+                                         f.zone)
         # NO_PERMIT: loaded and moving outside sites with no valid permit at that time
         c = np.where((loaded == 1) & moving & ~f.in_site & ~has_permit, ON, OFF)
         k = known & (((loaded >= 0) & speed_known) | has_permit | f.in_site | (loaded == 0))
-        conditions["NO_PERMIT"] = (c, k, np.zeros(len(f)), f.permit)
+        conditions["NO_PERMIT"] = (c, k, np.zeros(n), f.permit)
         # OVERSPEED: faster than the limit in force
         c = np.where(f.speed > f.speed_limit, ON, OFF)
         conditions["OVERSPEED"] = (c, known & speed_known, f.speed, f.permit)
 
         for rule, (cond, ok, measure, context) in conditions.items():
-            machine = st.machines[rule]
-            rows = np.flatnonzero(ok)
-            if machine.phase == 0 and not (cond[rows] == ON).any():
-                continue  # idle and nothing happening: the common case costs nothing
-            for t in feed(machine, self.debounce[rule], f.ts[rows], cond[rows], measure[rows],
-                          f.lon[rows], f.lat[rows], context[rows]):
-                events.append(self._transition_event(device, rule, t, late))
-                if t.kind == "closed":
-                    st.recent_closed.append((rule, t.start_ts, t.end_ts, t.end_lon, t.end_lat,
-                                             t.peak))
-                    del st.recent_closed[:-16]
+            on = ok & (cond == ON)
+            busy = np.bincount(slot[on], minlength=len(starts)) > 0
+            busy |= np.array([st.machines[rule].phase != 0 for st in sts], bool)
+            for i in np.flatnonzero(busy).tolist():
+                a, b = int(starts[i]), int(ends[i])
+                rows = a + np.flatnonzero(ok[a:b])
+                st = sts[i]
+                for t in feed(st.machines[rule], self.debounce[rule], f.ts[rows], cond[rows],
+                              measure[rows], f.lon[rows], f.lat[rows], context[rows]):
+                    events.append(self._transition_event(names[i], rule, t, late))
+                    if t.kind == "closed":
+                        st.recent_closed.append((rule, t.start_ts, t.end_ts, t.end_lon,
+                                                 t.end_lat, t.peak))
+                        del st.recent_closed[:-16]
 
-        # load drop without a lift sensor: one violation per drop
-        events += self._load_drop(device, st, f, stationary, late)
-        st.last_ts = int(f.ts[-1])
-        st.last_moving_outside = bool(moving[-1] and not f.in_site[-1])
+        # dumping seen by the load sensor alone: only terminals without a lift sensor
+        candidates = (f.lift < 0) & ((f.load >= 0) | ~np.isnan(f.load_kg))
+        for i in np.unique(slot[candidates]).tolist():
+            a, b = int(starts[i]), int(ends[i])
+            events += self._load_drop(names[i], sts[i], f.take(slice(a, b)),
+                                      stationary[a:b], late)
+
+        last_rows = ends - 1
+        for i, st in enumerate(sts):
+            st.last_ts = int(f.ts[last_rows[i]])
+            st.last_moving_outside = bool(moving_outside[last_rows[i]])
         return events
 
-    # --- pieces ---------------------------------------------------------------------------------
+    def _quality(self, f: Facts, first: np.ndarray, slot: np.ndarray, starts: np.ndarray,
+                 ends: np.ndarray, sts: list[VehicleState]) -> np.ndarray:
+        """Known = static quality ok and no jump (> max_implied_kmh from the last good fix).
 
-    def _quality(self, st: VehicleState, f: Facts) -> np.ndarray:
-        """Known = static quality ok and no jump (> max_implied_kmh from the last good fix)."""
+        Vectorised against the previous fix; vehicles with a jump or a poor fix in this batch
+        are re-walked in order, comparing with the last *good* fix."""
+        n = len(f)
+        good_ts = np.array([st.good_ts for st in sts], np.int64)
+        good_lon = np.array([st.good_lon for st in sts])
+        good_lat = np.array([st.good_lat for st in sts])
+        lon0 = np.empty(n)
+        lat0 = np.empty(n)
+        t0 = np.empty(n, np.int64)
+        lon0[1:], lat0[1:], t0[1:] = f.lon[:-1], f.lat[:-1], f.ts[:-1]
+        lon0[first], lat0[first], t0[first] = good_lon[slot[first]], good_lat[slot[first]], \
+            good_ts[slot[first]]
+        limit = self.settings.max_implied_kmh / 3.6
+        fast = (_implied_speed(lon0, lat0, t0, f.lon, f.lat, f.ts) > limit) & (t0 > _NEVER)
         ok = f.static_ok.copy()
-        limit = self.settings.max_implied_kmh / 3.6  # m/s
-        lon0 = np.concatenate([[st.good_lon], f.lon[:-1]])
-        lat0 = np.concatenate([[st.good_lat], f.lat[:-1]])
-        t0 = np.concatenate([[st.good_ts], f.ts[:-1]])
-        fast = _implied_speed(lon0, lat0, t0, f.lon, f.lat, f.ts) > limit
-        fast[0] &= st.good_ts > _NEVER
-        if fast.any() or not ok.all():
-            # sequential only where needed: compare with the last *good* fix
-            gts, glon, glat = st.good_ts, st.good_lon, st.good_lat
-            for k in range(len(f)):
-                if not ok[k]:
-                    continue
-                if gts > _NEVER and _implied_speed(glon, glat, gts, f.lon[k], f.lat[k],
-                                                   f.ts[k]) > limit:
-                    ok[k] = False
-                    continue
-                gts, glon, glat = int(f.ts[k]), float(f.lon[k]), float(f.lat[k])
-            st.good_ts, st.good_lon, st.good_lat = gts, glon, glat
-        else:
-            st.good_ts, st.good_lon, st.good_lat = int(f.ts[-1]), float(f.lon[-1]), \
-                float(f.lat[-1])
+        doubtful = np.zeros(len(sts), bool)
+        doubtful[slot[fast | ~ok]] = True
+        for i, st in enumerate(sts):
+            if doubtful[i]:
+                gts, glon, glat = st.good_ts, st.good_lon, st.good_lat
+                for k in range(int(starts[i]), int(ends[i])):
+                    if not ok[k]:
+                        continue
+                    if gts > _NEVER and _implied_speed(glon, glat, gts, f.lon[k], f.lat[k],
+                                                       f.ts[k]) > limit:
+                        ok[k] = False
+                        continue
+                    gts, glon, glat = int(f.ts[k]), float(f.lon[k]), float(f.lat[k])
+                st.good_ts, st.good_lon, st.good_lat = gts, glon, glat
+            else:
+                k = int(ends[i]) - 1
+                st.good_ts, st.good_lon, st.good_lat = int(f.ts[k]), float(f.lon[k]), \
+                    float(f.lat[k])
         return ok
 
-    def _loaded(self, device: str, st: VehicleState, f: Facts, events: list,
-                late: bool) -> np.ndarray:
-        """1 loaded, 0 empty, -1 unknown: the load sensor where it reports, else the trip."""
-        by_trip = self._trips(device, st, f, events, late)
-        sensor = np.where(f.load >= 1, 1, np.where(f.load == 0, 0, -1))
-        kg = np.where(np.isnan(f.load_kg), -1, (f.load_kg > LOADED_KG).astype(np.int64))
-        return np.where(sensor >= 0, sensor, np.where(kg >= 0, kg, by_trip))
-
-    def _trips(self, device: str, st: VehicleState, f: Facts, events: list,
+    def _trips(self, f: Facts, first: np.ndarray, slot: np.ndarray, starts: np.ndarray,
+               sts: list[VehicleState], names: list[str], events: list,
                late: bool) -> np.ndarray:
-        """Trip phase per fix from origin/destination membership; emits trip events."""
-        code = f.in_origin.astype(np.int8) + 2 * f.in_destination.astype(np.int8)
-        phase_at = np.empty(len(f), np.int8)
-        bounds = np.flatnonzero(np.diff(code)) + 1
-        for a, b in zip([0, *bounds.tolist()], [*bounds.tolist(), len(f)], strict=True):
-            c = int(code[a])
+        """Trip phase per fix (1 en route = loaded, 0 at a site, -1 unknown) from origin and
+        destination membership. The phase only changes where membership changes, so Python
+        runs at those fixes only."""
+        code = f.in_origin.astype(np.int64) + 2 * f.in_destination.astype(np.int64)
+        phase0 = np.array([st.trip_phase for st in sts], np.int64)
+        prev_code = np.empty(len(f), np.int64)
+        prev_code[1:] = code[:-1]
+        change = code != prev_code
+        change[first] = _TRIP_NEXT[phase0[slot[first]], code[first]] != phase0[slot[first]]
+        phase_at_change = np.empty(len(f), np.int64)
+        for k in np.flatnonzero(change).tolist():
+            st = sts[slot[k]]
+            c = int(code[k])
+            new = int(_TRIP_NEXT[st.trip_phase, c])
             if c & 1:
-                st.trip_phase, st.trip_permit = AT_ORIGIN, int(f.permit[a])
-            elif c & 2:
-                if st.trip_phase == EN_ROUTE:
-                    events.append(self._trip(device, st, int(f.ts[a]), f, a, late))
-                st.trip_phase = AT_DESTINATION
-            elif st.trip_phase == AT_ORIGIN:
-                st.trip_phase, st.trip_left_ts = EN_ROUTE, int(f.ts[a])
-                events.append(self._trip(device, st, None, f, a, late))
-            elif st.trip_phase == AT_DESTINATION:
-                st.trip_phase = NO_TRIP
-            phase_at[a:b] = st.trip_phase
-        return np.where(phase_at == EN_ROUTE, 1, np.where(phase_at == NO_TRIP, -1, 0))
+                st.trip_permit = int(f.permit[k])
+            elif new == EN_ROUTE and st.trip_phase == AT_ORIGIN:
+                st.trip_left_ts = int(f.ts[k])
+                events.append(self._trip(names[slot[k]], st, None, f, k, late))
+            elif new == AT_DESTINATION and st.trip_phase == EN_ROUTE:
+                events.append(self._trip(names[slot[k]], st, int(f.ts[k]), f, k, late))
+            st.trip_phase = new
+            phase_at_change[k] = new
+        # forward-fill the phase inside each vehicle's rows
+        idx = np.where(change, np.arange(len(f)), -1)
+        last_change = np.maximum.accumulate(idx)
+        own = last_change >= starts[slot]
+        phase = np.where(own, phase_at_change[np.maximum(last_change, 0)], phase0[slot])
+        return np.where(phase == EN_ROUTE, 1, np.where(phase == NO_TRIP, -1, 0))
 
     def _trip(self, device: str, st: VehicleState, arrived: int | None, f: Facts, k: int,
               late: bool) -> TripEvent:
@@ -385,70 +433,42 @@ class RuleEngine:
             origin=ref.fence_ids[int(ref.permit_origin[p])] if p >= 0 else None,
             left_ts=st.trip_left_ts, destination=dest, arrived_ts=arrived, late=late)
 
-    def _signal_loss(self, device: str, st: VehicleState, f: Facts, moving_outside: np.ndarray,
+    def _signal_loss(self, f: Facts, first: np.ndarray, slot: np.ndarray, starts: np.ndarray,
+                     sts: list[VehicleState], names: list[str], moving_outside: np.ndarray,
                      late: bool) -> list:
         events = []
         limit = self.settings.signal_loss_s * 1000
-        if st.signal_open_ts is not None:  # opened by the sweep; the next fix closes it
-            start = st.signal_open_ts
-            events.append(self._event(device, SIGNAL_LOSS, Phase.CLOSED, start, int(f.ts[0]),
-                                      *self._last_position(device), float(f.lon[0]),
-                                      float(f.lat[0]), (f.ts[0] - start) / 1000, -1, late))
-            st.signal_periods.append((start, int(f.ts[0])))
-            st.signal_open_ts = None
-        prev_ts = np.concatenate([[st.last_ts], f.ts[:-1]])
-        prev_mo = np.concatenate([[st.last_moving_outside], moving_outside[:-1]])
-        gaps = np.flatnonzero((f.ts - prev_ts > limit) & prev_mo & (prev_ts > _NEVER))
-        for k in gaps.tolist():
+        for i, st in enumerate(sts):
+            if st.signal_open_ts is not None:  # opened by the sweep; this fix closes it
+                k = int(starts[i])
+                start = st.signal_open_ts
+                events.append(self._event(names[i], SIGNAL_LOSS, Phase.CLOSED, start,
+                                          int(f.ts[k]), st.good_lon, st.good_lat,
+                                          float(f.lon[k]), float(f.lat[k]),
+                                          (f.ts[k] - start) / 1000, -1, late))
+                st.signal_periods.append((start, int(f.ts[k])))
+                st.signal_open_ts = None
+        prev_ts = np.empty(len(f), np.int64)
+        prev_mo = np.empty(len(f), bool)
+        prev_ts[1:], prev_mo[1:] = f.ts[:-1], moving_outside[:-1]
+        prev_ts[first] = [sts[i].last_ts for i in slot[first].tolist()]
+        prev_mo[first] = [sts[i].last_moving_outside for i in slot[first].tolist()]
+        gaps = (f.ts - prev_ts > limit) & prev_mo & (prev_ts > _NEVER)
+        for k in np.flatnonzero(gaps).tolist():
+            st = sts[slot[k]]
             start, end = int(prev_ts[k]), int(f.ts[k])
             if any(a == start for a, _ in st.signal_periods):
                 continue  # already reported (by the sweep)
-            lon0, lat0 = (f.lon[k - 1], f.lat[k - 1]) if k else self._last_position(device)
+            lon0, lat0 = (f.lon[k - 1], f.lat[k - 1]) if not first[k] else \
+                (st.good_lon, st.good_lat)
             peak = (end - start) / 1000
-            opened = self._event(device, SIGNAL_LOSS, Phase.OPENED, start, None, lon0, lat0,
-                                 None, None, peak, -1, late)
-            events.append(opened)
-            events.append(self._event(device, SIGNAL_LOSS, Phase.CLOSED, start, end, lon0,
-                                      lat0, float(f.lon[k]), float(f.lat[k]), peak, -1, late))
+            events.append(self._event(names[slot[k]], SIGNAL_LOSS, Phase.OPENED, start, None,
+                                      lon0, lat0, None, None, peak, -1, late))
+            events.append(self._event(names[slot[k]], SIGNAL_LOSS, Phase.CLOSED, start, end,
+                                      lon0, lat0, float(f.lon[k]), float(f.lat[k]), peak, -1,
+                                      late))
             st.signal_periods.append((start, end))
-        del st.signal_periods[:-20]
-        return events
-
-    def _load_drop(self, device: str, st: VehicleState, f: Facts, stationary: np.ndarray,
-                   late: bool) -> list:
-        """Dumping seen by the load sensor alone (no lift sensor): full/half → empty, or the
-        weighed load falling by ``dump_load_drop`` within ``dump_load_window_s``."""
-        s = self.settings
-        events = []
-        no_lift = f.lift < 0
-        has_load = (f.load >= 0) | ~np.isnan(f.load_kg)
-        if not (no_lift & has_load).any():
-            if (f.load >= 0).any():
-                k = int(np.flatnonzero(f.load >= 0)[-1])
-                st.last_load, st.last_load_ts = int(f.load[k]), int(f.ts[k])
-            return events
-        window = s.dump_load_window_s * 1000
-        for k in np.flatnonzero(has_load).tolist():
-            t = int(f.ts[k])
-            dropped = False
-            if f.load[k] >= 0:
-                dropped = (f.load[k] == 0 and st.last_load >= 1
-                           and t - st.last_load_ts <= window)
-                st.last_load, st.last_load_ts = int(f.load[k]), t
-            if not np.isnan(f.load_kg[k]):
-                kg = float(f.load_kg[k])
-                if np.isnan(st.max_kg) or t - st.max_kg_ts > window or kg >= st.max_kg:
-                    st.max_kg, st.max_kg_ts = kg, t
-                elif st.max_kg > LOADED_KG and kg <= (1 - s.dump_load_drop) * st.max_kg:
-                    dropped = True
-                    st.max_kg, st.max_kg_ts = kg, t
-            if dropped and no_lift[k] and stationary[k] and not f.tip_allowed[k]:
-                ev = self._event(device, "UNAUTHORISED_DUMP", Phase.OPENED, t, None,
-                                 float(f.lon[k]), float(f.lat[k]), None, None, 0.0,
-                                 int(f.permit[k]), late)
-                events += [ev, self._event(device, "UNAUTHORISED_DUMP", Phase.CLOSED, t, t,
-                                           float(f.lon[k]), float(f.lat[k]), float(f.lon[k]),
-                                           float(f.lat[k]), 0.0, int(f.permit[k]), late)]
+            del st.signal_periods[:-20]
         return events
 
     def _late_vehicle(self, device: str, rows: Facts) -> list:
@@ -470,7 +490,8 @@ class RuleEngine:
         # the live state may already hold this device time's fixes: skip those
         rows = rows.take(rows.ts > temp.last_ts)
         if len(rows):
-            events += self._vehicle(device, temp, rows, late=True, keep_gaps=False)
+            events += self._run(rows, np.zeros(len(rows), np.int64), [device], [temp],
+                                late=True, keep_gaps=False)
             if gap_index is not None and int(rows.ts[-1]) < gap_end:
                 # more of the blind area may still come: it resumes from here
                 resume = temp.to_dict()
@@ -531,7 +552,7 @@ class RuleEngine:
         live.signal_periods = kept
         return events
 
-    # --- events and evidence --------------------------------------------------------------------
+    # --- events -----------------------------------------------------------------------------------
 
     def _transition_event(self, device: str, rule: str, t, late: bool) -> ViolationEvent:
         phase = {"opened": Phase.OPENED, "updated": Phase.UPDATED, "closed": Phase.CLOSED}[t.kind]
@@ -561,60 +582,40 @@ class RuleEngine:
             company_id=ref.companies[v] if v >= 0 else None, permit_id=permit_id,
             fence_id=fence_id,
         )
-        if phase == Phase.CLOSED:
-            self._postroll.append((device, event))
         return event
 
-    def _history_append(self, device: str, f: Facts) -> None:
-        rows = np.column_stack([f.ts, f.lon, f.lat, np.nan_to_num(f.speed, nan=-1), f.lid,
-                                f.lift, f.load])
-        hist = self._history.setdefault(device, [])
-        hist.append(rows)
-        keep_ms = (self.settings.evidence_s * 2 + 3600) * 1000
-        newest = rows[-1, 0]
-        while hist and hist[0][-1, 0] < newest - keep_ms:
-            hist.pop(0)
-        total = sum(len(h) for h in hist)
-        while len(hist) > 1 and total - len(hist[0]) >= self.settings.evidence_max_fixes:
-            total -= len(hist.pop(0))
-
-    def _evidence(self, device: str, start: int, end: int) -> tuple:
-        hist = self._history.get(device)
-        if not hist:
-            return ()
-        rows = np.vstack(hist)
-        margin = self.settings.evidence_s * 1000
-        sel = rows[(rows[:, 0] >= start - margin) & (rows[:, 0] <= end + margin)]
-        sel = sel[-self.settings.evidence_max_fixes:]
-        return tuple((int(r[0]), round(r[1], 7), round(r[2], 7), round(r[3], 1), int(r[4]),
-                      int(r[5]), int(r[6])) for r in sel.tolist())
-
-    def _finish_postroll(self, final: bool) -> list:
-        """Closed violations get their evidence once the vehicle reported ``evidence_s``
-        past the end (or at the end of the data)."""
-        out, waiting = [], []
-        margin = self.settings.evidence_s * 1000
-        for device, ev in self._postroll:
-            st = self.vehicles.get(device)
-            done_ts = st.last_ts if st else _NEVER
-            if final or (ev.end_ts is not None and done_ts >= ev.end_ts + margin) or ev.late:
-                out.append(_with(ev, phase=Phase.UPDATED,
-                                 evidence=self._evidence(device, ev.start_ts, ev.end_ts or 0)))
-            else:
-                waiting.append((device, ev))
-        self._postroll = waiting
-        return out
-
     def _last_position(self, device: str) -> tuple[float, float]:
-        hist = self._history.get(device)
-        if hist:
-            return float(hist[-1][-1, 1]), float(hist[-1][-1, 2])
         st = self.vehicles.get(device)
         return (st.good_lon, st.good_lat) if st else (0.0, 0.0)
 
-
-def _with(ev: ViolationEvent, **changes) -> ViolationEvent:
-    return replace(ev, **changes)
+    def _load_drop(self, device: str, st: VehicleState, f: Facts, stationary: np.ndarray,
+                   late: bool) -> list:
+        """Dumping seen by the load sensor alone (no lift sensor): full/half → empty, or the
+        weighed load falling by ``dump_load_drop`` within ``dump_load_window_s``."""
+        s = self.settings
+        events = []
+        window = s.dump_load_window_s * 1000
+        for k in range(len(f)):
+            t = int(f.ts[k])
+            dropped = False
+            if f.load[k] >= 0:
+                dropped = (f.load[k] == 0 and st.last_load >= 1
+                           and t - st.last_load_ts <= window)
+                st.last_load, st.last_load_ts = int(f.load[k]), t
+            if not np.isnan(f.load_kg[k]):
+                kg = float(f.load_kg[k])
+                if np.isnan(st.max_kg) or t - st.max_kg_ts > window or kg >= st.max_kg:
+                    st.max_kg, st.max_kg_ts = kg, t
+                elif st.max_kg > LOADED_KG and kg <= (1 - s.dump_load_drop) * st.max_kg:
+                    dropped = True
+                    st.max_kg, st.max_kg_ts = kg, t
+            if dropped and f.lift[k] < 0 and stationary[k] and not f.tip_allowed[k]:
+                where = float(f.lon[k]), float(f.lat[k])
+                events.append(self._event(device, "UNAUTHORISED_DUMP", Phase.OPENED, t, None,
+                                          *where, None, None, 0.0, int(f.permit[k]), late))
+                events.append(self._event(device, "UNAUTHORISED_DUMP", Phase.CLOSED, t, t,
+                                          *where, *where, 0.0, int(f.permit[k]), late))
+        return events
 
 
 def _nanmax_pair(a: float, b: float) -> float:

@@ -51,6 +51,26 @@ ON CONFLICT (id, start_ts) DO UPDATE SET
     updated_at = now()
 """
 
+# Evidence = the vehicle's fixes from `window` before the start to `window` after the end,
+# at most `max_fixes`, cut from telemetry once the terminal has reported past the end window
+# (or ten minutes after the violation last changed, for a terminal that went quiet).
+_FILL_EVIDENCE = """
+UPDATE violations v SET evidence = (
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+               'ts', (extract(epoch FROM t.ts) * 1000)::bigint, 'lon', t.lon, 'lat', t.lat,
+               'spd', t.speed_kmh, 'lid', t.lid, 'lift', t.lift, 'load', t.load)
+               ORDER BY t.ts), '[]'::jsonb)
+    FROM (SELECT * FROM telemetry t
+          WHERE t.device_id = v.device_id
+            AND t.ts BETWEEN v.start_ts - %(window)s * interval '1 second'
+                         AND v.end_ts + %(window)s * interval '1 second'
+          ORDER BY t.ts LIMIT %(max_fixes)s) t)
+WHERE v.state = 'closed' AND v.evidence IS NULL
+  AND (v.end_ts + %(window)s * interval '1 second'
+         <= (SELECT max(t2.ts) FROM telemetry t2 WHERE t2.device_id = v.device_id)
+       OR v.updated_at < now() - interval '10 minutes')
+"""
+
 _UPSERT_TRIP = """
 INSERT INTO trips (id, device_id, plate, company_id, permit_id, origin, left_at, destination,
                    arrived_at, late)
@@ -76,6 +96,8 @@ def describe_dsn(dsn: str) -> str:
 class Store:
     dsn: str
     connect_timeout_s: int = 10
+    evidence_s: float = 120.0
+    evidence_max_fixes: int = 600
 
     def __post_init__(self) -> None:
         self._conn: psycopg.AsyncConnection | None = None
@@ -117,6 +139,8 @@ class Store:
                         await cur.executemany(_UPSERT_VIOLATION, violations)
                     if trips:
                         await cur.executemany(_UPSERT_TRIP, trips)
+                    await cur.execute(_FILL_EVIDENCE, {"window": self.evidence_s,
+                                                       "max_fixes": self.evidence_max_fixes})
         except psycopg.OperationalError as e:
             await conn.close()
             raise DatabaseError(

@@ -190,6 +190,11 @@ def test_violations_and_trips_land_live_with_the_replay_ids(ingest, db, broker, 
     assert [(r[0], r[1], int(r[3])) for r in rows] == \
         [(v["id"], v["rule"], v["start_ts"]) for v in expected]
     assert rows[0][4] == expected[0]["plate"] and rows[0][5] == "P0001"
+    track = db.execute("SELECT evidence FROM violations WHERE id = %s", (rows[0][0],)).fetchone()[0]
+    start, end = expected[0]["start_ts"], expected[0]["end_ts"]
+    assert track[0]["ts"] <= start - 115_000 and track[-1]["ts"] >= end + 115_000, \
+        "evidence runs from 2 min before the start to 2 min after the end"
+    assert [p["ts"] for p in track] == sorted(p["ts"] for p in track)
     trips = db.execute("SELECT origin, destination, arrived_at IS NOT NULL FROM trips"
                        " WHERE device_id = %s", (device,)).fetchall()
     assert trips and trips[0][0] == "CS0020" and trips[0][1] == "DS01" and trips[0][2]

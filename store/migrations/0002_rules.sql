@@ -20,3 +20,7 @@ CREATE TABLE IF NOT EXISTS trips (
 );
 CREATE INDEX IF NOT EXISTS trips_destination_arrived ON trips (destination, arrived_at);
 CREATE INDEX IF NOT EXISTS trips_company_left ON trips (company_id, left_at);
+
+-- violations whose evidence track is still to be cut from telemetry (see store/database.py)
+CREATE INDEX IF NOT EXISTS violations_awaiting_evidence ON violations (device_id)
+    WHERE state = 'closed' AND evidence IS NULL;
