@@ -100,7 +100,8 @@ class IngestService:
         self._stop.set()
 
     def request_reload(self) -> None:
-        """SIGHUP: re-read the city bundle and swap in a new fence index without stopping.
+        """SIGHUP: re-read the city bundle and swap in a new fence index and permits without
+        stopping.
 
         The index is built on a worker thread; batches keep using the old one until the new
         one is complete, then the next batch picks up the new one. A bundle with errors is
@@ -115,11 +116,13 @@ class IngestService:
         try:
             city = await asyncio.to_thread(load_city, self.city_dir)
             stage = await asyncio.to_thread(GeofenceStage.for_city, city)
+            reference = await asyncio.to_thread(Reference.from_city, city)
         except Exception as e:  # keep serving with the fences we have
             log.error("fence reload from %s refused, keeping the current fences: %s",
                       self.city_dir, e)
             return
         self.pipeline.geofence.swap_from(stage)
+        self.pipeline.rules.swap_reference(reference)
         log.info("reloaded fences: %d fences from %s in %.2f s", len(city.fences),
                  self.city_dir, time.perf_counter() - t0)
 

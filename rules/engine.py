@@ -105,7 +105,9 @@ class VehicleState:
     @classmethod
     def from_dict(cls, data: dict) -> VehicleState:
         data = copy.deepcopy(data)
-        machines = {r: MachineState.from_dict(m) for r, m in data.pop("machines").items()}
+        machines = {r: MachineState() for r in MACHINE_RULES}
+        machines.update({r: MachineState.from_dict(m)
+                         for r, m in data.pop("machines", {}).items()})
         state = cls(machines=machines, **data)
         state.signal_periods = [tuple(p) for p in state.signal_periods]
         state.recent_closed = [tuple(c) for c in state.recent_closed]
@@ -167,6 +169,26 @@ class RuleEngine:
                                           *self._last_position(device), None, None,
                                           (now_ms - st.last_ts) / 1000, -1, late=False))
         return events
+
+    def swap_reference(self, reference: Reference) -> None:
+        """New reference data (a reloaded city): open violations keep pointing at the same
+        permit or zone by id, whatever their new position."""
+        old = self.ref
+        self.ref = reference
+        if old is None:
+            return
+        permits = {pid: k for k, pid in enumerate(reference.permit_ids)}
+        fences = {fid: k for k, fid in enumerate(reference.fence_ids)}
+        for st in self.vehicles.values():
+            for rule, m in st.machines.items():
+                if m.context < 0:
+                    continue
+                if rule == "RESTRICTED_ZONE":
+                    m.context = fences.get(old.fence_ids[m.context], -1)
+                else:
+                    m.context = permits.get(old.permit_ids[m.context], -1)
+            if st.trip_permit >= 0:
+                st.trip_permit = permits.get(old.permit_ids[st.trip_permit], -1)
 
     def snapshot(self) -> dict:
         return {d: st.to_dict() for d, st in self.vehicles.items()}

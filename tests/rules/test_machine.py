@@ -1,0 +1,121 @@
+"""The debounce machine and engine state: batch boundaries and restarts change nothing."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rules.machine import NEUTRAL, OFF, ON, Debounce, MachineState, feed
+
+DEBOUNCE = Debounce(open_s=60, open_n=3, close_s=30)
+
+
+def run(cond, ts, cuts):
+    state = MachineState()
+    out = []
+    bounds = [0, *sorted(set(cuts)), len(ts)]
+    for a, b in itertools.pairwise(bounds):
+        if b <= a:
+            continue
+        sl = slice(a, b)
+        n = b - a
+        out += [t for t in feed(state, DEBOUNCE, ts[sl], cond[sl], np.arange(a, b, dtype=float),
+                                np.zeros(n), np.zeros(n), np.zeros(n, np.int64))
+                if t.kind != "updated"]
+    return out, state.phase
+
+
+conditions = st.lists(st.sampled_from([OFF, ON, NEUTRAL]), min_size=1, max_size=120)
+
+
+@settings(max_examples=300, deadline=None)
+@given(conditions, st.lists(st.integers(1, 30), min_size=120, max_size=120),
+       st.lists(st.integers(0, 120), max_size=10))
+def test_batch_boundaries_never_change_the_transitions(cond, steps, cuts):
+    cond = np.array(cond, np.int64)
+    ts = np.cumsum(np.array(steps[:len(cond)], np.int64) * 1000)
+    whole = run(cond, ts, [])
+    assert run(cond, ts, [c for c in cuts if c < len(cond)]) == whole
+
+
+@settings(max_examples=300, deadline=None)
+@given(conditions, st.integers(1, 30))
+def test_opens_only_after_duration_and_count(cond, step):
+    cond = np.array(cond, np.int64)
+    ts = np.arange(len(cond), dtype=np.int64) * step * 1000
+    transitions, _ = run(cond, ts, [])
+    for t in transitions:
+        if t.kind != "opened":
+            continue
+        k = int(np.searchsorted(ts, t.start_ts))
+        # the run of ON fixes from the start lasted ≥ 60 s and ≥ 3 fixes before opening
+        run_end = k
+        while run_end < len(cond) and cond[run_end] == ON:
+            run_end += 1
+        assert run_end - k >= DEBOUNCE.open_n
+        assert ts[run_end - 1] - ts[k] >= DEBOUNCE.open_s * 1000
+    opened = sum(t.kind == "opened" for t in transitions)
+    closed = sum(t.kind == "closed" for t in transitions)
+    assert opened - closed in (0, 1)
+
+
+def test_engine_state_survives_snapshot_and_restore(city):
+    """Restart in the middle of a detour: the restored engine finishes the same violation."""
+    import json
+
+    from ingest.wire import RawBatch, WireDecoder
+    from muckwatch.pipeline import GeofenceStage, Sequencer
+    from muckwatch.replay import final_violations
+    from rules.engine import RuleEngine
+    from rules.reference import Reference
+    from simulator.scenarios import example_detour
+
+    track = example_detour(city, 1_795_053_600_000)
+    lines = track.lines()
+    geofence, sequencer, decoder = GeofenceStage.for_city(city), Sequencer(), WireDecoder()
+    reference = Reference.from_city(city)
+
+    def batches():
+        for i in range(0, len(lines), 25):
+            chunk = lines[i:i + 25]
+            topics = [f"muck/v1/{json.loads(x)['dev']}/telemetry" for x in chunk]
+            raw = RawBatch(topics, [x.encode() for x in chunk], np.zeros(len(chunk), np.int64))
+            fixes = sequencer.sequence(decoder.decode(raw, now_ms=2**62).fixes)
+            yield fixes, geofence.classify(fixes)
+
+    def evaluate(restart_at: int | None):
+        engine = RuleEngine(reference)
+        events = []
+        for k, (fixes, memberships) in enumerate(batches()):
+            if k == restart_at:
+                events += engine.flush()  # a clean shutdown processes what it held …
+                saved = json.loads(json.dumps(engine.snapshot()))  # … then saves the state
+                engine = RuleEngine(reference)
+                engine.restore(saved)
+            events += engine.evaluate(fixes, memberships)
+        return final_violations(events + engine.flush())
+
+    uninterrupted = evaluate(None)
+    assert [v["rule"] for v in uninterrupted] == ["OFF_ROUTE"]
+    for restart in (5, 9, 12):
+        assert evaluate(restart) == uninterrupted
+
+
+def test_swap_reference_keeps_open_violations_on_their_permit(city, tmp_path):
+    import dataclasses
+
+    from rules.engine import RuleEngine
+    from rules.reference import Reference
+
+    engine = RuleEngine(Reference.from_city(city))
+    engine.restore({"dev1": {"machines": {"OFF_ROUTE": {"phase": 2, "context": 3}},
+                             "trip_permit": 3}})
+    wanted = city.permits[3].id
+    reordered = dataclasses.replace(city, permits=list(reversed(city.permits)))
+    engine.swap_reference(Reference.from_city(reordered))
+    st = engine.vehicles["dev1"]
+    assert engine.ref.permit_ids[st.machines["OFF_ROUTE"].context] == wanted
+    assert engine.ref.permit_ids[st.trip_permit] == wanted
