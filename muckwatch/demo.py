@@ -34,6 +34,7 @@ from muckwatch.services import (
 from simulator.faults import bad_messages
 from simulator.fleet import SimpleFleet
 from simulator.publish import MqttPublisher
+from simulator.scenarios import demo_offenders
 from store.migrate import migrate, status
 from store.reference import import_city
 
@@ -145,12 +146,23 @@ def run_demo(settings: Settings, options: DemoOptions) -> int:
 
 def drive_fleet(city, broker: PrivateMosquitto, options: DemoOptions) -> dict[str, int]:
     """Real-time trucks: one fix per truck per interval, as live terminals would send."""
+    started_at = time.time() - 1.0  # wall clock, for this run's rows (ingest time)
     start_ms = time.time_ns() // 1_000_000 - int(options.interval_s * 1000)
     fleet = SimpleFleet(city, trucks=options.trucks, start_ms=start_ms, seed=options.seed)
     publisher = MqttPublisher("127.0.0.1", broker.port).connect()
     ticks = max(1, int(options.duration_s / options.interval_s))
-    say(f"● Simulator      {len(fleet)} trucks on their permit routes, one fix every "
-        f"{options.interval_s:g} s for {options.duration_s:g} s")
+    # offenders start 15 s before the demo (their terminals send what they buffered first),
+    # so even OFF_ROUTE's one-minute debounce completes within a one-minute demo
+    lead_s = 15.0
+    offenders = demo_offenders(city, dict(zip(fleet.device.tolist(), fleet.permit_id,
+                                              strict=True)),
+                               start_ms - int(lead_s * 1000), options.duration_s + lead_s,
+                               options.interval_s) if len(fleet) > 10 else []
+    sent_upto = dict.fromkeys(range(len(offenders)), 0)
+    offender_devices = {t.device for t in offenders}
+    say(f"● Simulator      {len(fleet) - len(offenders)} trucks on their permit routes and "
+        f"{len(offenders)} offenders, one fix every {options.interval_s:g} s for "
+        f"{options.duration_s:g} s")
     # the first truck drives through a 'tunnel': its fixes are held and sent as one backfill
     blind_device = fleet.device[0]
     blind_from, blind_to = ticks // 3, ticks // 3 + max(2, ticks // 6)
@@ -162,12 +174,20 @@ def drive_fleet(city, broker: PrivateMosquitto, options: DemoOptions) -> dict[st
     for k in range(ticks):
         tick = fleet.step(options.interval_s)
         for device, fix in tick.wire_fixes(seq=k):
+            if device in offender_devices:
+                continue
             if device == blind_device and blind_from <= k < blind_to:
                 held.append(fix)
                 continue
             publisher.telemetry(device, encode_fix(fix))
             messages += 1
             unique += 1
+        for n, track in enumerate(offenders):
+            while sent_upto[n] < len(track.fixes) and track.fixes[sent_upto[n]]["ts"] <= tick.ts:
+                publisher.telemetry(track.device, encode_fix(track.fixes[sent_upto[n]]))
+                sent_upto[n] += 1
+                messages += 1
+                unique += 1
         if k == blind_to:
             publisher.batch(blind_device, encode_batch(held))
             messages += 1
@@ -195,7 +215,8 @@ def drive_fleet(city, broker: PrivateMosquitto, options: DemoOptions) -> dict[st
     publisher.flush()
     publisher.close()
     return {"messages": messages + 2 * len(fleet), "unique_fixes": unique,
-            "first_ts": start_ms, "last_ts": fleet.ts,
+            "started_at": started_at,
+            "first_ts": start_ms - int(lead_s * 1000), "last_ts": fleet.ts,
             "duplicates": duplicates, "bad": len(bad_messages("a", "b", 0)),
             "backfill": len(held), "trucks": len(fleet)}
 
@@ -211,9 +232,15 @@ def ingest_until_landed(dsn: str, sent: dict, timeout_s: float) -> dict[str, flo
             count = conn.execute(
                 "SELECT count(*) FROM telemetry WHERE ts BETWEEN"
                 " timestamptz 'epoch' + %s * interval '1 millisecond' AND"
-                " timestamptz 'epoch' + %s * interval '1 millisecond'",
-                (sent["first_ts"], sent["last_ts"])).fetchone()[0]
-            if count >= sent["unique_fixes"] or time.monotonic() - t0 > timeout_s:
+                " timestamptz 'epoch' + %s * interval '1 millisecond'"
+                " AND received_at >= to_timestamp(%s)",
+                (sent["first_ts"], sent["last_ts"], sent["started_at"])).fetchone()[0]
+            # the trucks' final 'offline' announcements are the last messages sent
+            offline = conn.execute(
+                "SELECT count(*) FROM device_status WHERE NOT online"
+                " AND changed_at >= to_timestamp(%s)", (sent["started_at"],)).fetchone()[0]
+            done = count >= sent["unique_fixes"] and offline >= sent["trucks"]
+            if done or time.monotonic() - t0 > timeout_s:
                 return {"landed": count, "waited_s": time.monotonic() - t0}
             time.sleep(0.2)
 
@@ -222,11 +249,17 @@ def report(dsn, sent, stats, summary, database) -> None:
     landed = summary["landed"]
     with psycopg.connect(dsn) as conn:
         rejects = conn.execute(
-            "SELECT reason, count(*) FROM dead_letter GROUP BY reason ORDER BY reason").fetchall()
+            "SELECT reason, count(*) FROM dead_letter WHERE received_at >= to_timestamp(%s)"
+            " GROUP BY reason ORDER BY reason", (sent["started_at"],)).fetchall()
         violations = conn.execute(
-            "SELECT rule, count(*) FROM violations GROUP BY rule ORDER BY rule").fetchall()
+            "SELECT rule, count(*) FROM violations WHERE start_ts >= timestamptz 'epoch'"
+            " + %s * interval '1 millisecond' AND state <> 'retracted'"
+            " GROUP BY rule ORDER BY rule", (sent["first_ts"],)).fetchall()
         online = conn.execute("SELECT count(*) FILTER (WHERE online), count(*)"
-                              " FROM device_status").fetchone()
+                              " FROM device_status WHERE changed_at >= to_timestamp(%s)",
+                              (sent["started_at"],)).fetchone()
+        trips = conn.execute("SELECT count(*) FROM trips WHERE left_at >= timestamptz 'epoch'"
+                             " + %s * interval '1 millisecond'", (sent["first_ts"],)).fetchone()[0]
     say("")
     say("What happened")
     say(f"  published       {sent['messages']:>8} messages by {sent['trucks']} trucks "
@@ -238,9 +271,9 @@ def report(dsn, sent, stats, summary, database) -> None:
     say(f"  rejected        {stats['rejected']:>8} → dead_letter: "
         + ", ".join(f"{r} {n}" for r, n in rejects))
     say(f"  device status   {online[1]:>8} devices ({online[0]} online now)")
-    say("  violations      " + (", ".join(f"{r} {n}" for r, n in violations) if violations else
-                              "       0 (the rules engine lands with issue #4; the stage is "
-                              "wired and writes here)"))
+    say("  violations      " + (", ".join(f"{r} {n}" for r, n in violations)
+                              if violations else "       0"))
+    say(f"  trips           {trips:>8} started")
     say("")
     say("Look at it")
     if database is not None:
@@ -250,4 +283,5 @@ def report(dsn, sent, stats, summary, database) -> None:
         say("  psql \"$MUCKWATCH_DSN\"")
     say("  SELECT device_id, count(*), min(ts), max(ts) FROM telemetry GROUP BY 1 LIMIT 10;")
     say("  SELECT reason, detail FROM dead_letter ORDER BY id DESC LIMIT 20;")
+    say("  SELECT rule, plate, start_ts, end_ts, state, peak FROM violations ORDER BY start_ts;")
     say("  muckwatch db status")

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pyproj
 import shapely
 
-from muckwatch.city import City
+from muckwatch.city import City, parse_window
 
 # phases of a truck's cycle
 LOADING, OUTBOUND, TIPPING, RETURNING = 0, 1, 2, 3
@@ -72,10 +73,12 @@ class SimpleFleet:
         rng = np.random.default_rng(seed)
         self.rng = rng
         self.noise_m = noise_m
-        at = datetime.fromtimestamp(start_ms / 1000).astimezone()
+        at = datetime.fromtimestamp(start_ms / 1000, ZoneInfo(city.timezone))
+        minute = at.hour * 60 + at.minute
         by_plate = {v.plate: v for v in city.vehicles}
         usable = [p for p in city.permits
-                  if p.valid_from <= at <= p.valid_to and p.plate in by_plate]
+                  if p.valid_from <= at <= p.valid_to and p.plate in by_plate
+                  and (p.hours is None or _within(minute, parse_window(p.hours)))]
         # one permit per truck: the first usable one of each plate, in file order
         chosen: dict[str, object] = {}
         for p in usable:
@@ -173,3 +176,8 @@ class SimpleFleet:
         y = self._y[seg] + frac * dy
         heading = (np.degrees(np.arctan2(dx, dy)) + np.where(backwards, 180.0, 0.0)) % 360.0
         return x, y, heading
+
+
+def _within(minute: int, window: tuple[int, int]) -> bool:
+    start, end = window
+    return start <= minute < end if start <= end else (minute >= start or minute < end)
