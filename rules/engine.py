@@ -137,6 +137,7 @@ class RuleEngine:
             "OVERSPEED": Debounce(s.overspeed_open_s, s.overspeed_open_fixes),
         }
         self.vehicles: dict[str, VehicleState] = {}
+        self._last_sweep = _NEVER
         self._held: Facts | None = None
         self._held_received: np.ndarray = np.zeros(0, np.int64)
 
@@ -157,9 +158,15 @@ class RuleEngine:
             return []
         return self._release(None, None, None, final=True)
 
-    def sweep(self, now_ms: int) -> list[ViolationEvent]:
-        """SIGNAL_LOSS for terminals that went silent while moving outside sites."""
-        events = []
+    def sweep(self, now_ms: int) -> list:
+        """Fixes whose reorder wait is over on the wall clock, then SIGNAL_LOSS for terminals
+        that went silent while moving outside sites (at most once a second: it looks at every
+        vehicle)."""
+        if self.ref is None or now_ms - self._last_sweep < 1000:
+            return []
+        self._last_sweep = now_ms
+        events: list = self._release(None, None, now_ms, final=False) \
+            if self._held is not None else []
         limit = self.settings.signal_loss_s * 1000
         for device, st in self.vehicles.items():
             if st.last_moving_outside and st.signal_open_ts is None \

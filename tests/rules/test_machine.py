@@ -119,3 +119,44 @@ def test_swap_reference_keeps_open_violations_on_their_permit(city, tmp_path):
     st = engine.vehicles["dev1"]
     assert engine.ref.permit_ids[st.machines["OFF_ROUTE"].context] == wanted
     assert engine.ref.permit_ids[st.trip_permit] == wanted
+
+
+def test_sweep_opens_signal_loss_for_a_silent_truck_and_the_next_fix_closes_it(city):
+    import json
+
+    from ingest.wire import RawBatch, WireDecoder
+    from muckwatch.pipeline import GeofenceStage, Sequencer
+    from rules.engine import RuleEngine
+    from rules.events import Phase
+    from rules.reference import Reference
+    from simulator.scenarios import TruckTrack
+
+    permit = city.permits[0]
+    device = next(v.device_id for v in city.vehicles if v.plate == permit.plate)
+    t = TruckTrack(city, device, 1_795_053_600_000, interval_s=5)
+    route = t.route(permit.id)
+    t.drive(t.part(route, 0.2, 0.4), 35, lid=0, lift=0, load=2)
+    last = t.fixes[-1]["ts"]
+    t.silence(900)
+    t.drive(t.part(route, 0.6, 0.7), 35, lid=0, lift=0, load=2)
+    engine = RuleEngine(Reference.from_city(city))
+    geofence, sequencer, decoder = GeofenceStage.for_city(city), Sequencer(), WireDecoder()
+
+    def feed(fixes_json, now):
+        raw = RawBatch([f"muck/v1/{device}/telemetry"] * len(fixes_json),
+                       [json.dumps(f).encode() for f in fixes_json],
+                       np.full(len(fixes_json), now, np.int64))
+        fixes = sequencer.sequence(decoder.decode(raw, now_ms=now).fixes)
+        return engine.evaluate(fixes, geofence.classify(fixes), now_ms=now)
+
+    before = [f for f in t.fixes if f["ts"] <= last]
+    after = [f for f in t.fixes if f["ts"] > last]
+    events = feed(before, last + 11_000)
+    assert engine.sweep(last + 200_000) == []  # silent 3 min: not yet
+    opened = engine.sweep(last + 301_000)
+    assert [(e.rule, e.phase, e.start_ts) for e in opened] == [("SIGNAL_LOSS", Phase.OPENED,
+                                                                 last)]
+    events = feed(after, after[-1]["ts"] + 11_000)
+    closed = [e for e in events if e.rule == "SIGNAL_LOSS"]
+    assert [(e.phase, e.start_ts, e.end_ts) for e in closed] == [
+        (Phase.CLOSED, last, after[0]["ts"])]
