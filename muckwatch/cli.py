@@ -67,6 +67,17 @@ def _parser() -> argparse.ArgumentParser:
     db = cmd("db", "database schema: migrate or show status", "muckwatch db migrate")
     db.add_argument("action", choices=["migrate", "status"])
 
+    sc = cmd("scores", "company credit scores (诚信评定); 'snapshot' stores today's",
+             "muckwatch scores --as-of 2026-11-30")
+    sc.add_argument("action", nargs="?", choices=["show", "snapshot"], default="show")
+    sc.add_argument("--company", help="only this company id")
+    sc.add_argument("--as-of", type=_date, help="YYYY-MM-DD (default: now / today)")
+
+    role = cmd("company-role", "create a login role that sees only one company's rows",
+               "muckwatch company-role C01 --role company_c01")
+    role.add_argument("company")
+    role.add_argument("--role", help="role name (default company_<id>)")
+
     imp = cmd("import", "load reference data into the database", "muckwatch import city DIR")
     imp.add_argument("what", choices=["city"])
     imp.add_argument("dir", help="city bundle directory")
@@ -97,6 +108,15 @@ def _parser() -> argparse.ArgumentParser:
     coords.add_argument("lon", type=float)
     coords.add_argument("lat", type=float)
     return p
+
+
+def _date(text: str):
+    from datetime import date
+
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -210,6 +230,39 @@ def _dispatch(args: argparse.Namespace, settings) -> int:
             print(f"applied: {st.applied or 'none'}; pending: {st.pending or 'none'}")
         return 0
 
+    if args.command == "scores":
+        from datetime import date
+
+        from store import scores
+
+        with _connect(settings) as conn:
+            if args.action == "snapshot":
+                day = args.as_of or date.today()
+                n = scores.snapshot(conn, day)
+                print(f"stored {n} scores for {day}")
+                return 0
+            rows = scores.company_scores(conn, scores.as_of_end(args.as_of), args.company)
+        if args.company and not rows:
+            raise UserError(f"company {args.company!r} not found")
+        head = ("company", "name", "vehicles", "violations", "deductions", "score", "grade")
+        table = [head] + [tuple(str(x) for x in r) for r in rows]
+        widths = [max(_width(r[i]) for r in table) for i in range(len(head))]
+        for r in table:
+            print("  ".join(_pad(c, w) for c, w in zip(r, widths, strict=True)).rstrip())
+        return 0
+
+    if args.command == "company-role":
+        from store.scores import create_company_role
+
+        role_name = args.role or f"company_{args.company.lower()}"
+        with _connect(settings) as conn:
+            try:
+                create_company_role(conn, args.company, role_name)
+            except ValueError as e:
+                raise UserError(str(e)) from None
+        print(f"role {role_name} sees only company {args.company}")
+        return 0
+
     if args.command == "import":
         from muckwatch.city import load_city
         from store.reference import import_city
@@ -239,6 +292,17 @@ def _dispatch(args: argparse.Namespace, settings) -> int:
         print(f"{lon[0]:.8f} {lat[0]:.8f}")
         return 0
     raise UserError(f"unknown command {args.command}")
+
+
+def _width(text: str) -> int:
+    """Display width: CJK characters take two columns."""
+    import unicodedata
+
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def _pad(text: str, width: int) -> str:
+    return text + " " * (width - _width(text))
 
 
 def _read_points(path: str) -> tuple[list[str], list[float], list[float]]:
