@@ -175,6 +175,8 @@ def test_violations_and_trips_land_live_with_the_replay_ids(ingest, db, broker, 
                               capture_output=True, text=True, timeout=120, check=True)
     expected = [json.loads(line) for line in replayed.stdout.splitlines()]
     device = expected[0]["device"]
+    stamps = [json.loads(line)["ts"] for line in example.read_text().splitlines()]
+    first_ts, last_ts = min(stamps), max(stamps)  # other tests may use this truck too
     with example.open("rb") as f:
         subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(broker.port), "-q", "1",
                         "-t", f"muck/v1/{device}/telemetry", "-l"], stdin=f, check=True,
@@ -183,8 +185,10 @@ def test_violations_and_trips_land_live_with_the_replay_ids(ingest, db, broker, 
     def landed():
         return db.execute("SELECT id, rule, state, extract(epoch FROM start_ts)::numeric * 1000,"
                           " plate, permit_id, evidence IS NOT NULL FROM violations"
-                          " WHERE device_id = %s AND state = 'closed' AND evidence IS NOT NULL",
-                          (device,)).fetchall()
+                          " WHERE device_id = %s AND state = 'closed' AND evidence IS NOT NULL"
+                          " AND start_ts BETWEEN to_timestamp(%s / 1000.0)"
+                          " AND to_timestamp(%s / 1000.0)",
+                          (device, first_ts, last_ts)).fetchall()
 
     rows = poll(landed, timeout_s=60)
     assert [(r[0], r[1], int(r[3])) for r in rows] == \
@@ -196,5 +200,6 @@ def test_violations_and_trips_land_live_with_the_replay_ids(ingest, db, broker, 
         "evidence runs from 2 min before the start to 2 min after the end"
     assert [p["ts"] for p in track] == sorted(p["ts"] for p in track)
     trips = db.execute("SELECT origin, destination, arrived_at IS NOT NULL FROM trips"
-                       " WHERE device_id = %s", (device,)).fetchall()
+                       " WHERE device_id = %s AND left_at BETWEEN to_timestamp(%s / 1000.0)"
+                       " AND to_timestamp(%s / 1000.0)", (device, first_ts, last_ts)).fetchall()
     assert trips and trips[0][0] == "CS0020" and trips[0][1] == "DS01" and trips[0][2]
