@@ -5,10 +5,11 @@ executemany) but it has no ON CONFLICT, so fixes are COPYed into a temporary sta
 moved with ``INSERT … SELECT … ON CONFLICT DO NOTHING``: a redelivered batch (the ingest acks
 only after commit, so a crash in between redelivers) creates no duplicate rows.
 
-The COPY stream itself is built with numpy: every staged column is fixed-width (device ids go
-to a small side table and are referenced by index; unknown values travel as NaN / -1 sentinels
-and become NULL in SQL), so one structured array in PostgreSQL's binary COPY layout is
-serialised with a single ``tobytes()`` — no per-row Python.
+The COPY stream itself is built with numpy: every staged column is fixed-width (device ids
+travel as an index into one text[] parameter; timestamps are already binary timestamptz;
+unknown values travel as NaN / -1 sentinels and become NULL in SQL), so one structured array
+in PostgreSQL's binary COPY layout is serialised with a single ``tobytes()`` — no per-row
+Python.
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ import psycopg
 
 from muckwatch.batches import DeviceStatus, FixBatch, Rejects
 
+_PG_EPOCH_MS = 946_684_800_000  # 2000-01-01T00:00:00Z, PostgreSQL's binary time origin
 _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
 _COPY_TRAILER = b"\xff\xff"
 
 # staged column → (big-endian numpy type, SQL type)
 _STAGE_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("dev", ">i4", "integer"),
-    ("ts", ">i8", "bigint"),
+    ("ts", ">i8", "timestamptz"),
     ("lon", ">f8", "double precision"),
     ("lat", ">f8", "double precision"),
     ("speed", ">f4", "real"),
@@ -38,7 +40,7 @@ _STAGE_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("sats", ">i2", "smallint"),
     ("hdop", ">f4", "real"),
     ("seq", ">i8", "bigint"),
-    ("received", ">i8", "bigint"),
+    ("received", ">i8", "timestamptz"),
     ("backfill", "u1", "boolean"),
 )
 _ROW_DTYPE = np.dtype(
@@ -49,24 +51,19 @@ _ROW_DTYPE = np.dtype(
 _CREATE_STAGING = (
     "CREATE TEMP TABLE IF NOT EXISTS stage_fix ("
     + ", ".join(f"{name} {sql}" for name, _, sql in _STAGE_COLUMNS)
-    + ") ON COMMIT DELETE ROWS;"
-    " CREATE TEMP TABLE IF NOT EXISTS stage_device (dev integer, device_id text)"
-    " ON COMMIT DELETE ROWS;"
+    + ") ON COMMIT DELETE ROWS"
 )
 
 _MOVE_FIXES = """
 INSERT INTO telemetry (device_id, ts, lon, lat, speed_kmh, heading_deg, lid, lift, load,
                        load_kg, sats, hdop, seq, received_at, backfill)
-SELECT d.device_id,
-       timestamptz 'epoch' + f.ts * interval '1 millisecond',
-       f.lon, f.lat,
+SELECT d.device_id, f.ts, f.lon, f.lat,
        NULLIF(f.speed, 'NaN'), NULLIF(f.heading, 'NaN'),
        NULLIF(f.lid, -1), NULLIF(f.lift, -1), NULLIF(f.load, -1),
        NULLIF(f.load_kg, 'NaN'), NULLIF(f.sats, -1), NULLIF(f.hdop, 'NaN'), NULLIF(f.seq, -1),
-       timestamptz 'epoch' + f.received * interval '1 millisecond',
-       f.backfill
-FROM stage_fix f JOIN stage_device d USING (dev)
-ORDER BY d.device_id, f.ts
+       f.received, f.backfill
+FROM stage_fix f
+JOIN unnest(%(devices)s::text[]) WITH ORDINALITY AS d (device_id, n) ON d.n = f.dev + 1
 ON CONFLICT (device_id, ts) DO NOTHING
 """
 
@@ -88,9 +85,12 @@ def copy_payload(fixes: FixBatch, device_index: np.ndarray) -> bytes:
     for name, numpy_type, _sql in _STAGE_COLUMNS:
         rows[f"{name}_len"] = np.dtype(numpy_type).itemsize
     rows["dev"] = device_index
-    for name in ("ts", "lon", "lat", "speed", "heading", "lid", "lift", "load", "load_kg",
-                 "sats", "hdop", "seq", "received", "backfill"):
+    for name in ("lon", "lat", "speed", "heading", "lid", "lift", "load", "load_kg",
+                 "sats", "hdop", "seq", "backfill"):
         rows[name] = getattr(fixes, name)
+    # binary timestamptz: microseconds since 2000-01-01 UTC
+    rows["ts"] = (fixes.ts - _PG_EPOCH_MS) * 1000
+    rows["received"] = (fixes.received - _PG_EPOCH_MS) * 1000
     return _COPY_HEADER + rows.tobytes() + _COPY_TRAILER
 
 
@@ -112,12 +112,9 @@ class StoreWriter:
         if len(fixes):
             devices, device_index = np.unique(fixes.device.astype(str), return_inverse=True)
             async with conn.cursor() as cur:
-                async with cur.copy("COPY stage_device (dev, device_id) FROM STDIN") as copy:
-                    for i, device in enumerate(devices.tolist()):
-                        await copy.write_row((i, device))
                 async with cur.copy("COPY stage_fix FROM STDIN (FORMAT BINARY)") as copy:
                     await copy.write(copy_payload(fixes, device_index))
-                await cur.execute(_MOVE_FIXES)
+                await cur.execute(_MOVE_FIXES, {"devices": devices.tolist()})
                 inserted = cur.rowcount
         if len(rejects):
             async with conn.cursor() as cur:

@@ -106,17 +106,20 @@ def test_binary_copy_payload_matches_postgres_text_copy(dsn, db, device_id):
     fixes = batch(device_id, 3)
     payload = copy_payload(fixes, np.zeros(3, np.int32))
     with psycopg.connect(dsn) as conn, conn.cursor() as cur:
-        cur.execute("CREATE TEMP TABLE t (dev int, ts bigint, lon float8, lat float8,"
+        cur.execute("CREATE TEMP TABLE t (dev int, ts timestamptz, lon float8, lat float8,"
                     " speed real, heading real, lid smallint, lift smallint, load smallint,"
-                    " load_kg real, sats smallint, hdop real, seq bigint, received bigint,"
+                    " load_kg real, sats smallint, hdop real, seq bigint, received timestamptz,"
                     " backfill boolean)")
         with cur.copy("COPY t FROM STDIN (FORMAT BINARY)") as copy:
             copy.write(payload)
-        rows = cur.execute("SELECT ts, lid, seq, backfill, speed FROM t ORDER BY ts").fetchall()
+        rows = cur.execute("SELECT (extract(epoch FROM ts) * 1000)::bigint, lid, seq, backfill,"
+                           " speed, (extract(epoch FROM received) * 1000)::bigint"
+                           " FROM t ORDER BY ts").fetchall()
     assert [r[0] for r in rows] == fixes.ts.tolist()
     assert [r[1] for r in rows] == fixes.lid.tolist()
     assert [r[3] for r in rows] == [True, False, False]
     assert str(rows[1][4]) == "nan"
+    assert [r[5] for r in rows] == fixes.received.tolist()
 
 
 def test_unreachable_database_is_one_clear_error():
