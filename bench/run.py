@@ -70,6 +70,7 @@ def main() -> int:
     sys.path.insert(0, str(REPO / "bench"))
     import geofence_core
     import rules_engine
+    import store_writer
 
     print("geofence core …", flush=True)
     geo = geofence_core.run()
@@ -79,7 +80,28 @@ def main() -> int:
     rules = rules_engine.run()
     rules_summary = f"rules {rules['rate'] / 1e3:.0f}k fixes/s"
     print(rules_summary, flush=True)
+    print("store writer …", flush=True)
+    store = store_writer.run()
+    store_summary = (f"writer {store['writer_rate'] / 1e3:.0f}k rows/s = "
+                     f"{store['ratio'] * 100:.0f}% of raw COPY")
+    print(store_summary, flush=True)
     geo_text += f"""
+## Store writer (issue #5)
+
+{store['fixes']:,} fixes in batches of {store['batch']:,} from 20,000 devices into a private
+PostgreSQL (default durability settings), same run:
+
+| | rows/s | ratio |
+|---|---:|---:|
+| raw binary COPY (psycopg `write_row`) into a table shaped like `telemetry` | {store['raw_rate'] / 1e3:.0f}k | 1.00 |
+| muckwatch writer (dedupes on device + ts, one transaction per batch) | {store['writer_rate'] / 1e3:.0f}k | **{store['ratio']:.2f}** |
+| muckwatch writer, a redelivered batch (every fix a duplicate) | {store['redelivery_rate'] / 1e3:.0f}k | {store['redelivery_rate'] / store['raw_rate']:.2f} |
+
+Target ≥ 0.70 of raw COPY: **{'met' if store['ratio'] >= 0.7 else 'NOT MET'}**. New batches go
+in with one numpy-built binary COPY straight into `telemetry` inside a savepoint; a batch
+holding an already-stored fix is rolled back to the savepoint and goes through a staging
+table and `INSERT … ON CONFLICT DO NOTHING`. `.venv/bin/python bench/store_writer.py`.
+
 ## Rules engine (issue #4)
 
 {rules['fixes']:,} fixes of {rules['trucks']} simulated trucks over the sample city, one batch
@@ -99,7 +121,8 @@ an offending fix, a trip transition, a jump, a gap). `.venv/bin/python bench/rul
         if HISTORY_MARK in old:
             history = [line for line in old.split(HISTORY_MARK, 1)[1].splitlines()
                        if line.startswith("- ")]
-    history.insert(0, f"- {stamp} ({commit}): {geo_summary}; {rules_summary}")
+    history.insert(0, f"- {stamp} ({commit}): {geo_summary}; {rules_summary}; "
+                      f"{store_summary}")
 
     DOC.write_text(f"""# Performance
 
