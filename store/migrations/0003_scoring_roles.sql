@@ -101,11 +101,22 @@ CREATE TABLE IF NOT EXISTS company_accounts (
 );
 
 DO $$
+DECLARE
+    may_create boolean := (SELECT rolsuper OR rolcreaterole FROM pg_roles
+                           WHERE rolname = current_user);
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'muckwatch_analyst') THEN
+        IF NOT may_create THEN
+            RAISE EXCEPTION 'migration 0003 needs the roles muckwatch_analyst and '
+                'muckwatch_company: migrate as a user with CREATEROLE, or have an admin run '
+                '"CREATE ROLE muckwatch_analyst LOGIN; CREATE ROLE muckwatch_company NOLOGIN;"';
+        END IF;
         CREATE ROLE muckwatch_analyst LOGIN;
     END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'muckwatch_company') THEN
+        IF NOT may_create THEN
+            RAISE EXCEPTION 'migration 0003 needs the role muckwatch_company (CREATEROLE)';
+        END IF;
         CREATE ROLE muckwatch_company NOLOGIN;
     END IF;
 END $$;
