@@ -54,19 +54,26 @@ def wgs84_to_gcj02(lon, lat) -> tuple[np.ndarray, np.ndarray]:
     return np.where(outside, lon, lon + d_lon), np.where(outside, lat, lat + d_lat)
 
 
+def _invert(forward, lon, lat, start, tol_deg: float, max_iter: int):
+    """Fixed-point inverse of ``forward``: x += target − forward(x) until below tol."""
+    x_lon, x_lat = start
+    for _ in range(max_iter):
+        f_lon, f_lat = forward(x_lon, x_lat)
+        e_lon, e_lat = lon - f_lon, lat - f_lat
+        x_lon = x_lon + e_lon
+        x_lat = x_lat + e_lat
+        if np.all(np.abs(e_lon) < tol_deg) and np.all(np.abs(e_lat) < tol_deg):
+            break
+    return x_lon, x_lat
+
+
 def gcj02_to_wgs84(lon, lat, *, tol_deg: float = 1e-10, max_iter: int = 30):
     """Iterated inverse: converges to < 1e-10° (≈ 0.01 mm) in a handful of steps."""
     gcj_lon = np.asarray(lon, np.float64)
     gcj_lat = np.asarray(lat, np.float64)
     outside = out_of_china(gcj_lon, gcj_lat)
-    w_lon, w_lat = gcj_lon.copy(), gcj_lat.copy()
-    for _ in range(max_iter):
-        f_lon, f_lat = wgs84_to_gcj02(w_lon, w_lat)
-        e_lon, e_lat = gcj_lon - f_lon, gcj_lat - f_lat
-        w_lon = w_lon + e_lon
-        w_lat = w_lat + e_lat
-        if np.all(np.abs(e_lon) < tol_deg) and np.all(np.abs(e_lat) < tol_deg):
-            break
+    w_lon, w_lat = _invert(wgs84_to_gcj02, gcj_lon, gcj_lat, (gcj_lon.copy(), gcj_lat.copy()),
+                           tol_deg, max_iter)
     return np.where(outside, gcj_lon, w_lon), np.where(outside, gcj_lat, w_lat)
 
 
@@ -90,15 +97,8 @@ def bd09_to_gcj02(lon, lat, *, tol_deg: float = 1e-10, max_iter: int = 30):
     """The public one-step inverse is off by ~0.1 m; refine it like the GCJ-02 inverse."""
     bd_lon = np.asarray(lon, np.float64)
     bd_lat = np.asarray(lat, np.float64)
-    g_lon, g_lat = _bd09_to_gcj02_approx(bd_lon, bd_lat)
-    for _ in range(max_iter):
-        f_lon, f_lat = gcj02_to_bd09(g_lon, g_lat)
-        e_lon, e_lat = bd_lon - f_lon, bd_lat - f_lat
-        g_lon = g_lon + e_lon
-        g_lat = g_lat + e_lat
-        if np.all(np.abs(e_lon) < tol_deg) and np.all(np.abs(e_lat) < tol_deg):
-            break
-    return g_lon, g_lat
+    return _invert(gcj02_to_bd09, bd_lon, bd_lat, _bd09_to_gcj02_approx(bd_lon, bd_lat),
+                   tol_deg, max_iter)
 
 
 def convert(lon, lat, source: str, target: str) -> tuple[np.ndarray, np.ndarray]:

@@ -151,6 +151,15 @@ def read_geometry(
     return shape
 
 
+AREA_TYPES = ("Polygon", "MultiPolygon", "Circle")
+
+
+def read_area(feature: dict, properties: dict, crs: str = "wgs84") -> BaseGeometry:
+    """A fence feature's area: Polygon, MultiPolygon, or a Point with ``radius_m``."""
+    return read_geometry(feature.get("geometry"), AREA_TYPES, crs=crs,
+                         radius_m=properties.get("radius_m"))
+
+
 def _split(rings: list) -> tuple[list, list]:
     return rings[0], rings[1:]
 
@@ -190,9 +199,7 @@ def load_fences(path: str | Path, crs: str = "wgs84") -> FenceSet:
             continue
         seen.add(str(fid))
         try:
-            geometry = read_geometry(feature.get("geometry"), ("Polygon", "MultiPolygon",
-                                                               "Circle"),
-                                     crs=crs, radius_m=p.get("radius_m"))
+            geometry = read_area(feature, p, crs)
         except GeometryError as e:
             problems.append(f"{label}: {e}")
             continue

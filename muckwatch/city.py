@@ -21,7 +21,7 @@ import shapely
 from shapely.geometry.base import BaseGeometry
 
 from geofence.coords import SYSTEMS
-from geofence.fences import GeometryError, read_geometry
+from geofence.fences import GeometryError, read_area, read_geometry
 from geofence.projection import metric_epsg_for
 
 FENCE_KINDS = ("construction_site", "disposal_site", "transfer_dock", "restricted_zone")
@@ -224,9 +224,7 @@ def load_city(directory: str | Path) -> City:
             problems.append(f"{where}: speed_limit_kmh must be a positive number")
             limit = None
         try:
-            geometry = read_geometry(feature.get("geometry"), ("Polygon", "MultiPolygon",
-                                                               "Circle"),
-                                     crs=crs, radius_m=props.get("radius_m"))
+            geometry = read_area(feature, props, crs)
         except GeometryError as e:
             problems.append(f"{where}: {e}")
             continue
