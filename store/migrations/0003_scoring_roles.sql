@@ -93,8 +93,10 @@ CREATE OR REPLACE VIEW violations_daily AS
     GROUP BY 1, 2, 3;
 
 -- Access. muckwatch_analyst reads everything and writes nothing; members of
--- muckwatch_company see only their company's vehicles, trips, violations and telemetry
--- (row-level security; which company is looked up in company_accounts by role name).
+-- muckwatch_company see only their company's vehicles, permits, trips and violations
+-- (row-level security; which company is looked up in company_accounts by role name) and
+-- their vehicles' fixes through the view company_telemetry — not through telemetry itself,
+-- because TimescaleDB cannot compress a table with row-level security.
 CREATE TABLE IF NOT EXISTS company_accounts (
     role_name   text PRIMARY KEY,
     company_id  text NOT NULL REFERENCES companies (id)
@@ -125,7 +127,7 @@ GRANT USAGE ON SCHEMA public TO muckwatch_analyst, muckwatch_company;
 GRANT SELECT ON ALL TABLES IN SCHEMA public TO muckwatch_analyst;
 ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO muckwatch_analyst;
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO muckwatch_analyst, muckwatch_company;
-GRANT SELECT ON companies, vehicles, trips, violations, telemetry, fences, permits,
+GRANT SELECT ON companies, vehicles, trips, violations, fences, permits,
                 score_deductions, company_accounts TO muckwatch_company;
 
 CREATE OR REPLACE FUNCTION current_company() RETURNS text
@@ -136,7 +138,6 @@ $$;
 ALTER TABLE vehicles ENABLE ROW LEVEL SECURITY;
 ALTER TABLE trips ENABLE ROW LEVEL SECURITY;
 ALTER TABLE violations ENABLE ROW LEVEL SECURITY;
-ALTER TABLE telemetry ENABLE ROW LEVEL SECURITY;
 ALTER TABLE permits ENABLE ROW LEVEL SECURITY;
 
 DROP POLICY IF EXISTS analyst_reads_all ON vehicles;
@@ -145,8 +146,6 @@ DROP POLICY IF EXISTS analyst_reads_all ON trips;
 CREATE POLICY analyst_reads_all ON trips FOR SELECT TO muckwatch_analyst USING (true);
 DROP POLICY IF EXISTS analyst_reads_all ON violations;
 CREATE POLICY analyst_reads_all ON violations FOR SELECT TO muckwatch_analyst USING (true);
-DROP POLICY IF EXISTS analyst_reads_all ON telemetry;
-CREATE POLICY analyst_reads_all ON telemetry FOR SELECT TO muckwatch_analyst USING (true);
 DROP POLICY IF EXISTS analyst_reads_all ON permits;
 CREATE POLICY analyst_reads_all ON permits FOR SELECT TO muckwatch_analyst USING (true);
 
@@ -159,9 +158,15 @@ CREATE POLICY own_company ON trips FOR SELECT TO muckwatch_company
 DROP POLICY IF EXISTS own_company ON violations;
 CREATE POLICY own_company ON violations FOR SELECT TO muckwatch_company
     USING (company_id = current_company());
-DROP POLICY IF EXISTS own_company ON telemetry;
-CREATE POLICY own_company ON telemetry FOR SELECT TO muckwatch_company
-    USING (device_id IN (SELECT device_id FROM vehicles WHERE company_id = current_company()));
 DROP POLICY IF EXISTS own_company ON permits;
 CREATE POLICY own_company ON permits FOR SELECT TO muckwatch_company
     USING (plate IN (SELECT plate FROM vehicles WHERE company_id = current_company()));
+
+-- A company's own fixes. The view runs with its owner's rights (so it can read telemetry)
+-- and filters by the caller's company; security_barrier keeps the filter first.
+CREATE OR REPLACE VIEW company_telemetry WITH (security_barrier) AS
+    SELECT t.*
+    FROM telemetry t
+    WHERE t.device_id IN (SELECT v.device_id FROM vehicles v
+                          WHERE v.company_id = current_company());
+GRANT SELECT ON company_telemetry TO muckwatch_company, muckwatch_analyst;

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from store.copy_binary import Column, encode, timestamptz
 
 rows_strategy = st.lists(
-    st.tuples(st.text(st.characters(exclude_characters="\x00"), max_size=12),
+    st.tuples(st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=12),
               st.integers(-(2**31), 2**31 - 1),
               st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=False,
                                              width=32)),

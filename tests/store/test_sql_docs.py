@@ -127,9 +127,15 @@ def test_a_company_account_sees_only_its_own_rows(analysed, dsn, db):
             seen = {r[0] for r in conn.execute(f"SELECT DISTINCT company_id FROM {table}")}
             assert seen <= {company}, table
         assert conn.execute("SELECT count(*) FROM violations").fetchone()[0] > 0
-        others = conn.execute("SELECT count(*) FROM telemetry t JOIN vehicles v USING"
-                              " (device_id) WHERE v.company_id <> %s", (company,)).fetchone()
-        assert others[0] == 0
+        mine = conn.execute("SELECT count(*), count(DISTINCT device_id) FROM company_telemetry"
+                            ).fetchone()
+        assert mine[0] > 0
+        devices = {r[0] for r in conn.execute("SELECT DISTINCT device_id FROM company_telemetry")}
+        allowed = {r[0] for r in conn.execute("SELECT device_id FROM vehicles")}
+        assert devices <= allowed
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SELECT count(*) FROM telemetry")
+        conn.rollback()
         visible = conn.execute("SELECT count(DISTINCT company_id) FROM company_scores(now())"
                                " WHERE violations > 0").fetchone()[0]
         assert visible <= 1, "scores through RLS: only its own violations count"

@@ -12,18 +12,28 @@
 // What this adds to PGLiteSocketServer (0.0.19), whose handler hands every TCP chunk to PGlite
 // as it comes, shares one backend between all clients and lets PGlite answer the first packet
 // with a password request:
-//   * framing: only whole protocol messages reach PGlite. A message split over TCP chunks
-//     (anything over ~64 KiB: a big statement, an executemany or COPY batch) otherwise traps the
-//     WASM ("RuntimeError: unreachable") and kills the server;
+//   * framing: only whole protocol messages reach PGlite, at most 8 KiB of them per call (or
+//     one bigger message alone). A message split over TCP chunks (anything over ~64 KiB: a big
+//     statement or parameter, an executemany batch) otherwise traps the WASM ("RuntimeError:
+//     unreachable") and kills the server, and PGlite silently stops early in a longer run of
+//     messages (it returns when its 8 KiB receive buffer empties at a message boundary), which
+//     drops the rest of a pipeline or an executemany and leaves the client waiting forever;
 //   * one call at a time, and each reply copied at once (PGlite returns a view of a buffer that
 //     the next call overwrites);
 //   * a fresh session per client: before a client is attached the shared backend is reset
 //     (Sync, ROLLBACK, DISCARD ALL), so prepared statements, SET, temp tables and an open
 //     transaction do not leak from one client to the next (psycopg's "_pg3_0 already exists");
+//     then client_min_messages is set to PostgreSQL's default, notice (this build defaults to
+//     debug3, which sends a NoticeResponse for every Parse/Bind/Execute);
 //   * SSLRequest/GSSENCRequest are refused with 'N' (plain TCP, the libpq default works), and
 //     the password request is answered here, so clients connect without a password; user and
 //     database names are accepted and ignored (the session is always postgres/template1);
-//   * Terminate is not passed on: a client leaving does not end the shared backend.
+//   * Terminate is not passed on: a client leaving does not end the shared backend;
+//   * COPY ... FROM STDIN, which traps the WASM and kills the server, fails cleanly instead
+//     (SQLSTATE 0A000). COPY ... TO STDOUT works;
+//   * a client whose socket fails (say, one that gave up while queued) neither kills the
+//     server (unhandled rejection, or an 'error' on a queued socket) nor stalls the queue
+//     behind it (the handler then never says 'close').
 // Still true: one client at a time (others wait in the server's queue up to 60 s), no TLS.
 // The timescaledb library is loaded but the extension is not created: clients run
 // CREATE EXTENSION IF NOT EXISTS timescaledb, as on a real server.
@@ -51,6 +61,7 @@ if (!Number.isInteger(port) || port < 0 || port > 65535) {
 const dataDir = values['data-dir'] ?? process.env.MUCKWATCH_TIMESCALE_DATA ?? undefined
 
 const log = (...args) => console.error('[timescale]', ...args)
+console.log = console.error // the libraries' --debug output too: stdout carries only "ready"
 
 // --- PostgreSQL wire protocol helpers ---------------------------------------------------------
 
@@ -71,13 +82,53 @@ const SYNC = message('S', Buffer.alloc(0))
 const PASSWORD = message('p', Buffer.from('md5' + '0'.repeat(32) + '\0', 'latin1'))
 // Sync ends a half-done extended-protocol exchange, ROLLBACK an open transaction, DISCARD ALL
 // the rest of the session (prepared statements, portals, SET, temp tables, LISTEN, locks).
-const RESET = Buffer.concat([SYNC, query('ROLLBACK'), query('DISCARD ALL')])
+const RESET = [
+  SYNC,
+  query('ROLLBACK'),
+  query('DISCARD ALL'),
+  query('SET client_min_messages = notice'),
+]
+// PGlite's backend reads through an 8 KiB buffer and returns once it is empty at a message
+// boundary, even if more input was given: never give it more than this in one call.
+const BATCH_BYTES = 8192
 
 function isPasswordRequest(reply) {
   // AuthenticationCleartextPassword (3) or AuthenticationMD5Password (5)
   if (reply.length < 9 || reply[0] !== 0x52) return false
   const code = Buffer.from(reply.buffer, reply.byteOffset, reply.length).readInt32BE(5)
   return code === 3 || code === 5
+}
+
+// COPY ... FROM STDIN traps the WASM (the backend waits for CopyData that PGlite cannot feed
+// it) and so kills the server: such a statement is swapped for one that fails cleanly.
+const COPY_FROM_STDIN = /^\s*copy\b[\s\S]*\bfrom\s+stdin\b/i
+const COPY_REFUSAL =
+  "DO $refuse$ BEGIN RAISE EXCEPTION USING ERRCODE = 'feature_not_supported', " +
+  "MESSAGE = 'COPY FROM STDIN is not supported by this PGlite server', " +
+  "HINT = 'Insert with INSERT statements (executemany works).'; END $refuse$"
+
+/**
+ * What to give PGlite instead of one whole message: undefined to pass it on unchanged, null to
+ * drop it (Terminate: the client leaving must not end the backend every client shares), or
+ * replacement bytes (COPY FROM STDIN, as a simple or an extended-protocol query).
+ */
+function substitute(msg) {
+  const type = msg[0]
+  if (type === 0x58) return null // 'X' Terminate
+  if (type === 0x51) {
+    // 'Q' query text\0
+    const sql = msg.toString('utf8', 5, msg.length - 1)
+    return COPY_FROM_STDIN.test(sql) ? query(COPY_REFUSAL) : undefined
+  }
+  if (type === 0x50) {
+    // 'P' name\0 query text\0 int16 count, int32 type oids
+    const nameEnd = msg.indexOf(0, 5)
+    const sqlEnd = msg.indexOf(0, nameEnd + 1)
+    if (!COPY_FROM_STDIN.test(msg.toString('utf8', nameEnd + 1, sqlEnd))) return undefined
+    const name = msg.subarray(5, nameEnd + 1)
+    return message('P', Buffer.concat([name, Buffer.from(`${COPY_REFUSAL}\0`), Buffer.alloc(2)]))
+  }
+  return undefined
 }
 
 /** Stands in for the PGlite instance given to PGLiteSocketServer: frames, serialises, resets. */
@@ -97,13 +148,20 @@ class FramedSession {
 
   /** Called by the socket handler when a client is attached; holds PGlite for that client. */
   runExclusive(fn) {
-    return this.#db.runExclusive(async () => {
-      await this.#tail // a late chunk from the previous client
-      this.#pending = Buffer.alloc(0)
-      this.#startup = true
-      await this.#exec(RESET, false)
-      return fn()
-    })
+    return this.#db
+      .runExclusive(async () => {
+        await this.#tail // a late chunk from the previous client
+        this.#pending = Buffer.alloc(0)
+        this.#startup = true
+        for (const m of RESET) await this.#exec(m, false)
+        return fn()
+      })
+      .catch((err) => {
+        // the handler rejects its hold when its socket fails (e.g. a client that gave up
+        // while queued): nobody awaits this promise, so an unhandled rejection would kill
+        // the server
+        log('client dropped:', err?.message ?? err)
+      })
   }
 
   /** Called by the socket handler with each TCP chunk; replies with what PGlite answered. */
@@ -142,16 +200,24 @@ class FramedSession {
       }
     }
     if (!this.#startup) {
-      const whole = []
-      let at = 0
+      let at = 0 // start of the next message not yet given to PGlite
+      let batch = 0 // start of the batch being collected
       while (this.#pending.length - at >= 5) {
         const end = at + 1 + this.#pending.readInt32BE(at + 1)
         if (this.#pending.length < end) break
-        if (this.#pending[at] !== 0x58) whole.push(this.#pending.subarray(at, end)) // 'X'
+        const replacement = substitute(this.#pending.subarray(at, end))
+        if (at > batch && (end - batch > BATCH_BYTES || replacement !== undefined)) {
+          replies.push(await this.#exec(this.#pending.subarray(batch, at), syncToFs))
+          batch = at
+        }
         at = end
+        if (replacement !== undefined) {
+          if (replacement) replies.push(await this.#exec(replacement, syncToFs))
+          batch = at
+        }
       }
+      if (at > batch) replies.push(await this.#exec(this.#pending.subarray(batch, at), syncToFs))
       this.#pending = this.#pending.subarray(at)
-      if (whole.length) replies.push(await this.#exec(Buffer.concat(whole), syncToFs))
     }
     return new Uint8Array(Buffer.concat(replies)) // empty: the handler sends nothing
   }
@@ -172,12 +238,31 @@ const server = new PGLiteSocketServer({
   port,
   debug: values.debug,
 })
-server.addEventListener('error', (e) => log('socket error:', e.detail?.message ?? e.detail))
+server.addEventListener('error', (e) => {
+  log('socket error:', e.detail?.message ?? e.detail)
+  // pglite-socket 0.0.19: a handler whose socket fails detaches without dispatching 'close',
+  // so the server would never attach the clients queued behind it. Move the queue on.
+  setImmediate(() => {
+    if (server.activeHandler && !server.activeHandler.isAttached) {
+      server.activeHandler = null
+      server.processNextInQueue()
+    }
+  })
+})
 server.addEventListener('queuedConnection', (e) =>
   log(`client waits for the one connection (queue size ${e.detail.queueSize})`),
 )
 server.addEventListener('queueTimeout', () => log('a waiting client was dropped after 60 s'))
 await server.start()
+// A socket waiting in the server's queue has no 'error' listener until it is attached, so a
+// client resetting its connection meanwhile would throw out of the event loop: listen first.
+// Sockets are tracked so that stopping does not wait for clients to hang up.
+const sockets = new Set()
+server.server?.on('connection', (socket) => {
+  sockets.add(socket)
+  socket.on('error', () => {})
+  socket.on('close', () => sockets.delete(socket))
+})
 
 // getServerConn() is "host:port" with the port the OS chose when we asked for 0
 const actualPort = Number.parseInt(server.getServerConn().split(':').pop(), 10)
@@ -194,7 +279,9 @@ async function shutdown(signal) {
   }, 10_000)
   force.unref()
   try {
-    await server.stop()
+    const stopped = server.stop()
+    for (const socket of sockets) socket.destroy()
+    await stopped
     await db.close()
   } catch (err) {
     log('error while stopping:', err)
