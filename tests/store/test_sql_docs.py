@@ -139,3 +139,22 @@ def test_a_company_account_sees_only_its_own_rows(analysed, dsn, db):
         visible = conn.execute("SELECT count(DISTINCT company_id) FROM company_scores(now())"
                                " WHERE violations > 0").fetchone()[0]
         assert visible <= 1, "scores through RLS: only its own violations count"
+
+
+def test_psql_as_analyst_reads_but_cannot_write(analysed, dsn):
+    """The way an analyst really connects: the psql client."""
+    import subprocess
+
+    info = psycopg.conninfo.conninfo_to_dict(dsn)
+    base = ["psql", "-h", info.get("host", "127.0.0.1"), "-p", str(info.get("port", 5432)),
+            "-U", "muckwatch_analyst", "-d", info["dbname"], "-X", "-v", "ON_ERROR_STOP=1",
+            "-tAc"]
+    read = subprocess.run([*base, "SELECT count(*) FROM violations"], capture_output=True,
+                          text=True, timeout=30)
+    assert read.returncode == 0 and int(read.stdout.strip()) > 0, read.stderr
+    write = subprocess.run([*base, "DELETE FROM violations"], capture_output=True, text=True,
+                           timeout=30)
+    assert write.returncode != 0 and "permission denied" in write.stderr
+    secret = subprocess.run([*base, "SELECT secret FROM alert_subscriptions"],
+                            capture_output=True, text=True, timeout=30)
+    assert secret.returncode != 0 and "permission denied" in secret.stderr

@@ -46,7 +46,8 @@ def test_migrate_is_idempotent_and_recorded(dsn, db):
     assert st.applied == [m.version for m in available_migrations()] and st.pending == []
     rows = db.execute("SELECT version, name, mode FROM schema_version").fetchall()
     assert rows == [(m.version, m.name, "postgresql") for m in available_migrations()]
-    assert rows[:2] == [(1, "initial", "postgresql"), (2, "rules", "postgresql")]
+    assert rows[:4] == [(1, "initial", "postgresql"), (2, "rules", "postgresql"),
+                        (3, "scoring_roles", "postgresql"), (4, "alert_outbox", "postgresql")]
 
 
 def test_every_column_lands_and_unknown_is_null(dsn, db, device_id):
