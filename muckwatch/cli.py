@@ -64,6 +64,13 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("track", help="JSONL, one wire-format v1 fix per line, with 'dev'")
     rep.add_argument("--city", help="city bundle directory (default: [city] dir)")
 
+    acc = cmd("accuracy", "precision and recall per rule against the simulator's ground truth",
+              "muckwatch accuracy truth.jsonl violations.jsonl")
+    acc.add_argument("truth", help="JSONL: rule, device, start_ts, end_ts[, negative]")
+    acc.add_argument("violations", help="JSONL as printed by muckwatch replay")
+    acc.add_argument("--tolerance-s", type=float, default=60.0,
+                     help="start times this close match (default 60)")
+
     db = cmd("db", "database schema: migrate or show status", "muckwatch db migrate")
     db.add_argument("action", choices=["migrate", "status"])
 
@@ -215,6 +222,17 @@ def _dispatch(args: argparse.Namespace, settings) -> int:
             print(json.dumps(v, ensure_ascii=False), flush=False)
         print(f"replayed {counts['lines']} lines ({counts['fixes']} fixes, "
               f"{counts['rejected']} rejected): {len(violations)} violations", file=sys.stderr)
+        return 0
+
+    if args.command == "accuracy":
+        from simulator.accuracy import AccuracyError, read_jsonl, score, table
+
+        try:
+            truth = read_jsonl(args.truth, ("rule", "device", "start_ts"))
+            found = read_jsonl(args.violations, ("rule", "device", "start_ts"))
+        except AccuracyError as e:
+            raise UserError(str(e)) from None
+        print(table(score(truth, found, args.tolerance_s)))
         return 0
 
     if args.command == "db":

@@ -1,0 +1,73 @@
+"""The accuracy scorer counts what it should, and the rules score perfectly on the scenarios."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from simulator.accuracy import score
+
+T = 1_795_053_600_000
+
+
+def truth(rule, device, start, end=None, negative=False):
+    return {"rule": rule, "device": device, "start_ts": start, "end_ts": end,
+            "negative": negative}
+
+
+def found(rule, device, start, end=None):
+    return {"rule": rule, "device": device, "start_ts": start, "end_ts": end}
+
+
+def test_counts_precision_recall_and_start_error():
+    t = [truth("OFF_ROUTE", "a", T), truth("OFF_ROUTE", "b", T), truth("OVERSPEED", "a", T),
+         truth("UNCOVERED_LOAD", "c", T, T + 60_000, negative=True)]
+    v = [found("OFF_ROUTE", "a", T + 5_000),  # TP, 5 s late
+         found("OFF_ROUTE", "b", T + 300_000),  # too late: FP, and b is a FN
+         found("OVERSPEED", "a", T - 2_000), found("OVERSPEED", "a", T + 1_000),  # 1 TP, 1 FP
+         found("UNCOVERED_LOAD", "c", T + 10_000)]  # a flagged near-miss
+    r = score(t, v, tolerance_s=60)
+    assert (r["OFF_ROUTE"].true_positives, r["OFF_ROUTE"].false_positives,
+            r["OFF_ROUTE"].false_negatives) == (1, 1, 1)
+    assert r["OFF_ROUTE"].precision == 0.5 and r["OFF_ROUTE"].recall == 0.5
+    assert r["OFF_ROUTE"].median_start_error_s == 5.0
+    assert (r["OVERSPEED"].true_positives, r["OVERSPEED"].false_positives) == (1, 1)
+    assert r["OVERSPEED"].median_start_error_s == 1.0, "the closer start is the match"
+    assert r["UNCOVERED_LOAD"].false_positives == 1
+    assert r["UNCOVERED_LOAD"].near_misses_flagged == 1
+
+
+def test_cli_prints_a_table_and_refuses_bad_files(tmp_path, city):
+    from simulator.scenarios import example_detour
+
+    track = example_detour(city, T)
+    (tmp_path / "track.jsonl").write_text("\n".join(track.lines()) + "\n")
+    off = next(f["ts"] for f in track.fixes[40:] if f["spd"] == 30.0)  # the detour begins
+    (tmp_path / "truth.jsonl").write_text(json.dumps(truth("OFF_ROUTE", track.device, off))
+                                          + "\n")
+    replayed = subprocess.run([sys.executable, "-m", "muckwatch", "replay",
+                               str(tmp_path / "track.jsonl")], capture_output=True, text=True,
+                              timeout=120, check=True)
+    (tmp_path / "found.jsonl").write_text(replayed.stdout)
+    out = subprocess.run([sys.executable, "-m", "muckwatch", "accuracy",
+                          str(tmp_path / "truth.jsonl"), str(tmp_path / "found.jsonl")],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].split()[:6] == ["rule", "TP", "FP", "FN", "precision", "recall"]
+    row = lines[1].split()
+    assert row[:6] == ["OFF_ROUTE", "1", "0", "0", "1.000", "1.000"]
+    (tmp_path / "bad.jsonl").write_text('{"rule": "X"}\n')
+    bad = subprocess.run([sys.executable, "-m", "muckwatch", "accuracy",
+                          str(tmp_path / "bad.jsonl"), str(tmp_path / "found.jsonl")],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "bad.jsonl:1: missing device, start_ts" in bad.stderr
+
+
+@pytest.mark.parametrize("tolerance", [0.0, 30.0])
+def test_tolerance_is_honoured(tolerance):
+    r = score([truth("OVERSPEED", "a", T)], [found("OVERSPEED", "a", T + 20_000)], tolerance)
+    assert r["OVERSPEED"].true_positives == (1 if tolerance >= 20 else 0)
