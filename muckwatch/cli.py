@@ -64,6 +64,17 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("track", help="JSONL, one wire-format v1 fix per line, with 'dev'")
     rep.add_argument("--city", help="city bundle directory (default: [city] dir)")
 
+    sim = cmd("simulate", "a compliant fleet plus one offender per rule, with ground truth",
+              "muckwatch simulate --trucks 100 --duration 30 --out track.jsonl "
+              "--truth truth.jsonl")
+    sim.add_argument("--city", help="city bundle directory (default: [city] dir)")
+    sim.add_argument("--trucks", type=int, default=100, help="compliant trucks (default 100)")
+    sim.add_argument("--interval", type=float, default=5.0, help="seconds between fixes")
+    sim.add_argument("--duration", type=float, default=30.0, help="minutes (default 30)")
+    sim.add_argument("--seed", type=int, default=1)
+    sim.add_argument("--out", required=True, help="TRACK.jsonl to write (for muckwatch replay)")
+    sim.add_argument("--truth", required=True, help="ground truth JSONL to write")
+
     acc = cmd("accuracy", "precision and recall per rule against the simulator's ground truth",
               "muckwatch accuracy truth.jsonl violations.jsonl")
     acc.add_argument("truth", help="JSONL: rule, device, start_ts, end_ts[, negative]")
@@ -222,6 +233,18 @@ def _dispatch(args: argparse.Namespace, settings) -> int:
             print(json.dumps(v, ensure_ascii=False), flush=False)
         print(f"replayed {counts['lines']} lines ({counts['fixes']} fixes, "
               f"{counts['rejected']} rejected): {len(violations)} violations", file=sys.stderr)
+        return 0
+
+    if args.command == "simulate":
+        from muckwatch.city import load_city
+        from simulator.mixed import generate
+
+        city = load_city(args.city or city_dir(settings.city.dir))
+        scenario = generate(city, trucks=args.trucks, minutes=args.duration,
+                            interval_s=args.interval, seed=args.seed)
+        scenario.write(args.out, args.truth)
+        print(f"wrote {len(scenario.lines)} fixes to {args.out} and {len(scenario.truth)} "
+              f"offences to {args.truth}", file=sys.stderr)
         return 0
 
     if args.command == "accuracy":

@@ -71,3 +71,23 @@ def test_cli_prints_a_table_and_refuses_bad_files(tmp_path, city):
 def test_tolerance_is_honoured(tolerance):
     r = score([truth("OVERSPEED", "a", T)], [found("OVERSPEED", "a", T + 20_000)], tolerance)
     assert r["OVERSPEED"].true_positives == (1 if tolerance >= 20 else 0)
+
+
+def test_mixed_scenario_every_rule_found_and_nothing_else(tmp_path):
+    """muckwatch simulate → muckwatch replay → muckwatch accuracy: a compliant fleet of 30
+    trucks for 20 minutes plus one offender per rule: precision and recall 1 for every rule."""
+    def run(*args):
+        out = subprocess.run([sys.executable, "-m", "muckwatch", *args], capture_output=True,
+                             text=True, timeout=300)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    run("simulate", "--trucks", "30", "--duration", "20", "--out", str(tmp_path / "t.jsonl"),
+        "--truth", str(tmp_path / "truth.jsonl"))
+    (tmp_path / "v.jsonl").write_text(run("replay", str(tmp_path / "t.jsonl")))
+    table = run("accuracy", str(tmp_path / "truth.jsonl"), str(tmp_path / "v.jsonl"))
+    rows = {line.split()[0]: line.split() for line in table.splitlines()[1:]}
+    assert sorted(rows) == sorted(["NO_PERMIT", "OFF_ROUTE", "OVERSPEED", "RESTRICTED_ZONE",
+                                   "SIGNAL_LOSS", "UNAUTHORISED_DUMP", "UNCOVERED_LOAD"])
+    for rule, row in rows.items():
+        assert row[1:6] == ["1", "0", "0", "1.000", "1.000"], (rule, row)

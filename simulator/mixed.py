@@ -1,0 +1,106 @@
+"""A mixed scenario: a compliant fleet plus trucks that commit one known offence each, with
+the ground truth of every offence — the input of ``muckwatch accuracy``.
+
+This is the first, deterministic form of issue #6's simulator: the compliant fleet is the
+simple fleet (loading, hauling, tipping at the permitted site), the offenders are scripted
+tracks (``TruckTrack``) whose offence start is known to the millisecond.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from ingest.wire import encode_fix
+from muckwatch.city import City
+from simulator.fleet import SimpleFleet
+from simulator.scenarios import TruckTrack
+
+RULES = ("OVERSPEED", "UNAUTHORISED_DUMP", "UNCOVERED_LOAD", "RESTRICTED_ZONE", "OFF_ROUTE",
+         "NO_PERMIT", "SIGNAL_LOSS")
+
+
+@dataclass
+class Scenario:
+    lines: list[str]  # TRACK.jsonl lines, in delivery order
+    truth: list[dict]  # ground truth, one dict per offence
+
+    def write(self, track_path, truth_path) -> None:
+        with open(track_path, "w", encoding="utf-8") as f:
+            f.writelines(line + "\n" for line in self.lines)
+        with open(truth_path, "w", encoding="utf-8") as f:
+            f.writelines(json.dumps(t, ensure_ascii=False) + "\n" for t in self.truth)
+
+
+def _truth(rule: str, track: TruckTrack, plate: str, offending) -> dict:
+    hits = [f for f in track.fixes if offending(f)]
+    return {"rule": rule, "device": track.device, "plate": plate, "start_ts": hits[0]["ts"],
+            "end_ts": hits[-1]["ts"]}
+
+
+def generate(city: City, *, trucks: int, minutes: float, interval_s: float = 5.0,
+             seed: int = 1, start_ms: int = 1_795_053_600_000) -> Scenario:
+    """``trucks`` compliant trucks plus one offender per rule, ``minutes`` long."""
+    fleet = SimpleFleet(city, trucks=trucks + 6, start_ms=start_ms, seed=seed)
+    plates = {v.device_id: v.plate for v in city.vehicles}
+    offenders = dict(list(zip(fleet.device.tolist(), fleet.permit_id, strict=True))[-6:])
+    seconds = minutes * 60
+    ticks = int(seconds / interval_s)
+    lines = []
+    for _ in range(ticks):
+        for device, fix in fleet.step(interval_s).wire_fixes(seq=0):
+            if device not in offenders:
+                lines.append(encode_fix(fix, device=device).decode())
+    tracks: list[TruckTrack] = []
+    truth: list[dict] = []
+    loaded = {"lid": 0, "lift": 0, "load": 2}
+    picks = list(offenders.items())
+    zone = next(f for f in city.fences if f.kind == "restricted_zone"
+                and (not f.windows or "00:00-24:00" in f.windows))
+    for n, rule in enumerate(RULES):
+        if rule == "NO_PERMIT":
+            with_permit = {p.plate for p in city.permits}
+            vehicle = next(v for v in city.vehicles if v.plate not in with_permit)
+            device, permit_id = vehicle.device_id, picks[0][1]
+        else:
+            device, permit_id = picks[min(n, len(picks) - 1)]
+        t = TruckTrack(city, device, start_ms + 60_000, interval_s=interval_s,
+                       seed=seed + n)
+        route = t.route(permit_id)
+        if rule == "OVERSPEED":
+            t.drive(t.part(route, 0.05, 0.95), 75, **loaded)
+            offending = lambda f: f["spd"] > 60  # noqa: E731
+        elif rule == "UNAUTHORISED_DUMP":
+            p = route.interpolate(0.5, normalized=True)
+            t.go_to(p.x, p.y)
+            t.dwell(30, **loaded)
+            t.dwell(120, lid=1, lift=1, load=2)
+            t.dwell(60, lid=0, lift=0, load=0)
+            offending = lambda f: f["lift"] == 1  # noqa: E731
+        elif rule == "UNCOVERED_LOAD":
+            t.drive(t.part(route, 0.1, 0.6), 35, lid=1, lift=0, load=2)
+            offending = lambda f: f["lid"] == 1  # noqa: E731
+        elif rule == "RESTRICTED_ZONE":
+            t.go_to(*t.centre(zone.id))
+            t.dwell(180, lid=0, lift=0, load=0)
+            offending = lambda f: True  # noqa: E731
+        elif rule == "OFF_ROUTE":
+            off = t.offset(t.part(route, 0.4, 0.45), 400)
+            t.go_to(off.coords[0][0], off.coords[0][1])
+            t.dwell(300, **loaded)
+            offending = lambda f: True  # noqa: E731
+        elif rule == "NO_PERMIT":
+            t.drive(t.part(route, 0.1, 0.9), 35, **loaded)
+            offending = lambda f: True  # noqa: E731
+        else:  # SIGNAL_LOSS: silent for 8 minutes while hauling
+            t.drive(t.part(route, 0.05, 0.3), 35, **loaded)
+            last = t.fixes[-1]["ts"]
+            t.silence(480)
+            t.drive(t.part(route, 0.5, 0.8), 35, **loaded)
+            offending = lambda f, last=last: f["ts"] == last  # noqa: E731
+        t.fixes = [f for f in t.fixes if f["ts"] < start_ms + seconds * 1000]
+        tracks.append(t)
+        truth.append(_truth(rule, t, plates.get(device), offending))
+    merged = [json.loads(line) for line in lines] + [f for t in tracks for f in t.fixes]
+    merged.sort(key=lambda f: f["ts"])  # delivery order: as they happen
+    return Scenario([json.dumps(f, ensure_ascii=False) for f in merged], truth)
