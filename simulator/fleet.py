@@ -69,10 +69,14 @@ class SimpleFleet:
         start_ms: int,
         seed: int = 1,
         noise_m: float = 3.0,
+        jump_rate: float = 0.0,
+        flicker_rate: float = 0.0,
     ) -> None:
         rng = np.random.default_rng(seed)
         self.rng = rng
         self.noise_m = noise_m
+        self.jump_rate = jump_rate  # share of fixes thrown ~300 m off by multipath
+        self.flicker_rate = flicker_rate  # share of fixes whose lid reads open for one sample
         at = datetime.fromtimestamp(start_ms / 1000, ZoneInfo(city.timezone))
         minute = at.hour * 60 + at.minute
         by_plate = {v.plate: v for v in city.vehicles}
@@ -149,11 +153,18 @@ class SimpleFleet:
         n = len(self)
         x = x + self.rng.normal(0, self.noise_m, n)
         y = y + self.rng.normal(0, self.noise_m, n)
+        if self.jump_rate:
+            jump = self.rng.random(n) < self.jump_rate
+            angle = self.rng.uniform(0, 2 * np.pi, n)
+            x = np.where(jump, x + 300 * np.cos(angle), x)
+            y = np.where(jump, y + 300 * np.sin(angle), y)
         lon, lat = self._to_lonlat.transform(x, y)
         moving = (phase == OUTBOUND) | (phase == RETURNING)
         speed = np.where(moving, self.cruise * 3.6 + self.rng.normal(0, 1.5, n), 0.0)
         loading = phase == LOADING
         lid = np.where(loading & (timer > 30), 1, 0)  # open while loading, closed to leave
+        if self.flicker_rate:
+            lid = np.where(self.rng.random(n) < self.flicker_rate, 1, lid)
         lift = np.where((phase == TIPPING) & (timer > 20), 1, 0)
         load = np.select([phase == OUTBOUND, phase == TIPPING, phase == RETURNING, loading],
                          [2, np.where(lift == 1, 2, 0), 0, np.where(timer > 30, 1, 2)])

@@ -39,9 +39,14 @@ def _truth(rule: str, track: TruckTrack, plate: str, offending) -> dict:
 
 
 def generate(city: City, *, trucks: int, minutes: float, interval_s: float = 5.0,
-             seed: int = 1, start_ms: int = 1_795_053_600_000) -> Scenario:
-    """``trucks`` compliant trucks plus one offender per rule, ``minutes`` long."""
-    fleet = SimpleFleet(city, trucks=trucks + 6, start_ms=start_ms, seed=seed)
+             seed: int = 1, start_ms: int = 1_795_053_600_000, noise_m: float = 8.0,
+             jump_rate: float = 0.002, flicker_rate: float = 0.002) -> Scenario:
+    """``trucks`` compliant trucks plus one offender per rule, ``minutes`` long.
+
+    The compliant trucks carry the noise that must *not* turn into violations: GPS noise of
+    ``noise_m`` (σ), multipath jumps of ~300 m and single-sample lid flickers."""
+    fleet = SimpleFleet(city, trucks=trucks + 6, start_ms=start_ms, seed=seed, noise_m=noise_m,
+                        jump_rate=jump_rate, flicker_rate=flicker_rate)
     plates = {v.device_id: v.plate for v in city.vehicles}
     offenders = dict(list(zip(fleet.device.tolist(), fleet.permit_id, strict=True))[-6:])
     seconds = minutes * 60
