@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+import numpy as np
+
 from ingest.wire import encode_fix
 from muckwatch.city import City
 from simulator.fleet import SimpleFleet
@@ -40,11 +42,14 @@ def _truth(rule: str, track: TruckTrack, plate: str, offending) -> dict:
 
 def generate(city: City, *, trucks: int, minutes: float, interval_s: float = 5.0,
              seed: int = 1, start_ms: int = 1_795_053_600_000, noise_m: float = 8.0,
-             jump_rate: float = 0.002, flicker_rate: float = 0.002) -> Scenario:
+             jump_rate: float = 0.002, flicker_rate: float = 0.002,
+             tunnel_share: float = 0.1, duplicate_rate: float = 0.005) -> Scenario:
     """``trucks`` compliant trucks plus one offender per rule, ``minutes`` long.
 
     The compliant trucks carry the noise that must *not* turn into violations: GPS noise of
-    ``noise_m`` (σ), multipath jumps of ~300 m and single-sample lid flickers."""
+    ``noise_m`` (σ), multipath jumps of ~300 m, single-sample lid flickers; ``tunnel_share``
+    of them pass a 4-minute blind area whose fixes are delivered a minute after it ends (as a
+    backfill would be), and ``duplicate_rate`` of all fixes are delivered twice."""
     fleet = SimpleFleet(city, trucks=trucks + 6, start_ms=start_ms, seed=seed, noise_m=noise_m,
                         jump_rate=jump_rate, flicker_rate=flicker_rate)
     plates = {v.device_id: v.plate for v in city.vehicles}
@@ -107,5 +112,25 @@ def generate(city: City, *, trucks: int, minutes: float, interval_s: float = 5.0
         tracks.append(t)
         truth.append(_truth(rule, t, plates.get(device), offending))
     merged = [json.loads(line) for line in lines] + [f for t in tracks for f in t.fixes]
-    merged.sort(key=lambda f: f["ts"])  # delivery order: as they happen
-    return Scenario([json.dumps(f, ensure_ascii=False) for f in merged], truth)
+    rng = np.random.default_rng(seed + 100)
+    compliant = sorted({f["dev"] for f in merged} - {t.device for t in tracks})
+    tunnels = {}
+    for device in compliant:
+        if rng.random() < tunnel_share:
+            begin = start_ms + int(rng.uniform(0.1, 0.7) * seconds * 1000)
+            tunnels[device] = (begin, begin + 240_000)
+
+    def delivered_at(f: dict) -> int:
+        window = tunnels.get(f["dev"])
+        if window and window[0] <= f["ts"] < window[1]:
+            return window[1] + 60_000  # held by the terminal, sent as a backfill
+        return f["ts"]
+
+    merged.sort(key=lambda f: (delivered_at(f), f["ts"]))
+    out = []
+    for f in merged:
+        line = json.dumps(f, ensure_ascii=False)
+        out.append(line)
+        if rng.random() < duplicate_rate:
+            out.append(line)  # a terminal resending after a lost PUBACK
+    return Scenario(out, truth)
