@@ -72,6 +72,8 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--interval", type=float, default=5.0, help="seconds between fixes")
     sim.add_argument("--duration", type=float, default=30.0, help="minutes (default 30)")
     sim.add_argument("--seed", type=int, default=1)
+    sim.add_argument("--per-rule", type=int, default=1,
+                     help="offenders per rule, each at a random time (default 1)")
     sim.add_argument("--out", required=True, help="TRACK.jsonl to write (for muckwatch replay)")
     sim.add_argument("--truth", required=True, help="ground truth JSONL to write")
 
@@ -241,7 +243,8 @@ def _dispatch(args: argparse.Namespace, settings) -> int:
 
         city = load_city(args.city or city_dir(settings.city.dir))
         scenario = generate(city, trucks=args.trucks, minutes=args.duration,
-                            interval_s=args.interval, seed=args.seed)
+                            interval_s=args.interval, seed=args.seed,
+                            per_rule=args.per_rule)
         scenario.write(args.out, args.truth)
         print(f"wrote {len(scenario.lines)} fixes to {args.out} and {len(scenario.truth)} "
               f"offences to {args.truth}", file=sys.stderr)

@@ -40,20 +40,46 @@ def _truth(rule: str, track: TruckTrack, plate: str, offending) -> dict:
             "end_ts": hits[-1]["ts"]}
 
 
+def _clear_of(route, track: TruckTrack, city: City, metres: float) -> tuple[float, float]:
+    """A point ``metres`` beside the route that really is that far from all of it (a route
+    that doubles back could pass right by) and not inside any fence."""
+    import shapely
+
+    fences = [track.metric(f.geometry) for f in city.fences]
+    for fraction in (0.4, 0.3, 0.5, 0.6, 0.2, 0.7, 0.8, 0.1):
+        for side in (metres, -metres):
+            x, y = track.beside(route, fraction, side)
+            point = shapely.Point(x, y)
+            if route.distance(point) >= 0.9 * metres and \
+                    not any(f.distance(point) < 50 for f in fences):
+                return x, y
+    raise ValueError("no point clear of the route and the fences")
+
+
 def generate(city: City, *, trucks: int, minutes: float, interval_s: float = 5.0,
              seed: int = 1, start_ms: int = 1_795_053_600_000, noise_m: float = 8.0,
              jump_rate: float = 0.002, flicker_rate: float = 0.002,
-             tunnel_share: float = 0.1, duplicate_rate: float = 0.005) -> Scenario:
+             tunnel_share: float = 0.1, duplicate_rate: float = 0.005,
+             per_rule: int = 1) -> Scenario:
     """``trucks`` compliant trucks plus one offender per rule, ``minutes`` long.
 
     The compliant trucks carry the noise that must *not* turn into violations: GPS noise of
     ``noise_m`` (σ), multipath jumps of ~300 m, single-sample lid flickers; ``tunnel_share``
     of them pass a 4-minute blind area whose fixes are delivered a minute after it ends (as a
-    backfill would be), and ``duplicate_rate`` of all fixes are delivered twice."""
-    fleet = SimpleFleet(city, trucks=trucks + 6, start_ms=start_ms, seed=seed, noise_m=noise_m,
-                        jump_rate=jump_rate, flicker_rate=flicker_rate)
+    backfill would be), and ``duplicate_rate`` of all fixes are delivered twice. Each rule
+    gets ``per_rule`` offenders (NO_PERMIT at most as many as vehicles without a permit),
+    each offending once at a random time."""
+    with_permit = {p.plate for p in city.permits}
+    no_permit = [v for v in city.vehicles if v.plate not in with_permit]
+    n_permitted = per_rule * (len(RULES) - 1)
+    fleet = SimpleFleet(city, trucks=trucks + n_permitted, start_ms=start_ms, seed=seed,
+                        noise_m=noise_m, jump_rate=jump_rate, flicker_rate=flicker_rate)
+    if len(fleet) < trucks + n_permitted:
+        raise ValueError(f"the city has {len(fleet)} trucks with a permit valid now; "
+                         f"{trucks} compliant + {n_permitted} offenders asked")
     plates = {v.device_id: v.plate for v in city.vehicles}
-    offenders = dict(list(zip(fleet.device.tolist(), fleet.permit_id, strict=True))[-6:])
+    offenders = dict(list(zip(fleet.device.tolist(), fleet.permit_id,
+                              strict=True))[-n_permitted:])
     seconds = minutes * 60
     ticks = int(seconds / interval_s)
     lines = []
@@ -65,17 +91,23 @@ def generate(city: City, *, trucks: int, minutes: float, interval_s: float = 5.0
     truth: list[dict] = []
     loaded = {"lid": 0, "lift": 0, "load": 2}
     picks = list(offenders.items())
-    zone = next(f for f in city.fences if f.kind == "restricted_zone"
-                and (not f.windows or "00:00-24:00" in f.windows))
-    for n, rule in enumerate(RULES):
+    zones = [f for f in city.fences if f.kind == "restricted_zone"
+             and (not f.windows or "00:00-24:00" in f.windows)]
+    when = np.random.default_rng(seed + 7)
+    jobs = [(rule, k) for rule in RULES
+            for k in range(min(per_rule, len(no_permit)) if rule == "NO_PERMIT" else per_rule)]
+    taken = 0
+    for n, (rule, k) in enumerate(jobs):
         if rule == "NO_PERMIT":
-            with_permit = {p.plate for p in city.permits}
-            vehicle = next(v for v in city.vehicles if v.plate not in with_permit)
-            device, permit_id = vehicle.device_id, picks[0][1]
+            device, permit_id = no_permit[k].device_id, picks[k % len(picks)][1]
         else:
-            device, permit_id = picks[min(n, len(picks) - 1)]
-        t = TruckTrack(city, device, start_ms + 60_000, interval_s=interval_s,
-                       seed=seed + n)
+            device, permit_id = picks[taken]
+            taken += 1
+        latest = max(60.0, seconds - 900.0)
+        begin = start_ms + int(when.uniform(60.0, latest) * 1000) if per_rule > 1 else \
+            start_ms + 60_000
+        zone = zones[k % len(zones)]
+        t = TruckTrack(city, device, begin, interval_s=interval_s, seed=seed + n)
         route = t.route(permit_id)
         if rule == "OVERSPEED":
             t.drive(t.part(route, 0.05, 0.95), 75, **loaded)
@@ -95,8 +127,7 @@ def generate(city: City, *, trucks: int, minutes: float, interval_s: float = 5.0
             t.dwell(180, lid=0, lift=0, load=0)
             offending = lambda f: True  # noqa: E731
         elif rule == "OFF_ROUTE":
-            off = t.offset(t.part(route, 0.4, 0.45), 400)
-            t.go_to(off.coords[0][0], off.coords[0][1])
+            t.go_to(*_clear_of(route, t, city, 400))
             t.dwell(300, **loaded)
             offending = lambda f: True  # noqa: E731
         elif rule == "NO_PERMIT":

@@ -51,6 +51,18 @@ class TruckTrack:
     def offset(line: shapely.LineString, metres: float) -> shapely.LineString:
         return line.offset_curve(metres)
 
+    @staticmethod
+    def beside(line: shapely.LineString, fraction: float, metres: float) -> tuple[float, float]:
+        """The point ``metres`` to the left of the line at ``fraction`` of its length."""
+        at = line.length * fraction
+        p = line.interpolate(at)
+        q = line.interpolate(min(at + 1.0, line.length))
+        if q.equals(p):
+            q, p = p, line.interpolate(max(at - 1.0, 0.0))
+        dx, dy = q.x - p.x, q.y - p.y
+        norm = float(np.hypot(dx, dy)) or 1.0
+        return p.x - dy / norm * metres, p.y + dx / norm * metres
+
     def centre(self, fence_id: str) -> tuple[float, float]:
         fence = next(f for f in self.city.fences if f.id == fence_id)
         p = self.metric(fence.geometry).representative_point()
@@ -186,8 +198,7 @@ def demo_offenders(city: City, devices_with_permits: dict[str, str], start_ms: i
             t.go_to(*t.centre(zone.id))
             t.dwell(seconds + 5, lid=0, lift=0, load=0)
         else:  # parked loaded 400 m off its corridor
-            off = t.offset(t.part(route, 0.4, 0.45), 400)
-            t.go_to(off.coords[0][0], off.coords[0][1])
+            t.go_to(*t.beside(route, 0.4, 400))
             t.dwell(seconds + 5, **loaded)
         del t.fixes[fixes:]
         tracks.append(t)
