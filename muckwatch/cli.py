@@ -72,9 +72,15 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--interval", type=float, default=5.0, help="seconds between fixes")
     sim.add_argument("--duration", type=float, default=30.0, help="minutes (default 30)")
     sim.add_argument("--seed", type=int, default=1)
+    sim.add_argument("--start-ms", type=int, default=1_795_053_600_000,
+                     help="device time of the start, epoch ms (default 2026-11-19 10:00 +08)")
     sim.add_argument("--per-rule", type=int, default=1,
                      help="offenders per rule, each at a random time (default 1)")
-    sim.add_argument("--out", required=True, help="TRACK.jsonl to write (for muckwatch replay)")
+    target = sim.add_mutually_exclusive_group(required=True)
+    target.add_argument("--out", help="TRACK.jsonl to write (for muckwatch replay)")
+    target.add_argument("--mqtt", help="publish live instead, e.g. mqtt://127.0.0.1:1883")
+    sim.add_argument("--rate", type=float, default=0.0,
+                     help="with --mqtt: at most this many messages/s (default: no limit)")
     sim.add_argument("--truth", required=True, help="ground truth JSONL to write")
 
     acc = cmd("accuracy", "precision and recall per rule against the simulator's ground truth",
@@ -238,16 +244,35 @@ def _dispatch(args: argparse.Namespace, settings) -> int:
         return 0
 
     if args.command == "simulate":
+        from ingest.receiver import BrokerError
         from muckwatch.city import load_city
         from simulator.mixed import generate
 
         city = load_city(args.city or city_dir(settings.city.dir))
         scenario = generate(city, trucks=args.trucks, minutes=args.duration,
                             interval_s=args.interval, seed=args.seed,
-                            per_rule=args.per_rule)
-        scenario.write(args.out, args.truth)
-        print(f"wrote {len(scenario.lines)} fixes to {args.out} and {len(scenario.truth)} "
-              f"offences to {args.truth}", file=sys.stderr)
+                            per_rule=args.per_rule, start_ms=args.start_ms)
+        if args.out:
+            scenario.write(args.out, args.truth)
+            print(f"wrote {len(scenario.lines)} fixes to {args.out} and {len(scenario.truth)} "
+                  f"offences to {args.truth}", file=sys.stderr)
+            return 0
+        from urllib.parse import urlparse
+
+        from simulator.mixed import publish
+        from simulator.publish import PublishError
+
+        url = urlparse(args.mqtt if "://" in args.mqtt else f"mqtt://{args.mqtt}")
+        with open(args.truth, "w", encoding="utf-8") as f:
+            f.writelines(json.dumps(t, ensure_ascii=False) + "\n" for t in scenario.truth)
+        try:
+            sent = publish(scenario, url.hostname or "127.0.0.1", url.port or 1883,
+                           rate=args.rate, progress=lambda n, total: print(
+                               f"\rpublished {n}/{total}", end="", file=sys.stderr))
+        except PublishError as e:
+            raise BrokerError(str(e)) from None
+        print(f"\npublished {sent} fixes to {args.mqtt}; {len(scenario.truth)} offences in "
+              f"{args.truth}", file=sys.stderr)
         return 0
 
     if args.command == "accuracy":

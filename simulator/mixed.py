@@ -165,3 +165,33 @@ def generate(city: City, *, trucks: int, minutes: float, interval_s: float = 5.0
         if rng.random() < duplicate_rate:
             out.append(line)  # a terminal resending after a lost PUBACK
     return Scenario(out, truth)
+
+
+def publish(scenario: Scenario, host: str, port: int, *, rate: float = 0.0,
+            progress=None) -> int:
+    """Publish the track to MQTT as terminals would (QoS 1, one topic per device), in
+    delivery order; ``rate`` caps messages per second (0: as fast as the broker takes them).
+    Returns the number of messages, all acknowledged by the broker."""
+    import time
+
+    from simulator.publish import MqttPublisher
+
+    publisher = MqttPublisher(host, port, client_id=f"muckwatch-simulate-{time.time_ns()}")
+    publisher.connect()
+    t0 = time.monotonic()
+    try:
+        for n, line in enumerate(scenario.lines, 1):
+            device = json.loads(line)["dev"]
+            publisher.telemetry(device, line.encode())
+            while publisher.unacked > 5_000:  # keep the client's queue bounded
+                time.sleep(0.005)
+            if rate > 0:
+                ahead = n / rate - (time.monotonic() - t0)
+                if ahead > 0:
+                    time.sleep(ahead)
+            if progress is not None and n % 10_000 == 0:
+                progress(n, len(scenario.lines))
+        publisher.flush(timeout_s=120)
+    finally:
+        publisher.close()
+    return len(scenario.lines)
