@@ -7,32 +7,29 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
-
 from muckwatch.batches import FixBatch
 from muckwatch.city import load_city
 from muckwatch.pipeline import GeofenceStage, Sequencer
 from rules.engine import RuleEngine
 from rules.reference import Reference
-from simulator.fleet import SimpleFleet
+from simulator.fleet import Fleet
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def run(seconds: int = 600, start_ms: int = 1_795_053_600_000) -> dict:
     city = load_city(REPO / "data" / "sample-city")
-    fleet = SimpleFleet(city, trucks=1000, start_ms=start_ms, seed=1)
+    fleet = Fleet(city, trucks=1000, start_ms=start_ms, seed=1, interval_s=1.0)
     geofence, sequencer = GeofenceStage.for_city(city), Sequencer()
     engine = RuleEngine(Reference.from_city(city))
     batches = []
     for _ in range(seconds):
-        tick = fleet.step(1.0)
-        n = len(tick.device)
+        tick = fleet.advance(1.0)
         fixes = sequencer.sequence(FixBatch.from_columns(
-            device=tick.device, ts=np.full(n, tick.ts), lon=tick.lon, lat=tick.lat,
+            device=tick.device, ts=tick.ts, lon=tick.lon, lat=tick.lat,
             speed=tick.speed, heading=tick.heading, lid=tick.lid, lift=tick.lift,
-            load=tick.load, sats=tick.sats, hdop=tick.hdop, received=np.full(n, tick.ts)))
-        batches.append((fixes, geofence.classify(fixes), tick.ts))
+            load=tick.load, sats=tick.sats, hdop=tick.hdop, received=tick.ts))
+        batches.append((fixes, geofence.classify(fixes), fleet.now_ms))
     events = 0
     t0 = time.perf_counter()
     for fixes, memberships, now in batches:

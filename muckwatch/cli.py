@@ -64,29 +64,61 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("track", help="JSONL, one wire-format v1 fix per line, with 'dev'")
     rep.add_argument("--city", help="city bundle directory (default: [city] dir)")
 
-    sim = cmd("simulate", "a compliant fleet plus one offender per rule, with ground truth",
-              "muckwatch simulate --trucks 100 --duration 30 --out track.jsonl "
-              "--truth truth.jsonl")
+    sim = cmd("simulate", "a fleet with injected offences and near-misses, and their truth",
+              "muckwatch simulate --trucks 300 --duration 120 --scenario mixed --seed 1 "
+              "--truth truth.jsonl --out track.jsonl")
     sim.add_argument("--city", help="city bundle directory (default: [city] dir)")
     sim.add_argument("--trucks", type=int, default=100, help="compliant trucks (default 100)")
-    sim.add_argument("--interval", type=float, default=5.0, help="seconds between fixes")
+    sim.add_argument("--interval", type=float, default=5.0,
+                     help="seconds between a terminal's reports, 1–30 (default 5)")
+    sim.add_argument("--jitter", type=float, default=0.1,
+                     help="each interval drawn from ± this share of it (default 0.1)")
     sim.add_argument("--duration", type=float, default=30.0, help="minutes (default 30)")
+    sim.add_argument("--scenario", choices=["mixed", "compliant"], default="mixed",
+                     help="mixed: offences and near-misses injected; compliant: none")
     sim.add_argument("--seed", type=int, default=1)
-    sim.add_argument("--start-ms", type=int, default=1_795_053_600_000,
-                     help="device time of the start, epoch ms (default 2026-11-19 10:00 +08)")
+    sim.add_argument("--start-ms", default="1795053600000",
+                     help="device time of the start, epoch ms or 'now' "
+                          "(default 1795053600000 = 2026-11-19 10:00 +08)")
     sim.add_argument("--per-rule", type=int, default=1,
-                     help="offenders per rule, each at a random time (default 1)")
+                     help="offences per rule, each at a random time (default 1)")
+    sim.add_argument("--rate", type=float,
+                     help="offences per rule per 100 truck-hours instead (Poisson)")
+    sim.add_argument("--rule-rate", action="append", default=[], metavar="RULE=R",
+                     help="the rate for one rule (repeatable), e.g. OFF_ROUTE=2")
+    sim.add_argument("--no-near-misses", action="store_true",
+                     help="inject no near-miss (a negative in the truth) next to each offence")
+    sim.add_argument("--noise-m", type=float, default=8.0, help="GPS noise σ, m (default 8)")
+    sim.add_argument("--skew-share", type=float, default=0.05,
+                     help="share of terminals with a skewed clock, up to ±90 s (default 0.05)")
+    sim.add_argument("--blind-share", type=float, default=0.1,
+                     help="share of trucks passing a 2–8 min blind area (default 0.1)")
+    sim.add_argument("--tunnel-share", type=float, default=0.1,
+                     help="share of trucks losing GPS for 30–150 s (default 0.1)")
+    sim.add_argument("--duplicate-rate", type=float, default=0.005,
+                     help="share of messages delivered twice (default 0.005)")
     target = sim.add_mutually_exclusive_group(required=True)
     target.add_argument("--out", help="TRACK.jsonl to write (for muckwatch replay)")
     target.add_argument("--mqtt", help="publish live instead, e.g. mqtt://127.0.0.1:1883")
-    sim.add_argument("--rate", type=float, default=0.0,
+    sim.add_argument("--speed", type=float, default=0.0,
+                     help="with --mqtt: 1 = real time, 10 = ten times faster, "
+                          "0 = as fast as the broker takes it (default 0)")
+    sim.add_argument("--max-rate", type=float, default=0.0,
                      help="with --mqtt: at most this many messages/s (default: no limit)")
     sim.add_argument("--truth", required=True, help="ground truth JSONL to write")
 
     acc = cmd("accuracy", "precision and recall per rule against the simulator's ground truth",
-              "muckwatch accuracy truth.jsonl violations.jsonl")
+              "muckwatch accuracy truth.jsonl violations.jsonl   |   "
+              "muckwatch accuracy truth.jsonl --db")
     acc.add_argument("truth", help="JSONL: rule, device, start_ts, end_ts[, negative]")
-    acc.add_argument("violations", help="JSONL as printed by muckwatch replay")
+    acc.add_argument("violations", nargs="?", help="JSONL as printed by muckwatch replay")
+    acc.add_argument("--db", action="store_true",
+                     help="read the violations from the database instead")
+    acc.add_argument("--since", type=int,
+                     help="with --db: violations starting at or after this epoch ms "
+                          "(default: 30 min before the first truth entry)")
+    acc.add_argument("--until", type=int,
+                     help="with --db: … and before this (default: 30 min after the last)")
     acc.add_argument("--tolerance-s", type=float, default=60.0,
                      help="start times this close match (default 60)")
 
@@ -244,43 +276,28 @@ def _dispatch(args: argparse.Namespace, settings) -> int:
         return 0
 
     if args.command == "simulate":
-        from ingest.receiver import BrokerError
-        from muckwatch.city import load_city
-        from simulator.mixed import generate
-
-        city = load_city(args.city or city_dir(settings.city.dir))
-        scenario = generate(city, trucks=args.trucks, minutes=args.duration,
-                            interval_s=args.interval, seed=args.seed,
-                            per_rule=args.per_rule, start_ms=args.start_ms)
-        if args.out:
-            scenario.write(args.out, args.truth)
-            print(f"wrote {len(scenario.lines)} fixes to {args.out} and {len(scenario.truth)} "
-                  f"offences to {args.truth}", file=sys.stderr)
-            return 0
-        from urllib.parse import urlparse
-
-        from simulator.mixed import publish
-        from simulator.publish import PublishError
-
-        url = urlparse(args.mqtt if "://" in args.mqtt else f"mqtt://{args.mqtt}")
-        with open(args.truth, "w", encoding="utf-8") as f:
-            f.writelines(json.dumps(t, ensure_ascii=False) + "\n" for t in scenario.truth)
-        try:
-            sent = publish(scenario, url.hostname or "127.0.0.1", url.port or 1883,
-                           rate=args.rate, progress=lambda n, total: print(
-                               f"\rpublished {n}/{total}", end="", file=sys.stderr))
-        except PublishError as e:
-            raise BrokerError(str(e)) from None
-        print(f"\npublished {sent} fixes to {args.mqtt}; {len(scenario.truth)} offences in "
-              f"{args.truth}", file=sys.stderr)
-        return 0
+        return _simulate(args, settings)
 
     if args.command == "accuracy":
         from simulator.accuracy import AccuracyError, read_jsonl, score, table
 
+        if (args.violations is None) == (not args.db):
+            raise UserError("give either a violations JSONL file or --db")
         try:
             truth = read_jsonl(args.truth, ("rule", "device", "start_ts"))
-            found = read_jsonl(args.violations, ("rule", "device", "start_ts"))
+            if args.db:
+                from store.violations import violations_between
+
+                if not truth and (args.since is None or args.until is None):
+                    raise UserError(f"{args.truth} is empty: give --since and --until")
+                starts = [t["start_ts"] for t in truth]
+                ends = [t.get("end_ts") or t["start_ts"] for t in truth]
+                since = args.since if args.since is not None else min(starts) - 1_800_000
+                until = args.until if args.until is not None else max(ends) + 1_800_000
+                with _connect(settings) as conn:
+                    found = violations_between(conn, since, until)
+            else:
+                found = read_jsonl(args.violations, ("rule", "device", "start_ts"))
         except AccuracyError as e:
             raise UserError(str(e)) from None
         print(table(score(truth, found, args.tolerance_s)))
@@ -464,3 +481,91 @@ def _services(action: str) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def _simulate(args, settings) -> int:
+    """``muckwatch simulate``: plan the scenario, stream it to a file or MQTT with a progress
+    bar over simulated time, print a summary."""
+    import time
+    from urllib.parse import urlparse
+
+    from tqdm import tqdm
+
+    from ingest.receiver import BrokerError
+    from muckwatch.city import load_city
+    from simulator.episodes import RULES, EpisodeError
+    from simulator.mixed import MixedOptions, MixedScenario
+    from simulator.publish import MqttPublisher, PublishError, stream
+
+    if not 1 <= args.interval <= 30:
+        raise UserError(f"--interval must be 1–30 s, not {args.interval:g}")
+    if args.start_ms == "now":
+        start_ms = time.time_ns() // 1_000_000
+    elif args.start_ms.isdigit():
+        start_ms = int(args.start_ms)
+    else:
+        raise UserError(f"--start-ms must be epoch milliseconds or 'now', not {args.start_ms!r}")
+    rates: dict[str, float] = {}
+    if args.rate is not None:
+        rates = dict.fromkeys(RULES, args.rate)
+    for item in args.rule_rate:
+        rule, _, value = item.partition("=")
+        if rule not in RULES:
+            raise UserError(f"--rule-rate: unknown rule {rule!r} (one of {', '.join(RULES)})")
+        try:
+            rates[rule] = float(value)
+        except ValueError:
+            raise UserError(f"--rule-rate {item!r}: the rate must be a number") from None
+    compliant = args.scenario == "compliant"
+    options = MixedOptions(
+        trucks=args.trucks, minutes=args.duration, interval_s=args.interval,
+        jitter=args.jitter, seed=args.seed, start_ms=start_ms, noise_m=args.noise_m,
+        skew_share=args.skew_share, tunnel_share=args.tunnel_share,
+        blind_share=args.blind_share, duplicate_rate=args.duplicate_rate,
+        per_rule=0 if compliant else args.per_rule, rates={} if compliant else rates,
+        near_misses=not (compliant or args.no_near_misses))
+    city = load_city(args.city or city_dir(settings.city.dir))
+    try:
+        scenario = MixedScenario(city, options)
+    except (ValueError, EpisodeError) as e:
+        raise UserError(str(e)) from None
+    scenario.write_truth(args.truth)
+    total_s = int(options.minutes * 60)
+    bar = tqdm(total=total_s, unit="sim s", desc="simulating", file=sys.stderr,
+               disable=None, smoothing=0.1)
+    t0 = time.monotonic()
+    try:
+        if args.out:
+            summary = scenario.write(args.out, progress=bar)
+            where = args.out
+        else:
+            url = urlparse(args.mqtt if "://" in args.mqtt else f"mqtt://{args.mqtt}")
+            publisher = MqttPublisher(url.hostname or "127.0.0.1", url.port or 1883,
+                                      client_id=f"muckwatch-simulate-{time.time_ns()}")
+            try:
+                publisher.connect()
+                result = stream(scenario.deliveries(), publisher, start_ms=start_ms,
+                                speed=args.speed, rate=args.max_rate, progress=bar)
+            except PublishError as e:
+                raise BrokerError(str(e)) from None
+            finally:
+                publisher.close()
+            summary = {"messages": result.messages, "fixes": result.fixes,
+                       "batches": result.batches}
+            where = args.mqtt
+    finally:
+        bar.close()
+    wall = time.monotonic() - t0
+    positives = [t for t in scenario.truth if not t.get("negative")]
+    print(f"simulated {options.trucks} compliant trucks and {len(scenario.episodes)} scripted "
+          f"ones for "
+          f"{options.minutes:g} min at {options.interval_s:g} s ± {options.jitter:.0%}: "
+          f"{summary['fixes']} fixes in {summary['messages']} messages "
+          f"({summary['batches']} blind-area batches) to {where} in {wall:.1f} s "
+          f"({summary['messages'] / max(wall, 1e-9):,.0f} messages/s)", file=sys.stderr)
+    if args.mqtt and args.speed > 0:
+        print(f"paced at {args.speed:g}× real time; fell behind by at most "
+              f"{result.max_lag_s:.2f} s", file=sys.stderr)
+    print(f"truth: {len(positives)} offences, {len(scenario.truth) - len(positives)} "
+          f"near-misses in {args.truth}", file=sys.stderr)
+    return 0

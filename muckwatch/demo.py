@@ -31,12 +31,14 @@ from muckwatch.services import (
     ServiceError,
     default_run_dir,
 )
+from simulator.accuracy import score, table
+from simulator.episodes import demo_offenders
 from simulator.faults import bad_messages
-from simulator.fleet import SimpleFleet
+from simulator.fleet import Fleet
 from simulator.publish import MqttPublisher
-from simulator.scenarios import demo_offenders
 from store.migrate import migrate, status
 from store.reference import import_city
+from store.violations import violations_between
 
 
 @dataclass
@@ -148,16 +150,18 @@ def drive_fleet(city, broker: PrivateMosquitto, options: DemoOptions) -> dict[st
     """Real-time trucks: one fix per truck per interval, as live terminals would send."""
     started_at = time.time() - 1.0  # wall clock, for this run's rows (ingest time)
     start_ms = time.time_ns() // 1_000_000 - int(options.interval_s * 1000)
-    fleet = SimpleFleet(city, trucks=options.trucks, start_ms=start_ms, seed=options.seed)
+    fleet = Fleet(city, trucks=options.trucks, start_ms=start_ms, seed=options.seed,
+                  interval_s=options.interval_s, jitter=0.0)
     publisher = MqttPublisher("127.0.0.1", broker.port).connect()
     ticks = max(1, int(options.duration_s / options.interval_s))
     # offenders start 15 s before the demo (their terminals send what they buffered first),
     # so even OFF_ROUTE's one-minute debounce completes within a one-minute demo
     lead_s = 15.0
-    offenders = demo_offenders(city, dict(zip(fleet.device.tolist(), fleet.permit_id,
-                                              strict=True)),
-                               start_ms - int(lead_s * 1000), options.duration_s + lead_s,
-                               options.interval_s) if len(fleet) > 10 else []
+    episodes = demo_offenders(city, dict(zip(fleet.device.tolist(), fleet.permit_id,
+                                             strict=True)),
+                              start_ms - int(lead_s * 1000), options.duration_s + lead_s,
+                              options.interval_s) if len(fleet) > 10 else []
+    offenders = [e.track for e in episodes]
     sent_upto = dict.fromkeys(range(len(offenders)), 0)
     offender_devices = {t.device for t in offenders}
     say(f"● Simulator      {len(fleet) - len(offenders)} trucks on their permit routes and "
@@ -172,8 +176,9 @@ def drive_fleet(city, broker: PrivateMosquitto, options: DemoOptions) -> dict[st
         publisher.status(device, online=True)
     t0 = time.monotonic()
     for k in range(ticks):
-        tick = fleet.step(options.interval_s)
-        for device, fix in tick.wire_fixes(seq=k):
+        tick = fleet.advance(options.interval_s)
+        fixes = tick.wire_fixes()
+        for device, fix in fixes:
             if device in offender_devices:
                 continue
             if device == blind_device and blind_from <= k < blind_to:
@@ -183,8 +188,9 @@ def drive_fleet(city, broker: PrivateMosquitto, options: DemoOptions) -> dict[st
             messages += 1
             unique += 1
         for n, track in enumerate(offenders):
-            while sent_upto[n] < len(track.fixes) and track.fixes[sent_upto[n]]["ts"] <= tick.ts:
-                publisher.telemetry(track.device, encode_fix(track.fixes[sent_upto[n]]))
+            pending = track.fixes
+            while sent_upto[n] < len(pending) and pending[sent_upto[n]]["ts"] <= fleet.now_ms:
+                publisher.telemetry(track.device, encode_fix(pending[sent_upto[n]]))
                 sent_upto[n] += 1
                 messages += 1
                 unique += 1
@@ -192,13 +198,13 @@ def drive_fleet(city, broker: PrivateMosquitto, options: DemoOptions) -> dict[st
             publisher.batch(blind_device, encode_batch(held))
             messages += 1
             unique += len(held)
-        if k % 10 == 5:  # a terminal that resends its last fix (lost PUBACK)
-            device, fix = tick.wire_fixes(seq=k)[-1]
+        if k % 10 == 5 and fixes:  # a terminal that resends its last fix (lost PUBACK)
+            device, fix = fixes[-1]
             publisher.telemetry(device, encode_fix(fix))
             messages += 1
             duplicates += 1
         if k == ticks // 2:
-            for bad in bad_messages(fleet.device[-1], "000000000000", tick.ts):
+            for bad in bad_messages(fleet.device[-1], "000000000000", fleet.now_ms):
                 publisher.publish(bad.topic, bad.payload)
                 messages += 1
         if sys.stdout.isatty():
@@ -216,9 +222,10 @@ def drive_fleet(city, broker: PrivateMosquitto, options: DemoOptions) -> dict[st
     publisher.close()
     return {"messages": messages + 2 * len(fleet), "unique_fixes": unique,
             "started_at": started_at,
-            "first_ts": start_ms - int(lead_s * 1000), "last_ts": fleet.ts,
+            "first_ts": start_ms - int(lead_s * 1000), "last_ts": fleet.now_ms,
             "duplicates": duplicates, "bad": len(bad_messages("a", "b", 0)),
-            "backfill": len(held), "trucks": len(fleet)}
+            "backfill": len(held), "trucks": len(fleet),
+            "truth": [e.truth for e in episodes]}
 
 
 def ingest_until_landed(dsn: str, sent: dict, timeout_s: float) -> dict[str, float]:
@@ -260,6 +267,7 @@ def report(dsn, sent, stats, summary, database) -> None:
                               (sent["started_at"],)).fetchone()
         trips = conn.execute("SELECT count(*) FROM trips WHERE left_at >= timestamptz 'epoch'"
                              " + %s * interval '1 millisecond'", (sent["first_ts"],)).fetchone()[0]
+        found = violations_between(conn, sent["first_ts"], sent["last_ts"] + 1)
     say("")
     say("What happened")
     say(f"  published       {sent['messages']:>8} messages by {sent['trucks']} trucks "
@@ -274,6 +282,11 @@ def report(dsn, sent, stats, summary, database) -> None:
     say("  violations      " + (", ".join(f"{r} {n}" for r, n in violations)
                               if violations else "       0"))
     say(f"  trips           {trips:>8} started")
+    say("")
+    say("Accuracy (violations in the database vs the simulator's truth; every other truck "
+        "is compliant)")
+    for line in table(score(sent["truth"], found)).splitlines():
+        say("  " + line)
     say("")
     say("Look at it")
     if database is not None:

@@ -28,7 +28,9 @@ class TrackError(ValueError):
 
 
 def read_track(path: str | Path, batch_lines: int = 2000) -> Iterator[list[tuple[str, bytes]]]:
-    """Batches of (topic, payload) from a TRACK.jsonl whose lines carry ``dev``."""
+    """Batches of (topic, payload) from a TRACK.jsonl: a line is one fix object with ``dev``
+    (sent on the device's telemetry topic) or an array of them, all of one device (a
+    blind-area backfill, sent on its batch topic)."""
     batch: list[tuple[str, bytes]] = []
     with open(path, "rb") as f:
         for n, line in enumerate(f, 1):
@@ -36,12 +38,23 @@ def read_track(path: str | Path, batch_lines: int = 2000) -> Iterator[list[tuple
             if not line:
                 continue
             try:
-                device = json.loads(line).get("dev")
-            except (json.JSONDecodeError, AttributeError):
-                raise TrackError(f"{path}:{n}: not a JSON object") from None
-            if not isinstance(device, str) or not device:
-                raise TrackError(f"{path}:{n}: every line needs 'dev' (the device id)")
-            batch.append((f"muck/v1/{device}/telemetry", line))
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                raise TrackError(f"{path}:{n}: not JSON") from None
+            if isinstance(row, list):
+                devices = {f.get("dev") if isinstance(f, dict) else None for f in row}
+                if len(devices) != 1 or not isinstance(device := devices.pop(), str) \
+                        or not device:
+                    raise TrackError(f"{path}:{n}: a batch line is an array of fix objects "
+                                     "with one and the same 'dev'")
+                batch.append((f"muck/v1/{device}/telemetry/batch", line))
+            elif isinstance(row, dict):
+                device = row.get("dev")
+                if not isinstance(device, str) or not device:
+                    raise TrackError(f"{path}:{n}: every line needs 'dev' (the device id)")
+                batch.append((f"muck/v1/{device}/telemetry", line))
+            else:
+                raise TrackError(f"{path}:{n}: not a JSON object or array")
             if len(batch) >= batch_lines:
                 yield batch
                 batch = []

@@ -79,6 +79,7 @@ class VehicleState:
     machines: dict[str, MachineState] = field(
         default_factory=lambda: {r: MachineState() for r in MACHINE_RULES})
     last_ts: int = _NEVER
+    last_received: int = _NEVER  # wall clock when the newest live fix arrived
     last_moving_outside: bool = False
     good_ts: int = _NEVER
     good_lon: float = 0.0
@@ -169,12 +170,14 @@ class RuleEngine:
             if self._held is not None else []
         limit = self.settings.signal_loss_s * 1000
         for device, st in self.vehicles.items():
-            if st.last_moving_outside and st.signal_open_ts is None \
-                    and now_ms - st.last_ts > limit:
+            if not st.last_moving_outside or st.signal_open_ts is not None:
+                continue
+            silent_ms = now_ms - (st.last_received if st.last_received > 0 else st.last_ts)
+            if silent_ms > limit:
                 st.signal_open_ts = st.last_ts
                 events.append(self._event(device, SIGNAL_LOSS, Phase.OPENED, st.last_ts, None,
                                           *self._last_position(device), None, None,
-                                          (now_ms - st.last_ts) / 1000, -1, late=False))
+                                          silent_ms / 1000, -1, late=False))
         return events
 
     def swap_reference(self, reference: Reference) -> None:
@@ -243,7 +246,19 @@ class RuleEngine:
             events += self._process(allf.take(late), late=True)
         if live.any():
             events += self._process(allf.take(live), late=False)
+            self._note_arrival(dev_key[live], received_all[live])
         return events
+
+    def _note_arrival(self, devices: np.ndarray, received: np.ndarray) -> None:
+        """Remember when each vehicle's newest live fix arrived (wall clock): SIGNAL_LOSS
+        measures silence on the wall clock from there, so a terminal whose clock runs behind
+        (or a fleet replayed from history) is not silent merely because its device time is
+        old."""
+        starts = np.flatnonzero(np.concatenate([[True], devices[1:] != devices[:-1]]))
+        latest = np.maximum.reduceat(received, starts)
+        for device, at in zip(devices[starts].tolist(), latest.tolist(), strict=True):
+            st = self.vehicles[device]
+            st.last_received = max(st.last_received, at)
 
     # --- evaluation, vectorised across vehicles ----------------------------------------------
 
@@ -279,6 +294,11 @@ class RuleEngine:
         counts = np.cumsum(gap)
         seg = counts - np.maximum.accumulate(np.where(first, counts - gap, 0))
         events: list = []
+        if keep_gaps:
+            # before a vehicle's first fix lies a gap too: a terminal that comes online with
+            # a blind-area backlog still to send (or any vehicle after an ingest restart)
+            for k in np.flatnonzero(first & (prev == _NEVER)).tolist():
+                states[group[k]].gaps.append((_NEVER, int(f.ts[k]), VehicleState().to_dict()))
         for r in range(int(seg.max()) + 1 if n else 0):
             rows = seg == r
             if keep_gaps:
@@ -552,6 +572,19 @@ class RuleEngine:
                     live_m.start_ts, live_m.start_lon, live_m.start_lat = \
                         m.start_ts, m.start_lon, m.start_lat
                     live_m.peak = _nanmax_pair(live_m.peak, m.peak)
+                    continue
+                if live_m.phase in (2, 3) and live_m.start_ts == m.start_ts:
+                    continue  # merged with the live violation by earlier late fixes
+                if gap_end is not None and live_m.phase == 1 and m.phase == 2 and \
+                        live_m.start_ts == gap_end:
+                    # the live stream's pending run (not yet debounced, nothing emitted)
+                    # continues this violation: it stays open, from its real start
+                    live_m.phase = 2
+                    live_m.start_ts, live_m.start_lon, live_m.start_lat = \
+                        m.start_ts, m.start_lon, m.start_lat
+                    live_m.peak = _nanmax_pair(live_m.peak, m.peak)
+                    live_m.emitted_peak = m.emitted_peak
+                    live_m.context = m.context
                     continue
                 # still open when the late data ends: in order, the live fixes after the gap
                 # would have closed it at the first of them

@@ -27,6 +27,7 @@ class RuleAccuracy:
     true_positives: int = 0
     false_positives: int = 0
     false_negatives: int = 0
+    near_misses: int = 0  # negatives of this rule in the truth
     near_misses_flagged: int = 0
     start_errors_s: list[float] | None = None
 
@@ -76,13 +77,17 @@ def score(truth: list[dict], violations: list[dict],
     out = {r: RuleAccuracy(r, start_errors_s=[]) for r in rules}
     positives = [t for t in truth if not t.get("negative")]
     negatives = [t for t in truth if t.get("negative")]
+    by_key: dict[tuple[str, str], list[int]] = {}
+    for j, t in enumerate(positives):
+        by_key.setdefault((t["rule"], t["device"]), []).append(j)
+    for n in negatives:
+        out[n["rule"]].near_misses += 1
     candidates = []
     for i, v in enumerate(violations):
-        for j, t in enumerate(positives):
-            if t["rule"] == v["rule"] and t["device"] == v["device"]:
-                error = abs(v["start_ts"] - t["start_ts"])
-                if error <= tolerance_ms:
-                    candidates.append((error, i, j))
+        for j in by_key.get((v["rule"], v["device"]), ()):
+            error = abs(v["start_ts"] - positives[j]["start_ts"])
+            if error <= tolerance_ms:
+                candidates.append((error, i, j))
     used_v: set[int] = set()
     used_t: set[int] = set()
     for error, i, j in sorted(candidates):
@@ -100,7 +105,8 @@ def score(truth: list[dict], violations: list[dict],
         acc = out[v["rule"]]
         acc.false_positives += 1
         end = v.get("end_ts") or v["start_ts"]
-        if any(n["device"] == v["device"] and n["start_ts"] - tolerance_ms <= end
+        if any(n["device"] == v["device"] and n["rule"] == v["rule"]
+               and n["start_ts"] - tolerance_ms <= end
                and v["start_ts"] <= (n.get("end_ts") or n["start_ts"]) + tolerance_ms
                for n in negatives):
             acc.near_misses_flagged += 1
@@ -118,7 +124,8 @@ def table(results: dict[str, RuleAccuracy]) -> str:
         median = r.median_start_error_s
         rows.append((r.rule, str(r.true_positives), str(r.false_positives),
                      str(r.false_negatives), f"{r.precision:.3f}", f"{r.recall:.3f}",
-                     "-" if median is None else f"{median:.1f} s", str(r.near_misses_flagged)))
+                     "-" if median is None else f"{median:.1f} s",
+                     f"{r.near_misses_flagged} of {r.near_misses}"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
                      for row in rows)

@@ -1,197 +1,258 @@
-"""A mixed scenario: a compliant fleet plus trucks that commit one known offence each, with
-the ground truth of every offence — the input of ``muckwatch accuracy``.
+"""The mixed scenario: a compliant fleet, scripted offences and near-misses with their ground
+truth, and the ways real terminals deliver — the input of ``muckwatch accuracy``.
 
-This is the first, deterministic form of issue #6's simulator: the compliant fleet is the
-simple fleet (loading, hauling, tipping at the permitted site), the offenders are scripted
-tracks (``TruckTrack``) whose offence start is known to the millisecond.
+* The compliant fleet (``simulator.fleet``) carries the noise that must *not* become a
+  violation: GPS noise, multipath jumps, lid flickers, junction stops, jittered reports,
+  skewed clocks. ``tunnel_share`` of its trucks lose GPS for 30–150 s (those fixes never
+  exist); ``blind_share`` pass a 2–8 minute blind area (no mobile network) whose fixes are
+  held by the terminal and delivered as **one batch** on the batch topic 5–60 s after it ends.
+  ``duplicate_rate`` of the messages are delivered twice (a resend after a lost PUBACK).
+* Offences and near-misses (``simulator.episodes``) are injected per rule, either
+  ``per_rule`` of each or at a **rate** (offences per 100 truck-hours of the compliant fleet,
+  drawn from a Poisson distribution), each on its own truck at a random time. Every
+  ``blind_episode_every``-th offence is committed inside a blind area and reaches the system
+  only as a late batch.
+
+Deliveries are produced in delivery order as simulated time advances, so the same stream
+feeds a TRACK.jsonl file or live MQTT, for fleets of tens of thousands of trucks, without
+holding the scenario in memory.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
+import heapq
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 import numpy as np
+import orjson
 
-from ingest.wire import encode_fix
+from ingest.wire import TOPIC_ROOT
 from muckwatch.city import City
-from simulator.fleet import SimpleFleet
-from simulator.scenarios import TruckTrack
+from simulator.episodes import RULES, Episode, Episodes
+from simulator.fleet import Fleet
 
-RULES = ("OVERSPEED", "UNAUTHORISED_DUMP", "UNCOVERED_LOAD", "RESTRICTED_ZONE", "OFF_ROUTE",
-         "NO_PERMIT", "SIGNAL_LOSS")
-
-
-@dataclass
-class Scenario:
-    lines: list[str]  # TRACK.jsonl lines, in delivery order
-    truth: list[dict]  # ground truth, one dict per offence
-
-    def write(self, track_path, truth_path) -> None:
-        with open(track_path, "w", encoding="utf-8") as f:
-            f.writelines(line + "\n" for line in self.lines)
-        with open(truth_path, "w", encoding="utf-8") as f:
-            f.writelines(json.dumps(t, ensure_ascii=False) + "\n" for t in self.truth)
+__all__ = ["RULES", "Delivery", "MixedOptions", "MixedScenario"]
 
 
-def _truth(rule: str, track: TruckTrack, plate: str, offending) -> dict:
-    hits = [f for f in track.fixes if offending(f)]
-    return {"rule": rule, "device": track.device, "plate": plate, "start_ts": hits[0]["ts"],
-            "end_ts": hits[-1]["ts"]}
+@dataclass(frozen=True)
+class MixedOptions:
+    trucks: int = 100  # compliant trucks
+    minutes: float = 30.0
+    interval_s: float = 5.0
+    jitter: float = 0.1
+    seed: int = 1
+    start_ms: int = 1_795_053_600_000  # 2026-11-19 10:00 +08
+    noise_m: float = 8.0
+    jump_rate: float = 0.002
+    flicker_rate: float = 0.002
+    skew_share: float = 0.05
+    tunnel_share: float = 0.1
+    blind_share: float = 0.1
+    duplicate_rate: float = 0.005
+    per_rule: int = 1
+    rates: dict[str, float] = field(default_factory=dict)  # rule → per 100 truck-hours
+    near_misses: bool = True
+    blind_episode_every: int = 4
 
 
-def _clear_of(route, track: TruckTrack, city: City, metres: float) -> tuple[float, float]:
-    """A point ``metres`` beside the route that really is that far from all of it (a route
-    that doubles back could pass right by) and not inside any fence."""
-    import shapely
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One message as a terminal sends it: a fix, or a blind-area batch of fixes."""
 
-    fences = [track.metric(f.geometry) for f in city.fences]
-    for fraction in (0.4, 0.3, 0.5, 0.6, 0.2, 0.7, 0.8, 0.1):
-        for side in (metres, -metres):
-            x, y = track.beside(route, fraction, side)
-            point = shapely.Point(x, y)
-            if route.distance(point) >= 0.9 * metres and \
-                    not any(f.distance(point) < 50 for f in fences):
-                return x, y
-    raise ValueError("no point clear of the route and the fences")
+    at_ms: int  # true time of sending
+    device: str
+    payload: dict | list[dict]
+
+    @property
+    def is_batch(self) -> bool:
+        return isinstance(self.payload, list)
+
+    @property
+    def fixes(self) -> int:
+        return len(self.payload) if isinstance(self.payload, list) else 1
+
+    def topic(self, root: str = TOPIC_ROOT) -> str:
+        suffix = "telemetry/batch" if self.is_batch else "telemetry"
+        return f"{root}/{self.device}/{suffix}"
+
+    def body(self) -> bytes:
+        """The MQTT payload."""
+        return orjson.dumps(self.payload)
+
+    def line(self) -> bytes:
+        """The TRACK.jsonl line: the fix (or the array of fixes) with ``dev`` in each."""
+        if isinstance(self.payload, list):
+            return orjson.dumps([{**f, "dev": self.device} for f in self.payload])
+        return orjson.dumps({**self.payload, "dev": self.device})
 
 
-def generate(city: City, *, trucks: int, minutes: float, interval_s: float = 5.0,
-             seed: int = 1, start_ms: int = 1_795_053_600_000, noise_m: float = 8.0,
-             jump_rate: float = 0.002, flicker_rate: float = 0.002,
-             tunnel_share: float = 0.1, duplicate_rate: float = 0.005,
-             per_rule: int = 1) -> Scenario:
-    """``trucks`` compliant trucks plus one offender per rule, ``minutes`` long.
+class MixedScenario:
+    """Plan a scenario (trucks, episodes, truth) up front; stream its deliveries on demand."""
 
-    The compliant trucks carry the noise that must *not* turn into violations: GPS noise of
-    ``noise_m`` (σ), multipath jumps of ~300 m, single-sample lid flickers; ``tunnel_share``
-    of them pass a 4-minute blind area whose fixes are delivered a minute after it ends (as a
-    backfill would be), and ``duplicate_rate`` of all fixes are delivered twice. Each rule
-    gets ``per_rule`` offenders (NO_PERMIT at most as many as vehicles without a permit),
-    each offending once at a random time."""
-    with_permit = {p.plate for p in city.permits}
-    no_permit = [v for v in city.vehicles if v.plate not in with_permit]
-    n_permitted = per_rule * (len(RULES) - 1)
-    fleet = SimpleFleet(city, trucks=trucks + n_permitted, start_ms=start_ms, seed=seed,
-                        noise_m=noise_m, jump_rate=jump_rate, flicker_rate=flicker_rate)
-    if len(fleet) < trucks + n_permitted:
-        raise ValueError(f"the city has {len(fleet)} trucks with a permit valid now; "
-                         f"{trucks} compliant + {n_permitted} offenders asked")
-    plates = {v.device_id: v.plate for v in city.vehicles}
-    offenders = dict(list(zip(fleet.device.tolist(), fleet.permit_id,
-                              strict=True))[-n_permitted:])
-    seconds = minutes * 60
-    ticks = int(seconds / interval_s)
-    lines = []
-    for _ in range(ticks):
-        for device, fix in fleet.step(interval_s).wire_fixes(seq=0):
-            if device not in offenders:
-                lines.append(encode_fix(fix, device=device).decode())
-    tracks: list[TruckTrack] = []
-    truth: list[dict] = []
-    loaded = {"lid": 0, "lift": 0, "load": 2}
-    picks = list(offenders.items())
-    zones = [f for f in city.fences if f.kind == "restricted_zone"
-             and (not f.windows or "00:00-24:00" in f.windows)]
-    when = np.random.default_rng(seed + 7)
-    jobs = [(rule, k) for rule in RULES
-            for k in range(min(per_rule, len(no_permit)) if rule == "NO_PERMIT" else per_rule)]
-    taken = 0
-    for n, (rule, k) in enumerate(jobs):
-        if rule == "NO_PERMIT":
-            device, permit_id = no_permit[k].device_id, picks[k % len(picks)][1]
-        else:
-            device, permit_id = picks[taken]
-            taken += 1
+    def __init__(self, city: City, options: MixedOptions) -> None:
+        self.options = o = options
+        self.city = city
+        rng = np.random.default_rng(o.seed + 7)
+        counts = {}
+        truck_hours = o.trucks * o.minutes / 60
+        for rule in RULES:
+            rate = o.rates.get(rule)
+            counts[rule] = int(rng.poisson(rate * truck_hours / 100)) if rate is not None \
+                else o.per_rule
+        with_permit = {p.plate for p in city.permits}
+        no_permit = [v.device_id for v in city.vehicles if v.plate not in with_permit]
+        per_kind = 2 if o.near_misses else 1
+        if counts["NO_PERMIT"] * per_kind > len(no_permit):
+            counts["NO_PERMIT"] = len(no_permit) // per_kind
+        self.counts = counts
+        scripted = (sum(counts.values()) - counts["NO_PERMIT"]) * per_kind
+        self.fleet = Fleet(city, trucks=o.trucks + scripted, start_ms=o.start_ms, seed=o.seed,
+                           interval_s=o.interval_s, jitter=o.jitter, noise_m=o.noise_m,
+                           jump_rate=o.jump_rate, flicker_rate=o.flicker_rate,
+                           skew_share=o.skew_share)
+        if len(self.fleet) < o.trucks + scripted:
+            raise ValueError(f"the city has {len(self.fleet)} trucks with a permit valid now; "
+                             f"{o.trucks} compliant + {scripted} scripted asked")
+        n_fleet = len(self.fleet)
+        # scripted trucks are the last ones of the fleet; their fleet reports are dropped
+        pool = list(zip(self.fleet.device[n_fleet - scripted:].tolist(),
+                        self.fleet.permit_id[n_fleet - scripted:], strict=True))
+        self._silenced = np.zeros(n_fleet, bool)
+        self._silenced[n_fleet - scripted:] = True
+        seconds = o.minutes * 60
+        episodes = Episodes(city, o.interval_s)
+        self.episodes: list[tuple[Episode, bool]] = []  # (episode, inside a blind area)
         latest = max(60.0, seconds - 900.0)
-        begin = start_ms + int(when.uniform(60.0, latest) * 1000) if per_rule > 1 else \
-            start_ms + 60_000
-        zone = zones[k % len(zones)]
-        t = TruckTrack(city, device, begin, interval_s=interval_s, seed=seed + n)
-        route = t.route(permit_id)
-        if rule == "OVERSPEED":
-            t.drive(t.part(route, 0.05, 0.95), 75, **loaded)
-            offending = lambda f: f["spd"] > 60  # noqa: E731
-        elif rule == "UNAUTHORISED_DUMP":
-            p = route.interpolate(0.5, normalized=True)
-            t.go_to(p.x, p.y)
-            t.dwell(30, **loaded)
-            t.dwell(120, lid=1, lift=1, load=2)
-            t.dwell(60, lid=0, lift=0, load=0)
-            offending = lambda f: f["lift"] == 1  # noqa: E731
-        elif rule == "UNCOVERED_LOAD":
-            t.drive(t.part(route, 0.1, 0.6), 35, lid=1, lift=0, load=2)
-            offending = lambda f: f["lid"] == 1  # noqa: E731
-        elif rule == "RESTRICTED_ZONE":
-            t.go_to(*t.centre(zone.id))
-            t.dwell(180, lid=0, lift=0, load=0)
-            offending = lambda f: True  # noqa: E731
-        elif rule == "OFF_ROUTE":
-            t.go_to(*_clear_of(route, t, city, 400))
-            t.dwell(300, **loaded)
-            offending = lambda f: True  # noqa: E731
-        elif rule == "NO_PERMIT":
-            t.drive(t.part(route, 0.1, 0.9), 35, **loaded)
-            offending = lambda f: True  # noqa: E731
-        else:  # SIGNAL_LOSS: silent for 8 minutes while hauling
-            t.drive(t.part(route, 0.05, 0.3), 35, **loaded)
-            last = t.fixes[-1]["ts"]
-            t.silence(480)
-            t.drive(t.part(route, 0.5, 0.8), 35, **loaded)
-            offending = lambda f, last=last: f["ts"] == last  # noqa: E731
-        t.fixes = [f for f in t.fixes if f["ts"] < start_ms + seconds * 1000]
-        tracks.append(t)
-        truth.append(_truth(rule, t, plates.get(device), offending))
-    merged = [json.loads(line) for line in lines] + [f for t in tracks for f in t.fixes]
-    rng = np.random.default_rng(seed + 100)
-    compliant = sorted({f["dev"] for f in merged} - {t.device for t in tracks})
-    tunnels = {}
-    for device in compliant:
-        if rng.random() < tunnel_share:
-            begin = start_ms + int(rng.uniform(0.1, 0.7) * seconds * 1000)
-            tunnels[device] = (begin, begin + 240_000)
+        n_offence = 0
+        for rule in RULES:
+            for k in range(counts[rule]):
+                for negative in ((False, True) if o.near_misses else (False,)):
+                    if rule == "NO_PERMIT":
+                        device = no_permit.pop(0)  # drives some compliant truck's route
+                        permit_id = self.fleet.permit_id[(2 * k + negative) % o.trucks]
+                    else:
+                        device, permit_id = pool.pop(0)
+                    begin = o.start_ms + int(rng.uniform(60.0, latest) * 1000)
+                    seed = o.seed * 1000 + len(self.episodes)
+                    make = episodes.near_miss if negative else episodes.offence
+                    episode = make(rule, device, permit_id, begin, seed, k)
+                    episode.track.fixes = [f for f in episode.track.fixes
+                                           if f["ts"] < o.start_ms + seconds * 1000]
+                    if episode.track.fixes and \
+                            episode.truth["end_ts"] > episode.track.fixes[-1]["ts"]:
+                        episode.truth["end_ts"] = episode.track.fixes[-1]["ts"]  # cut off
+                    blind = False
+                    if not negative:
+                        blind = (o.blind_episode_every > 0 and rule != "SIGNAL_LOSS"
+                                 and n_offence % o.blind_episode_every == 1)
+                        n_offence += 1
+                    if blind:
+                        episode.truth["blind_area"] = True
+                    self.episodes.append((episode, blind))
+        self.truth = [e.truth for e, _ in self.episodes
+                      if e.track.fixes and e.truth["start_ts"] < o.start_ms + seconds * 1000]
 
-    def delivered_at(f: dict) -> int:
-        window = tunnels.get(f["dev"])
-        if window and window[0] <= f["ts"] < window[1]:
-            return window[1] + 60_000  # held by the terminal, sent as a backfill
-        return f["ts"]
+        # the compliant fleet's tunnels (lost fixes) and blind areas (held, sent as a batch)
+        plan = np.random.default_rng(o.seed + 100)
+        n = n_fleet
+        self._tunnel = np.full((n, 2), -1, np.int64)
+        self._blind = np.full((n, 3), -1, np.int64)  # from, to, delivered at
+        for i in range(n):
+            if self._silenced[i]:
+                continue
+            if plan.random() < o.tunnel_share:
+                a = o.start_ms + int(plan.uniform(0.05, 0.9) * seconds * 1000)
+                self._tunnel[i] = a, a + int(plan.uniform(30, 150) * 1000)
+            if plan.random() < o.blind_share:
+                a = o.start_ms + int(plan.uniform(0.05, 0.8) * seconds * 1000)
+                b = a + int(plan.uniform(120, 480) * 1000)
+                self._blind[i] = a, b, b + int(plan.uniform(5, 60) * 1000)
+        self._dup_rng = np.random.default_rng(o.seed + 200)
 
-    merged.sort(key=lambda f: (delivered_at(f), f["ts"]))
-    out = []
-    for f in merged:
-        line = json.dumps(f, ensure_ascii=False)
-        out.append(line)
-        if rng.random() < duplicate_rate:
-            out.append(line)  # a terminal resending after a lost PUBACK
-    return Scenario(out, truth)
+    @property
+    def end_ms(self) -> int:
+        return self.options.start_ms + int(self.options.minutes * 60_000)
 
+    def scripted_deliveries(self) -> list[Delivery]:
+        """The episodes' fixes, each sent when it is made — or, for an offence inside a blind
+        area, held from the track's start until 30 s after the offence (at most its first
+        4 minutes) and sent as one batch a minute later."""
+        out = []
+        for episode, blind in self.episodes:
+            fixes = [{k: v for k, v in f.items() if k != "dev"} for f in episode.track.fixes]
+            device = episode.track.device
+            if blind:
+                t = episode.truth
+                until = min(t["end_ts"], t["start_ts"] + 240_000) + 30_000
+                held = [f for f in fixes if f["ts"] <= until]
+                fixes = [f for f in fixes if f["ts"] > until]
+                if held:
+                    out.append(Delivery(until + 60_000, device, held))
+            out += [Delivery(f["ts"], device, f) for f in fixes]
+        return out
 
-def publish(scenario: Scenario, host: str, port: int, *, rate: float = 0.0,
-            progress=None) -> int:
-    """Publish the track to MQTT as terminals would (QoS 1, one topic per device), in
-    delivery order; ``rate`` caps messages per second (0: as fast as the broker takes them).
-    Returns the number of messages, all acknowledged by the broker."""
-    import time
+    def deliveries(self, step_s: float = 1.0) -> Iterator[Delivery]:
+        """Every message of the scenario, in delivery order."""
+        o, fleet = self.options, self.fleet
+        queue: list[tuple[int, int, Delivery]] = []
+        counter = itertools.count()
+        for d in self.scripted_deliveries():
+            heapq.heappush(queue, (d.at_ms, next(counter), d))
+        held: dict[int, list[dict]] = {}
+        duplicate = self._dup_rng
+        while fleet.now_ms < self.end_ms:
+            tick = fleet.advance(min(step_s, (self.end_ms - fleet.now_ms) / 1000))
+            true_ms = tick.ts - fleet.skew_ms[tick.truck]
+            truck = tick.truck
+            keep = ~self._silenced[truck]
+            tunnel = self._tunnel[truck]
+            keep &= ~((true_ms >= tunnel[:, 0]) & (true_ms < tunnel[:, 1]))
+            blind = self._blind[truck]
+            in_blind = (true_ms >= blind[:, 0]) & (true_ms < blind[:, 1])
+            fixes = tick.wire_fixes()
+            for row in np.flatnonzero(keep).tolist():
+                device, fix = fixes[row]
+                if in_blind[row]:
+                    i = int(truck[row])
+                    if i not in held:
+                        held[i] = []
+                        heapq.heappush(queue, (int(blind[row, 2]), next(counter),
+                                               Delivery(int(blind[row, 2]), device, held[i])))
+                    held[i].append(fix)
+                else:
+                    heapq.heappush(queue, (int(true_ms[row]), next(counter),
+                                           Delivery(int(true_ms[row]), device, fix)))
+            while queue and queue[0][0] <= fleet.now_ms:
+                d = heapq.heappop(queue)[2]
+                yield d
+                if duplicate.random() < o.duplicate_rate:
+                    yield d
+        while queue:
+            d = heapq.heappop(queue)[2]
+            if d.at_ms <= self.end_ms + 600_000:  # a backfill sent soon after the end
+                yield d
 
-    from simulator.publish import MqttPublisher
+    def write(self, track_path, truth_path=None, progress=None) -> dict[str, int]:
+        """TRACK.jsonl (delivery order) and, if given, truth.jsonl; ``progress`` (a tqdm bar
+        over simulated seconds) advances as it goes. Returns counts for a summary."""
+        summary = {"messages": 0, "fixes": 0, "batches": 0}
+        start, total_s, shown = self.options.start_ms, int(self.options.minutes * 60), 0
+        with open(track_path, "wb") as f:
+            for d in self.deliveries():
+                f.write(d.line() + b"\n")
+                summary["messages"] += 1
+                summary["fixes"] += d.fixes
+                summary["batches"] += d.is_batch
+                if progress is not None and (now_s := min(total_s, (d.at_ms - start) // 1000)) \
+                        > shown:
+                    progress.update(now_s - shown)
+                    shown = now_s
+        if truth_path is not None:
+            self.write_truth(truth_path)
+        return summary
 
-    publisher = MqttPublisher(host, port, client_id=f"muckwatch-simulate-{time.time_ns()}")
-    publisher.connect()
-    t0 = time.monotonic()
-    try:
-        for n, line in enumerate(scenario.lines, 1):
-            device = json.loads(line)["dev"]
-            publisher.telemetry(device, line.encode())
-            while publisher.unacked > 5_000:  # keep the client's queue bounded
-                time.sleep(0.005)
-            if rate > 0:
-                ahead = n / rate - (time.monotonic() - t0)
-                if ahead > 0:
-                    time.sleep(ahead)
-            if progress is not None and n % 10_000 == 0:
-                progress(n, len(scenario.lines))
-        publisher.flush(timeout_s=120)
-    finally:
-        publisher.close()
-    return len(scenario.lines)
+    def write_truth(self, truth_path) -> None:
+        with open(truth_path, "wb") as f:
+            f.writelines(orjson.dumps(t) + b"\n" for t in self.truth)

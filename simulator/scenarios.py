@@ -167,39 +167,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
-
-
-def demo_offenders(city: City, devices_with_permits: dict[str, str], start_ms: int,
-                   seconds: float, interval_s: float = 1.0) -> list[TruckTrack]:
-    """Five trucks that break a rule each within a minute, for ``muckwatch demo``:
-    OVERSPEED, UNAUTHORISED_DUMP, UNCOVERED_LOAD, RESTRICTED_ZONE and OFF_ROUTE.
-
-    ``devices_with_permits`` maps device id → its permit id (the fleet's choice)."""
-    picks = list(devices_with_permits.items())[-5:]
-    tracks = []
-    zone = next((f for f in city.fences if f.kind == "restricted_zone"
-                 and (not f.windows or "00:00-24:00" in f.windows)), None)
-    for n, (device, permit_id) in enumerate(picks):
-        t = TruckTrack(city, device, start_ms, interval_s=interval_s)
-        route = t.route(permit_id)
-        fixes = int(seconds / interval_s) + 1
-        loaded = {"lid": 0, "lift": 0, "load": 2}
-        if n == 0:  # overspeed on its own route
-            t.drive(t.part(route, 0.1, 0.9), 75, **loaded)
-        elif n == 1:  # stops on the roadside and tips
-            p = route.interpolate(0.5, normalized=True)
-            t.go_to(p.x, p.y)
-            t.dwell(8, **loaded)
-            t.dwell(max(seconds - 20, 15), lid=1, lift=1, load=2)
-            t.dwell(10, lid=0, lift=0, load=0)
-        elif n == 2:  # drives loaded with the lid open
-            t.drive(t.part(route, 0.2, 0.8), 35, lid=1, lift=0, load=2)
-        elif n == 3 and zone is not None:  # waits inside an all-day restricted zone
-            t.go_to(*t.centre(zone.id))
-            t.dwell(seconds + 5, lid=0, lift=0, load=0)
-        else:  # parked loaded 400 m off its corridor
-            t.go_to(*t.beside(route, 0.4, 400))
-            t.dwell(seconds + 5, **loaded)
-        del t.fixes[fixes:]
-        tracks.append(t)
-    return tracks

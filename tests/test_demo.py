@@ -28,7 +28,7 @@ def test_short_demo_reports_and_cleans_up(run_dir, dsn, database):
     text = out.stdout
     for line in ("● Mosquitto", "● PostgreSQL", "● Schema", "● City", "● Ingest",
                  "● Simulator", "What happened", "telemetry rows", "dead_letter:",
-                 "Look at it", "● Stopped"):
+                 "Accuracy", "precision", "Look at it", "● Stopped"):
         assert line in text
     assert "✗" not in text
     # nothing the demo started is left running

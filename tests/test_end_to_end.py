@@ -206,48 +206,64 @@ def test_violations_and_trips_land_live_with_the_replay_ids(ingest, db, broker, 
     assert trips and trips[0][0] == "CS0020" and trips[0][1] == "DS01" and trips[0][2]
 
 
-def test_simulate_live_through_the_broker_finds_every_offence(ingest, db, broker, tmp_path,
-                                                             poll):
-    """muckwatch simulate --mqtt: the live pipeline stores every fix once and finds the same
-    violations as replaying the same scenario offline."""
+def test_simulate_live_through_the_broker_finds_every_offence(ingest, db, dsn, broker,
+                                                             tmp_path, poll):
+    """muckwatch simulate --mqtt: the live pipeline stores every fix once (blind-area batches
+    included) and finds the same violations as replaying the same scenario offline; muckwatch
+    accuracy --db scores what the database holds."""
+    import os
     import subprocess
     import sys
 
     from muckwatch.city import load_city
     from muckwatch.replay import replay
     from simulator.accuracy import score
-    from simulator.mixed import generate
+    from simulator.mixed import MixedOptions, MixedScenario
 
     start = 1_794_189_600_000  # 2026-11-09 10:00 +08: no other test uses these device times
     truth_path = tmp_path / "truth.jsonl"
     out = subprocess.run([sys.executable, "-m", "muckwatch", "simulate", "--trucks", "10",
-                          "--duration", "20", "--start-ms", str(start), "--mqtt",
-                          f"mqtt://127.0.0.1:{broker.port}", "--truth", str(truth_path)],
-                         capture_output=True, text=True, timeout=300)
+                          "--duration", "20", "--start-ms", str(start), "--blind-share", "0.3",
+                          "--mqtt", f"mqtt://127.0.0.1:{broker.port}", "--truth",
+                          str(truth_path)], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
+    assert "blind-area batches" in out.stderr and "near-misses" in out.stderr
     truth = [json.loads(line) for line in truth_path.read_text().splitlines()]
     city = load_city(Path(__file__).resolve().parents[1] / "data" / "sample-city")
-    scenario = generate(city, trucks=10, minutes=20, start_ms=start)
-    unique = {(json.loads(line)["dev"], json.loads(line)["ts"]) for line in scenario.lines}
+    scenario = MixedScenario(city, MixedOptions(trucks=10, minutes=20, start_ms=start,
+                                                blind_share=0.3))
+    deliveries = list(scenario.deliveries())
+    assert any(d.is_batch for d in deliveries)
+    unique = {(d.device, f["ts"]) for d in deliveries
+              for f in (d.payload if d.is_batch else [d.payload])}
     devices = sorted({d for d, _ in unique})
 
     def stored():
         return db.execute("SELECT count(*) FROM telemetry WHERE device_id = ANY(%s) AND ts"
                           " BETWEEN to_timestamp(%s / 1000.0) AND to_timestamp(%s / 1000.0)",
-                          (devices, start, start + 21 * 60_000)).fetchone()[0]
+                          (devices, start - 100_000, start + 21 * 60_000)).fetchone()[0]
 
     assert poll(lambda: stored() == len(unique), timeout_s=60), (stored(), len(unique))
-    pairs = [(f"muck/v1/{json.loads(x)['dev']}/telemetry", x.encode()) for x in scenario.lines]
-    offline, _ = replay(city, [pairs])
+    offline, _ = replay(city, [[(d.topic(), d.body()) for d in deliveries]])
     expected = {v["id"] for v in offline}
 
     def live():
         return {r[0] for r in db.execute(
             "SELECT id FROM violations WHERE device_id = ANY(%s) AND state <> 'retracted'"
             " AND start_ts BETWEEN to_timestamp(%s / 1000.0) AND to_timestamp(%s / 1000.0)",
-            (devices, start, start + 21 * 60_000))}
+            (devices, start - 100_000, start + 21 * 60_000))}
 
     got = poll(lambda: expected <= live() and live(), timeout_s=60)
-    assert got >= expected
+    assert got == expected
     results = score(truth, offline)
-    assert all(r.recall == 1.0 for r in results.values())
+    assert all(r.recall == 1.0 and r.precision == 1.0 for r in results.values())
+    table = subprocess.run([sys.executable, "-m", "muckwatch", "accuracy", str(truth_path),
+                            "--db", "--since", str(start), "--until",
+                            str(start + 20 * 60_000)], capture_output=True, text=True,
+                           timeout=60, env={**os.environ, "MUCKWATCH_DSN": dsn})
+    assert table.returncode == 0, table.stderr
+    rows = {line.split()[0]: line.split() for line in table.stdout.splitlines()[1:]}
+    assert len(rows) == 7
+    for rule, row in rows.items():
+        assert row[1:6] == ["1", "0", "0", "1.000", "1.000"], (rule, row)
+        assert row[-3:] == ["0", "of", "1"], (rule, row)

@@ -152,11 +152,45 @@ def test_sweep_opens_signal_loss_for_a_silent_truck_and_the_next_fix_closes_it(c
     before = [f for f in t.fixes if f["ts"] <= last]
     after = [f for f in t.fixes if f["ts"] > last]
     events = feed(before, last + 11_000)
+    # silence is counted on the wall clock from the arrival of the last fix (last + 11 s)
     assert engine.sweep(last + 200_000) == []  # silent 3 min: not yet
-    opened = engine.sweep(last + 301_000)
+    assert engine.sweep(last + 305_000) == []  # 294 s since it arrived
+    opened = engine.sweep(last + 312_000)
     assert [(e.rule, e.phase, e.start_ts) for e in opened] == [("SIGNAL_LOSS", Phase.OPENED,
                                                                  last)]
     events = feed(after, after[-1]["ts"] + 11_000)
     closed = [e for e in events if e.rule == "SIGNAL_LOSS"]
     assert [(e.phase, e.start_ts, e.end_ts) for e in closed] == [
         (Phase.CLOSED, last, after[0]["ts"])]
+
+
+def test_a_terminal_clock_running_behind_is_not_silence(city):
+    """A terminal whose clock is 2 minutes behind delivers every fix on time: by its device
+    time it has been silent 7 minutes when it has really been silent 5; SIGNAL_LOSS opens
+    only after 5 minutes of wall-clock silence."""
+    import json
+
+    from ingest.wire import RawBatch, WireDecoder
+    from muckwatch.pipeline import GeofenceStage, Sequencer
+    from rules.engine import RuleEngine
+    from rules.reference import Reference
+    from simulator.scenarios import TruckTrack
+
+    permit = city.permits[0]
+    device = next(v.device_id for v in city.vehicles if v.plate == permit.plate)
+    t = TruckTrack(city, device, 1_795_053_600_000, interval_s=5)
+    t.drive(t.part(t.route(permit.id), 0.2, 0.4), 35, lid=0, lift=0, load=2)
+    skew = 120_000
+    engine = RuleEngine(Reference.from_city(city))
+    geofence, sequencer, decoder = GeofenceStage.for_city(city), Sequencer(), WireDecoder()
+    for f in t.fixes:  # one message at a time, each arriving when it was made
+        now = f["ts"] + skew
+        raw = RawBatch([f"muck/v1/{device}/telemetry"], [json.dumps(f).encode()],
+                       np.array([now], np.int64))
+        fixes = sequencer.sequence(decoder.decode(raw, now_ms=now).fixes)
+        engine.evaluate(fixes, geofence.classify(fixes), now_ms=now)
+        engine.sweep(now)
+    arrived = t.fixes[-1]["ts"] + skew
+    assert engine.sweep(arrived + 240_000) == []
+    opened = engine.sweep(arrived + 301_000)
+    assert [(e.rule, e.start_ts) for e in opened] == [("SIGNAL_LOSS", t.fixes[-1]["ts"])]

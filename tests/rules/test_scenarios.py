@@ -246,6 +246,24 @@ def test_backfill_gives_the_same_violations_late(city):
     assert all(v["late"] for v in late)
 
 
+@pytest.mark.parametrize("batch", [1, 3, 7, 40])
+def test_an_offence_that_began_in_a_blind_area_before_the_first_live_fix(city, batch):
+    """A terminal's first live fixes continue an offence that began in a blind area whose
+    backlog arrives a minute later: one violation, from its real start, whether the live
+    run had been debounced by then or was still pending."""
+    t = truck(city)
+    route = t.route(PERMIT)
+    loaded_trip(t, route, 0.1, 0.6, lid=1)
+    lines = t.lines()
+    cut = 40  # the first 40 fixes (~3.3 min, lid open) are held by the terminal
+    delivered = lines[cut:cut + 12] + lines[:cut] + lines[cut + 12:]
+    in_order = run(city, lines)
+    late = run(city, delivered, batch=batch)
+    assert rules_of(in_order) == ["UNCOVERED_LOAD"]
+    assert [(v["id"], v["start_ts"], v["end_ts"]) for v in late] == \
+        [(v["id"], v["start_ts"], v["end_ts"]) for v in in_order]
+
+
 @settings(max_examples=15, deadline=None)
 @given(st.integers(0, 2**31))
 def test_shuffling_within_the_reorder_window_changes_nothing(city, seed):

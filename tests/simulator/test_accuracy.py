@@ -75,42 +75,63 @@ def test_tolerance_is_honoured(tolerance):
 
 def test_mixed_scenario_every_rule_found_and_nothing_else(tmp_path):
     """muckwatch simulate → muckwatch replay → muckwatch accuracy: a compliant fleet of 30
-    trucks for 20 minutes plus one offender per rule: precision and recall 1 for every rule."""
+    trucks for 20 minutes plus one offence and one near-miss per rule: precision and recall
+    1 for every rule, no near-miss flagged."""
     def run(*args):
         out = subprocess.run([sys.executable, "-m", "muckwatch", *args], capture_output=True,
                              text=True, timeout=300)
         assert out.returncode == 0, out.stderr
-        return out.stdout
+        return out
 
-    run("simulate", "--trucks", "30", "--duration", "20", "--out", str(tmp_path / "t.jsonl"),
-        "--truth", str(tmp_path / "truth.jsonl"))
-    (tmp_path / "v.jsonl").write_text(run("replay", str(tmp_path / "t.jsonl")))
-    table = run("accuracy", str(tmp_path / "truth.jsonl"), str(tmp_path / "v.jsonl"))
+    summary = run("simulate", "--trucks", "30", "--duration", "20", "--scenario", "mixed",
+                  "--out", str(tmp_path / "t.jsonl"), "--truth", str(tmp_path / "truth.jsonl"))
+    assert "simulated 30 compliant trucks and 14 scripted ones for 20 min" in summary.stderr
+    assert "truth: 7 offences, 7 near-misses" in summary.stderr
+    (tmp_path / "v.jsonl").write_text(run("replay", str(tmp_path / "t.jsonl")).stdout)
+    table = run("accuracy", str(tmp_path / "truth.jsonl"), str(tmp_path / "v.jsonl")).stdout
     rows = {line.split()[0]: line.split() for line in table.splitlines()[1:]}
     assert sorted(rows) == sorted(["NO_PERMIT", "OFF_ROUTE", "OVERSPEED", "RESTRICTED_ZONE",
                                    "SIGNAL_LOSS", "UNAUTHORISED_DUMP", "UNCOVERED_LOAD"])
     for rule, row in rows.items():
         assert row[1:6] == ["1", "0", "0", "1.000", "1.000"], (rule, row)
+        assert row[-3:] == ["0", "of", "1"], (rule, row)
+
+
+def test_simulate_refuses_bad_options(tmp_path):
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "muckwatch", "simulate", *args,
+                               "--out", str(tmp_path / "t.jsonl"), "--truth",
+                               str(tmp_path / "truth.jsonl")],
+                              capture_output=True, text=True, timeout=60)
+
+    bad = run("--interval", "45")
+    assert bad.returncode == 2 and "--interval must be 1–30 s" in bad.stderr
+    bad = run("--rule-rate", "SPEEDING=3")
+    assert bad.returncode == 2 and "unknown rule 'SPEEDING'" in bad.stderr
+    bad = run("--trucks", "5000")
+    assert bad.returncode == 2 and "trucks with a permit valid now" in bad.stderr
 
 
 def test_acceptance_300_trucks_two_hours(tmp_path):
     """Issue #6's bar: a mixed 2-hour, 300-truck scenario through muckwatch replay reaches
-    precision ≥ 0.99 and recall ≥ 0.99 for every rule (a city at 3× the sample's size,
-    five offenders per rule at random times, blind areas, duplicates, noise)."""
+    precision ≥ 0.99 and recall ≥ 0.99 for every rule (a city at 3× the sample's size, five
+    offences and five near-misses per rule at random times, some offences inside blind
+    areas; the fleet with noise, jumps, flickers, junction stops, jittered reports, skewed
+    clocks, tunnels, blind-area batches and duplicates)."""
     from muckwatch.city import load_city
     from muckwatch.replay import replay
     from simulator.citygen import generate_city
-    from simulator.mixed import generate
+    from simulator.mixed import MixedOptions, MixedScenario
 
     generate_city(tmp_path / "city", scale=3.0)
     city = load_city(tmp_path / "city")
-    scenario = generate(city, trucks=300, minutes=120, per_rule=5, seed=11)
-    pairs = [(f"muck/v1/{json.loads(line)['dev']}/telemetry", line.encode())
-             for line in scenario.lines]
+    scenario = MixedScenario(city, MixedOptions(trucks=300, minutes=120, per_rule=5, seed=11))
+    pairs = [(d.topic(), d.body()) for d in scenario.deliveries()]
     violations, counts = replay(city, [pairs[i:i + 2000] for i in range(0, len(pairs), 2000)])
     assert counts["fixes"] > 400_000
+    assert sum(1 for t in scenario.truth if t.get("blind_area")) >= 5
     results = score(scenario.truth, violations)
     assert len(results) == 7
     for rule, r in results.items():
         assert r.precision >= 0.99 and r.recall >= 0.99, (rule, r)
-        assert r.true_positives == 5
+        assert r.true_positives == 5 and r.near_misses == 5 and r.near_misses_flagged == 0

@@ -17,8 +17,9 @@ from muckwatch.batches import DeviceStatus, Rejects
 from muckwatch.pipeline import GeofenceStage, Sequencer
 from rules.engine import RuleEngine
 from rules.reference import Reference
-from simulator.fleet import SimpleFleet
-from simulator.scenarios import demo_offenders, example_detour
+from simulator.episodes import demo_offenders
+from simulator.fleet import Fleet
+from simulator.scenarios import example_detour
 from store import scores
 from store.database import Store
 from store.reference import import_city
@@ -39,9 +40,9 @@ def role_dsn(dsn: str, role: str) -> str:
 def analysed(dsn, city):
     """Offender tracks and a detour pushed through the real stages into the database."""
     now = time.time_ns() // 1_000_000
-    fleet = SimpleFleet(city, trucks=1000, start_ms=now - 3_600_000)
-    tracks = demo_offenders(city, dict(zip(fleet.device.tolist(), fleet.permit_id,
-                                           strict=True)), now - 900_000, 120)
+    fleet = Fleet(city, trucks=1000, start_ms=now - 3_600_000)
+    permits = dict(zip(fleet.device.tolist(), fleet.permit_id, strict=True))
+    tracks = [e.track for e in demo_offenders(city, permits, now - 900_000, 120)]
     tracks.append(example_detour(city, now - 7_200_000))
     lines = [line for t in tracks for line in t.lines()]
     decoder, sequencer, geofence = WireDecoder(), Sequencer(), GeofenceStage.for_city(city)
