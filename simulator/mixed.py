@@ -168,7 +168,8 @@ class MixedScenario:
             if plan.random() < o.blind_share:
                 a = o.start_ms + int(plan.uniform(0.05, 0.8) * seconds * 1000)
                 b = a + int(plan.uniform(120, 480) * 1000)
-                self._blind[i] = a, b, b + int(plan.uniform(5, 60) * 1000)
+                # sent 5–60 s after it ends; by the end of the scenario at the latest
+                self._blind[i] = a, b, min(b + int(plan.uniform(5, 60) * 1000), self.end_ms)
         self._dup_rng = np.random.default_rng(o.seed + 200)
 
     @property
@@ -189,7 +190,7 @@ class MixedScenario:
                 held = [f for f in fixes if f["ts"] <= until]
                 fixes = [f for f in fixes if f["ts"] > until]
                 if held:
-                    out.append(Delivery(until + 60_000, device, held))
+                    out.append(Delivery(min(until + 60_000, self.end_ms), device, held))
             out += [Delivery(f["ts"], device, f) for f in fixes]
         return out
 
@@ -229,10 +230,8 @@ class MixedScenario:
                 yield d
                 if duplicate.random() < o.duplicate_rate:
                     yield d
-        while queue:
-            d = heapq.heappop(queue)[2]
-            if d.at_ms <= self.end_ms + 600_000:  # a backfill sent soon after the end
-                yield d
+        while queue:  # everything left falls due at the end
+            yield heapq.heappop(queue)[2]
 
     def write(self, track_path, truth_path=None, progress=None) -> dict[str, int]:
         """TRACK.jsonl (delivery order) and, if given, truth.jsonl; ``progress`` (a tqdm bar
