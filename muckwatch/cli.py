@@ -122,6 +122,44 @@ def _parser() -> argparse.ArgumentParser:
     acc.add_argument("--tolerance-s", type=float, default=60.0,
                      help="start times this close match (default 60)")
 
+    al = cmd("alerts", "enforcement webhooks: worker, subscriptions, outbox, replay, verify",
+             "muckwatch alerts list --failed")
+    alc = al.add_subparsers(dest="action", required=True, metavar="ACTION")
+    alc.add_parser("worker", help="deliver due alerts until SIGTERM (besides muckwatch run's)")
+    alc.add_parser("sync", help="copy the config file's [[alerts.subscriptions]] to the table")
+    sb = alc.add_parser("subscribe", help="add or replace a subscription; prints its secret")
+    sb.add_argument("id")
+    sb.add_argument("url")
+    sb.add_argument("--secret", help="whsec_… (default: a new random one)")
+    sb.add_argument("--rule", action="append", default=[], help="only this rule (repeat)")
+    sb.add_argument("--min-severity", type=int, default=1)
+    sb.add_argument("--company", action="append", default=[], help="only this company")
+    sb.add_argument("--zone", action="append", default=[], help="only this restricted zone")
+    sb.add_argument("--event", action="append", default=[],
+                     help="opened, updated, closed, retracted (default all but updated)")
+    for name, text in (("enable", "switch a subscription on (e.g. after a 410)"),
+                       ("disable", "switch a subscription off")):
+        alc.add_parser(name, help=text).add_argument("id")
+    alc.add_parser("subscriptions", help="list the subscriptions (secrets not shown)")
+    ls = alc.add_parser("list", help="recent outbox rows")
+    ls.add_argument("--failed", action="store_true", help="only failed, dead or retrying")
+    ls.add_argument("--subscription")
+    ls.add_argument("--limit", type=int, default=50)
+    rp = alc.add_parser("replay", help="send alerts again, with the same webhook ids")
+    rp.add_argument("--since", required=True, help="created at or after: ISO 8601 or epoch ms")
+    rp.add_argument("--until", help="… and before")
+    rp.add_argument("--subscription")
+    rp.add_argument("--violation")
+    alc.add_parser("stats", help="delivery metrics per subscription")
+    vf = alc.add_parser("verify", help="check a delivery's signature (for receivers)")
+    vf.add_argument("--secret", required=True, help="whsec_… (or env:NAME)")
+    vf.add_argument("--id", required=True, help="the webhook-id header")
+    vf.add_argument("--timestamp", required=True, help="the webhook-timestamp header")
+    vf.add_argument("--signature", required=True, help="the webhook-signature header")
+    vf.add_argument("--body", default="-", help="file with the raw body (default stdin)")
+    vf.add_argument("--tolerance-s", type=int, default=300,
+                    help="accept timestamps this far from now (default 300)")
+
     db = cmd("db", "database schema: migrate or show status", "muckwatch db migrate")
     db.add_argument("action", choices=["migrate", "status"])
 
@@ -302,6 +340,9 @@ def _dispatch(args: argparse.Namespace, settings) -> int:
             raise UserError(str(e)) from None
         print(table(score(truth, found, args.tolerance_s)))
         return 0
+
+    if args.command == "alerts":
+        return _alerts(args, settings)
 
     if args.command == "db":
         from store.migrate import migrate, status
@@ -568,4 +609,72 @@ def _simulate(args, settings) -> int:
               f"{result.max_lag_s:.2f} s", file=sys.stderr)
     print(f"truth: {len(positives)} offences, {len(scenario.truth) - len(positives)} "
           f"near-misses in {args.truth}", file=sys.stderr)
+    return 0
+
+
+def _alerts(args, settings) -> int:
+    from alerts import commands as c
+
+    if args.action == "verify":
+        import os
+
+        secret = args.secret
+        if secret.startswith("env:"):
+            secret = os.environ.get(secret[4:], "")
+        from pathlib import Path
+
+        body = sys.stdin.buffer.read() if args.body == "-" else Path(args.body).read_bytes()
+        why = c.verify_delivery(secret, args.id, args.timestamp, args.signature, body,
+                                args.tolerance_s)
+        print("valid" if why is None else f"invalid: {why}")
+        return 0 if why is None else 1
+    if args.action == "worker":
+        import asyncio
+        import signal
+
+        from alerts.worker import DeliveryWorker, WorkerOptions
+
+        async def work() -> None:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
+            worker = DeliveryWorker(settings.database.dsn,
+                                    WorkerOptions.from_settings(settings.alerts))
+            metrics = await worker.run(stop)
+            print(json.dumps(metrics.__dict__), file=sys.stderr)
+
+        try:
+            asyncio.run(work())
+        except ValueError as e:
+            raise UserError(str(e)) from None
+        return 0
+    with _connect(settings) as conn:
+        try:
+            if args.action == "sync":
+                ids = c.sync_config(conn, settings.alerts.subscriptions)
+                print(f"synced {len(ids)} subscription(s): {', '.join(ids) or '-'}")
+            elif args.action == "subscribe":
+                secret = c.subscribe(conn, args.id, args.url, args.secret, args.rule,
+                                     args.min_severity, args.company, args.zone, args.event)
+                print(f"subscription {args.id} → {args.url}")
+                if not args.secret:
+                    print(f"secret (give it to the receiver; shown once): {secret}")
+            elif args.action in ("enable", "disable"):
+                if not c.set_enabled(conn, args.id, args.action == "enable"):
+                    raise UserError(f"no subscription {args.id!r}")
+                print(f"subscription {args.id} {args.action}d")
+            elif args.action == "subscriptions":
+                c.print_table(c.subscriptions_table(conn))
+            elif args.action == "list":
+                c.print_table(c.list_rows(conn, args.failed, args.subscription, args.limit))
+            elif args.action == "replay":
+                since = c.parse_time(args.since)
+                until = c.parse_time(args.until) if args.until else None
+                n = c.replay(conn, since, until, args.subscription, args.violation)
+                print(f"queued {n} alert(s) again (same webhook ids)")
+            elif args.action == "stats":
+                c.print_table(c.stats(conn))
+        except (c.SubscriptionError, ValueError) as e:
+            raise UserError(str(e)) from None
     return 0

@@ -8,6 +8,7 @@ Secrets (passwords, DSN passwords) are masked whenever settings are printed or l
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tomllib
@@ -58,12 +59,28 @@ class CitySettings:
 
 
 @dataclass(frozen=True)
+class AlertSettings:
+    worker: bool = True  # run the webhook delivery worker inside ``muckwatch run``
+    timeout_s: float = 15.0  # one delivery attempt
+    # delay before attempt 1, 2, …: after the last one fails the alert is dead-lettered
+    retry_schedule_s: str = "0,5,300,1800,7200,18000,36000,36000"
+    jitter: float = 0.1  # each retry delay ± this share, so receivers are not hit in step
+    max_in_flight: int = 4  # concurrent deliveries per subscription
+    poll_s: float = 1.0  # how often the worker looks for due alerts
+    lease_s: float = 60.0  # a claimed alert is tried again after this if its worker died
+    reload_s: float = 30.0  # the ingest re-reads subscriptions from the table this often
+    evidence_url: str = ""  # link for receivers, e.g. https://…/violations/{id}
+    subscriptions: tuple = ()  # [[alerts.subscriptions]] tables, synced into the table
+
+
+@dataclass(frozen=True)
 class Settings:
     mqtt: MqttSettings = field(default_factory=MqttSettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     ingest: IngestSettings = field(default_factory=IngestSettings)
     city: CitySettings = field(default_factory=CitySettings)
     rules: RuleSettings = field(default_factory=RuleSettings)
+    alerts: AlertSettings = field(default_factory=AlertSettings)
 
     def with_overrides(self, **sections: dict[str, Any]) -> Settings:
         """A copy with some keys replaced, e.g. ``with_overrides(mqtt={"port": 1884})``."""
@@ -99,6 +116,11 @@ def _coerce(value: Any, kind: type, where: str) -> Any:
                 pass
     elif kind is str and isinstance(value, str):
         return value
+    elif kind is tuple:
+        if isinstance(value, list) and all(isinstance(v, dict) for v in value):
+            return tuple(value)
+        raise ConfigError(f"{where}: expected an array of tables ([[…]] in the config file; "
+                          "not settable from the environment)")
     raise ConfigError(f"{where}: expected {kind.__name__}, got {value!r}")
 
 
@@ -152,7 +174,9 @@ def load_settings(path: str | Path | None = None, env: dict[str, str] | None = N
 
 
 def mask_secret(key: str, value: Any) -> Any:
-    if any(s in key for s in _SECRET_KEYS) and value:
+    if isinstance(value, tuple):
+        return tuple({k: mask_secret(k, v) for k, v in item.items()} for item in value)
+    if any(s in key for s in _SECRET_KEYS) and value and not key.endswith("_env"):
         return "********"
     if isinstance(value, str) and "://" in value:
         return re.sub(r"(://[^:/@]+:)[^@]+@", r"\1********@", value)
@@ -176,7 +200,10 @@ def to_toml(data: dict[str, dict[str, Any]]) -> str:
     lines = []
     for section, values in data.items():
         lines.append(f"[{section}]")
+        tables = {k: v for k, v in values.items() if isinstance(v, tuple)}
         for key, value in values.items():
+            if key in tables:
+                continue
             if isinstance(value, bool):
                 text = "true" if value else "false"
             elif isinstance(value, int | float):
@@ -185,4 +212,10 @@ def to_toml(data: dict[str, dict[str, Any]]) -> str:
                 text = '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
             lines.append(f"{key} = {text}")
         lines.append("")
+        for key, items in tables.items():
+            for item in items:
+                lines.append(f"[[{section}.{key}]]")
+                lines.extend(f"{k} = {json.dumps(v, ensure_ascii=False)}"
+                             for k, v in item.items())
+                lines.append("")
     return "\n".join(lines)

@@ -1,4 +1,4 @@
-"""The pipeline, top to bottom: decode → sequence → geofence → rules → store.
+"""The pipeline, top to bottom: decode → sequence → geofence → rules → alerts → store.
 
 Each stage is a named class with a typed batch in and a typed batch out (as in Traccar's
 handler chain); this module only wires them. The ack to the broker happens in the service
@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from alerts.outbox import AlertRouter
 from geofence.index import FenceIndex
 from ingest.wire import Decoded, RawBatch, WireDecoder
 from muckwatch.batches import FixBatch
@@ -65,6 +66,7 @@ class BatchResult:
     rejects: dict[str, int] = field(default_factory=dict)
     statuses: int = 0
     events: int = 0
+    alerts: int = 0
 
 
 class Pipeline:
@@ -75,11 +77,13 @@ class Pipeline:
         geofence: GeofenceStage,
         rules: RuleEngine,
         store: Store,
+        alerts: AlertRouter | None = None,
     ) -> None:
         self.decoder = decoder
         self.sequencer = sequencer
         self.geofence = geofence
         self.rules = rules
+        self.alerts = alerts or AlertRouter()
         self.store = store
 
     async def process(self, raw: RawBatch, now_ms: int | None = None) -> BatchResult:
@@ -89,7 +93,9 @@ class Pipeline:
         memberships = self.geofence.classify(fixes)  # which fences cover each fix
         events = self.rules.evaluate(fixes, memberships, now_ms)  # violations and trips
         events += self.rules.sweep(now_ms)  # terminals silent while moving
-        written = await self.store.write(fixes, decoded.rejects, decoded.statuses, events)
+        alerts = self.alerts.route(events)  # outbox rows for the subscriptions that want them
+        written = await self.store.write(fixes, decoded.rejects, decoded.statuses, events,
+                                         alerts)  # one transaction
         return BatchResult(
             messages=decoded.messages,
             fixes=decoded.fix_count,
@@ -98,4 +104,5 @@ class Pipeline:
             rejects=decoded.rejects.counts(),
             statuses=written.statuses,
             events=len(events),
+            alerts=len(alerts),
         )

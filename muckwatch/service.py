@@ -17,6 +17,8 @@ import signal
 import time
 from dataclasses import asdict, dataclass, field
 
+from alerts.outbox import AlertRouter
+from alerts.worker import DeliveryWorker, WorkerOptions
 from ingest.receiver import MqttReceiver
 from ingest.wire import WireDecoder, subscriptions
 from muckwatch.batches import DeviceStatus, FixBatch, Rejects
@@ -43,6 +45,7 @@ class IngestStats:
     rejects: dict[str, int] = field(default_factory=dict)
     statuses: int = 0
     events: int = 0
+    alerts: int = 0
     db_retries: int = 0
     started_at: float = field(default_factory=time.time)
 
@@ -54,6 +57,7 @@ class IngestStats:
         self.duplicates += r.duplicates
         self.statuses += r.statuses
         self.events += r.events
+        self.alerts += r.alerts
         for reason, n in r.rejects.items():
             self.rejects[reason] = self.rejects.get(reason, 0) + n
             self.rejected += n
@@ -78,6 +82,7 @@ def build_pipeline(settings: Settings, city: City) -> Pipeline:
         store=Store(settings.database.dsn, settings.database.connect_timeout_s,
                     evidence_s=settings.rules.evidence_s,
                     evidence_max_fixes=settings.rules.evidence_max_fixes),
+        alerts=AlertRouter(evidence_url=settings.alerts.evidence_url),
     )
 
 
@@ -95,6 +100,10 @@ class IngestService:
         self.stats = IngestStats()
         self._stop = asyncio.Event()
         self._reload: asyncio.Task | None = None
+        self._subscriptions_loaded = 0.0
+        self.worker = DeliveryWorker(settings.database.dsn,
+                                     WorkerOptions.from_settings(settings.alerts)) \
+            if settings.alerts.worker else None
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -123,8 +132,39 @@ class IngestService:
             return
         self.pipeline.geofence.swap_from(stage)
         self.pipeline.rules.swap_reference(reference)
+        await self._load_subscriptions()
         log.info("reloaded fences: %d fences from %s in %.2f s", len(city.fences),
                  self.city_dir, time.perf_counter() - t0)
+
+    async def _load_subscriptions(self) -> None:
+        """Alert subscriptions from the table (the config file's are synced there first, at
+        start). A database hiccup keeps the current ones."""
+        import psycopg
+
+        from alerts.subscriptions import SubscriptionError, load_from_db_async
+
+        self._subscriptions_loaded = time.monotonic()
+        try:
+            async with await psycopg.AsyncConnection.connect(
+                    self.settings.database.dsn,
+                    connect_timeout=self.settings.database.connect_timeout_s) as conn:
+                subs = await load_from_db_async(conn)
+        except (psycopg.Error, SubscriptionError) as e:
+            log.warning("alert subscriptions not reloaded, keeping %d: %s",
+                        len(self.pipeline.alerts.subscriptions), e)
+            return
+        self.pipeline.alerts.subscriptions = subs
+
+    async def _sync_config_subscriptions(self) -> None:
+        if not self.settings.alerts.subscriptions:
+            return
+        import psycopg
+
+        from alerts.commands import sync_config
+
+        with psycopg.connect(self.settings.database.dsn) as conn:
+            ids = await asyncio.to_thread(sync_config, conn, self.settings.alerts.subscriptions)
+        log.info("alert subscriptions from the config file: %s", ", ".join(ids))
 
     async def run(self, install_signal_handlers: bool = True) -> IngestStats:
         loop = asyncio.get_running_loop()
@@ -132,11 +172,20 @@ class IngestService:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.request_stop)
             loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+        await self._sync_config_subscriptions()
+        await self._load_subscriptions()
+        worker_task = asyncio.ensure_future(self.worker.run(self._stop)) \
+            if self.worker is not None else None
         await self.receiver.start()
-        log.info("ingest running: batch_max=%d wait=%dms", self.settings.ingest.batch_max,
-                 self.settings.ingest.batch_wait_ms)
+        log.info("ingest running: batch_max=%d wait=%dms, %d alert subscription(s)%s",
+                 self.settings.ingest.batch_max, self.settings.ingest.batch_wait_ms,
+                 len(self.pipeline.alerts.subscriptions),
+                 ", delivery worker on" if worker_task else "")
         try:
             while not self._stop.is_set():
+                if time.monotonic() - self._subscriptions_loaded > \
+                        self.settings.alerts.reload_s:
+                    await self._load_subscriptions()
                 next_batch = asyncio.ensure_future(self.receiver.next_batch())
                 stop_wait = asyncio.ensure_future(self._stop.wait())
                 done, _ = await asyncio.wait({next_batch, stop_wait},
@@ -154,12 +203,17 @@ class IngestService:
             if not self._stop_hard:  # fixes still inside the reorder window
                 events = self.pipeline.rules.flush()
                 if events:
+                    alerts = self.pipeline.alerts.route(events)
                     await self.pipeline.store.write(FixBatch.empty(), Rejects(), DeviceStatus(),
-                                                    events)
+                                                    events, alerts)
                     self.stats.events += len(events)
+                    self.stats.alerts += len(alerts)
         finally:
+            self._stop.set()
             await self.receiver.stop()
             await self.pipeline.store.close()
+            if worker_task is not None:
+                await worker_task
         return self.stats
 
     _stop_hard = False

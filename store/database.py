@@ -9,6 +9,7 @@ same batch, and the (device, ts) key makes a retry after an unknown outcome harm
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import psycopg
@@ -83,6 +84,27 @@ ON CONFLICT (id, left_at) DO UPDATE SET
 """
 
 
+# An alert goes into the outbox in the violation's transaction, with an excerpt of the
+# vehicle's track cut from telemetry (this batch's fixes included). A subscription deleted
+# since the router last loaded them is skipped rather than failing the batch.
+_INSERT_ALERT = """
+INSERT INTO alert_outbox (webhook_id, subscription_id, violation_id, event, payload)
+SELECT %(webhook_id)s, %(subscription_id)s, %(violation_id)s, %(event)s,
+       jsonb_set(%(payload)s::jsonb, '{evidence,track}', coalesce((
+           SELECT jsonb_agg(jsonb_build_object(
+                      'ts', (extract(epoch FROM t.ts) * 1000)::bigint, 'lon', t.lon,
+                      'lat', t.lat, 'spd', t.speed_kmh, 'lid', t.lid, 'lift', t.lift,
+                      'load', t.load) ORDER BY t.ts)
+           FROM (SELECT * FROM telemetry t
+                 WHERE t.device_id = %(device_id)s
+                   AND t.ts BETWEEN timestamptz 'epoch' + %(from_ms)s * interval '1 millisecond'
+                                AND timestamptz 'epoch' + %(to_ms)s * interval '1 millisecond'
+                 ORDER BY t.ts DESC LIMIT %(max_fixes)s) t), '[]'::jsonb))
+WHERE EXISTS (SELECT 1 FROM alert_subscriptions s WHERE s.id = %(subscription_id)s)
+ON CONFLICT (webhook_id) DO NOTHING
+"""
+
+
 def describe_dsn(dsn: str) -> str:
     """host:port/dbname without credentials, for error messages and logs."""
     try:
@@ -125,8 +147,11 @@ class Store:
         rejects: Rejects,
         statuses: DeviceStatus,
         events: list[ViolationEvent | TripEvent],
+        alerts: Sequence = (),
     ) -> WriteReport:
-        """Everything a batch produced, in one transaction: all of it lands or none does."""
+        """Everything a batch produced, in one transaction: all of it lands or none does.
+        ``alerts`` are ``alerts.outbox.OutboxRow``-shaped (webhook_id, subscription_id,
+        violation_id, event, payload, device_id, evidence_from_ms, evidence_to_ms)."""
         conn = await self._connection()
         try:
             async with conn.transaction():
@@ -141,6 +166,8 @@ class Store:
                         await cur.executemany(_UPSERT_TRIP, trips)
                     await cur.execute(_FILL_EVIDENCE, {"window": self.evidence_s,
                                                        "max_fixes": self.evidence_max_fixes})
+                    if alerts:
+                        await cur.executemany(_INSERT_ALERT, [_alert_row(a) for a in alerts])
         except psycopg.OperationalError as e:
             await conn.close()
             raise DatabaseError(
@@ -168,6 +195,14 @@ def _violation_row(e: ViolationEvent) -> dict:
 
 
 _EVIDENCE_KEYS = ("ts", "lon", "lat", "spd", "lid", "lift", "load")
+_ALERT_EXCERPT_FIXES = 60
+
+
+def _alert_row(a) -> dict:
+    return {"webhook_id": a.webhook_id, "subscription_id": a.subscription_id,
+            "violation_id": a.violation_id, "event": a.event, "payload": Jsonb(a.payload),
+            "device_id": a.device_id, "from_ms": a.evidence_from_ms,
+            "to_ms": a.evidence_to_ms, "max_fixes": _ALERT_EXCERPT_FIXES}
 
 
 def _trip_row(t: TripEvent) -> dict:

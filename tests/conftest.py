@@ -108,6 +108,9 @@ def ingest_env(broker: PrivateMosquitto, dsn: str, **extra: str) -> dict[str, st
         "MUCKWATCH_MQTT_PORT": str(broker.port),
         "MUCKWATCH_CITY_DIR": str(SAMPLE_CITY),
         "MUCKWATCH_INGEST_BATCH_WAIT_MS": "50",
+        # alert tests run their own delivery workers; the ingest only writes the outbox
+        "MUCKWATCH_ALERTS_WORKER": "false",
+        "MUCKWATCH_ALERTS_RELOAD_S": "0.5",
         **extra,
     }
 
