@@ -100,7 +100,6 @@ class IngestService:
         self.stats = IngestStats()
         self._stop = asyncio.Event()
         self._reload: asyncio.Task | None = None
-        self._subscriptions_loaded = 0.0
         self.worker = DeliveryWorker(settings.database.dsn,
                                      WorkerOptions.from_settings(settings.alerts)) \
             if settings.alerts.worker else None
@@ -143,7 +142,6 @@ class IngestService:
 
         from alerts.subscriptions import SubscriptionError, load_from_db_async
 
-        self._subscriptions_loaded = time.monotonic()
         try:
             async with await psycopg.AsyncConnection.connect(
                     self.settings.database.dsn,
@@ -154,6 +152,15 @@ class IngestService:
                         len(self.pipeline.alerts.subscriptions), e)
             return
         self.pipeline.alerts.subscriptions = subs
+
+    async def _reload_subscriptions_periodically(self) -> None:
+        """Subscriptions added or changed in the table apply within ``reload_s``, whether
+        or not telemetry is flowing."""
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self.settings.alerts.reload_s)
+            if not self._stop.is_set():
+                await self._load_subscriptions()
 
     async def _sync_config_subscriptions(self) -> None:
         if not self.settings.alerts.subscriptions:
@@ -176,6 +183,7 @@ class IngestService:
         await self._load_subscriptions()
         worker_task = asyncio.ensure_future(self.worker.run(self._stop)) \
             if self.worker is not None else None
+        reloader = asyncio.ensure_future(self._reload_subscriptions_periodically())
         await self.receiver.start()
         log.info("ingest running: batch_max=%d wait=%dms, %d alert subscription(s)%s",
                  self.settings.ingest.batch_max, self.settings.ingest.batch_wait_ms,
@@ -183,9 +191,6 @@ class IngestService:
                  ", delivery worker on" if worker_task else "")
         try:
             while not self._stop.is_set():
-                if time.monotonic() - self._subscriptions_loaded > \
-                        self.settings.alerts.reload_s:
-                    await self._load_subscriptions()
                 next_batch = asyncio.ensure_future(self.receiver.next_batch())
                 stop_wait = asyncio.ensure_future(self._stop.wait())
                 done, _ = await asyncio.wait({next_batch, stop_wait},
@@ -210,6 +215,7 @@ class IngestService:
                     self.stats.alerts += len(alerts)
         finally:
             self._stop.set()
+            reloader.cancel()
             await self.receiver.stop()
             await self.pipeline.store.close()
             if worker_task is not None:
