@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -132,3 +133,16 @@ def worker(dsn, run_dir):
     yield start
     for w in started:
         w.stop(signal.SIGKILL)
+
+
+@pytest.fixture
+def tag(db):
+    """A unique prefix for a test's subscriptions and devices; their rows are deleted
+    afterwards so no other test's worker or ingest sees them."""
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    yield prefix
+    db.rollback()
+    db.execute("DELETE FROM alert_outbox WHERE subscription_id LIKE %s", (prefix + "%",))
+    db.execute("DELETE FROM alert_subscriptions WHERE id LIKE %s", (prefix + "%",))
+    db.execute("DELETE FROM violations WHERE device_id LIKE %s", (prefix + "%",))
+    db.commit()

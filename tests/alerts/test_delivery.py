@@ -12,7 +12,6 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 
 import pytest
 
@@ -24,18 +23,6 @@ from store.database import Store
 
 pytestmark = pytest.mark.e2e
 T0 = 1_795_053_600_000
-
-
-@pytest.fixture
-def tag(db):
-    """A unique prefix for this test's subscriptions and devices; cleaned up afterwards."""
-    prefix = f"t{uuid.uuid4().hex[:8]}"
-    yield prefix
-    db.rollback()
-    db.execute("DELETE FROM alert_outbox WHERE subscription_id LIKE %s", (prefix + "%",))
-    db.execute("DELETE FROM alert_subscriptions WHERE id LIKE %s", (prefix + "%",))
-    db.execute("DELETE FROM violations WHERE device_id LIKE %s", (prefix + "%",))
-    db.commit()
 
 
 def subscribe(db, sid: str, receiver, **filters) -> Subscription:

@@ -12,7 +12,6 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -22,16 +21,6 @@ from alerts.subscriptions import Subscription, save
 
 pytestmark = pytest.mark.e2e
 DOC = Path(__file__).resolve().parents[2] / "docs" / "alerts.md"
-
-
-@pytest.fixture
-def tag(db):
-    prefix = f"t{uuid.uuid4().hex[:8]}"
-    yield prefix
-    db.rollback()
-    db.execute("DELETE FROM alert_outbox WHERE subscription_id LIKE %s", (prefix + "%",))
-    db.execute("DELETE FROM alert_subscriptions WHERE id LIKE %s", (prefix + "%",))
-    db.commit()
 
 
 def test_a_dump_published_to_mqtt_produces_a_signed_webhook(ingest, db, tag, city, receiver,
