@@ -1,0 +1,280 @@
+"""JT/T 808 (2013 and 2019) frames: delimiting, escaping, the XOR check, the header, and the
+bodies the gateway needs — decoded to plain dataclasses, encoded back byte for byte.
+
+Frame: ``7E | header | body | check | 7E``; ``check`` = XOR of header and body before
+escaping; escaping turns ``7E`` into ``7D 02`` and ``7D`` into ``7D 01`` everywhere between
+the delimiters, the check byte included. Big-endian. The header is msg id (WORD), body
+properties (WORD: bits 0–9 body length, 10–12 encryption, 13 subpackage, 14 the 2019 version
+flag), [2019: protocol version BYTE], terminal phone (BCD[6] in 2013, BCD[10] in 2019), serial
+(WORD), and — if subpackaged — package total and index (WORD each).
+
+Everything that can go wrong with bytes from the network raises ``CodecError`` (and only
+that), with a message that says what was wrong.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+FLAG = 0x7E
+ESCAPE = 0x7D
+MAX_BODY = 1023  # 10 bits of body length
+
+CHINA = timedelta(hours=8)  # terminals report BCD time in GMT+8
+
+
+class CodecError(ValueError):
+    """A frame or body that is not valid JT/T 808; says what is wrong."""
+
+
+# --- framing -----------------------------------------------------------------------------------
+
+def escape(raw: bytes) -> bytes:
+    return raw.replace(b"\x7d", b"\x7d\x01").replace(b"\x7e", b"\x7d\x02")
+
+
+def unescape(data: bytes) -> bytes:
+    if b"\x7d" not in data:
+        return data
+    out = bytearray()
+    i, n = 0, len(data)
+    while i < n:
+        b = data[i]
+        if b == ESCAPE:
+            if i + 1 >= n:
+                raise CodecError("frame ends inside an escape sequence (7D at the end)")
+            nxt = data[i + 1]
+            if nxt == 0x01:
+                out.append(0x7D)
+            elif nxt == 0x02:
+                out.append(0x7E)
+            else:
+                raise CodecError(f"invalid escape sequence 7D {nxt:02X} at byte {i}")
+            i += 2
+        else:
+            out.append(b)
+            i += 1
+    return bytes(out)
+
+
+def xor(data: bytes) -> int:
+    check = 0
+    for b in data:
+        check ^= b
+    return check
+
+
+def split_frames(buffer: bytearray, max_frame: int = 4096) -> tuple[list[bytes], int]:
+    """Cut complete ``7E … 7E`` frames (without the flags) off the front of ``buffer``.
+    Returns the frames and how many bytes of garbage or oversized frames were dropped;
+    an incomplete frame stays in the buffer."""
+    frames: list[bytes] = []
+    dropped = 0
+    while True:
+        start = buffer.find(b"\x7e")
+        if start < 0:
+            dropped += len(buffer)
+            buffer.clear()
+            break
+        if start:
+            dropped += start
+            del buffer[:start]
+        end = buffer.find(b"\x7e", 1)
+        if end < 0:
+            if len(buffer) > max_frame:
+                dropped += len(buffer)
+                buffer.clear()
+            break
+        if end == 1:  # 7E 7E: the end of one frame and the start of the next
+            del buffer[:1]
+            continue
+        frame = bytes(buffer[1:end])
+        del buffer[:end + 1]
+        if len(frame) > max_frame:
+            dropped += len(frame) + 2
+            continue
+        frames.append(frame)
+    return frames, dropped
+
+
+# --- header ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    msg_id: int
+    phone: str  # 12 digits (2013) or 20 digits (2019), leading zeros kept
+    serial: int
+    version: int | None = None  # 2019 protocol version; None for 2013
+    encryption: int = 0
+    package_total: int | None = None
+    package_index: int | None = None
+
+    @property
+    def is_2019(self) -> bool:
+        return self.version is not None
+
+
+def bcd_decode(data: bytes) -> str:
+    digits = data.hex()
+    if not digits.isdigit():
+        raise CodecError(f"BCD field {data.hex().upper()} has a non-decimal nibble")
+    return digits
+
+
+def bcd_encode(digits: str, length: int) -> bytes:
+    if not digits.isdigit() or len(digits) > length * 2:
+        raise CodecError(f"{digits!r} does not fit BCD[{length}]")
+    return bytes.fromhex(digits.rjust(length * 2, "0"))
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    header: Header
+    body: bytes
+
+
+def decode_frame(frame: bytes) -> Frame:
+    """One frame between the flags (escaped, check byte included) → header and raw body."""
+    raw = unescape(frame)
+    if len(raw) < 13:
+        raise CodecError(f"frame of {len(raw)} bytes is shorter than the smallest header")
+    payload, check = raw[:-1], raw[-1]
+    if xor(payload) != check:
+        raise CodecError(f"check byte {check:02X} does not match the XOR "
+                         f"{xor(payload):02X} of header and body")
+    msg_id, props = struct.unpack_from(">HH", payload, 0)
+    length = props & 0x03FF
+    encryption = (props >> 10) & 0x07
+    subpackage = bool(props & 0x2000)
+    if props & 0x4000:
+        if len(payload) < 17:
+            raise CodecError("2019 header truncated")
+        version = payload[4]
+        phone = bcd_decode(payload[5:15])
+        offset = 15
+    else:
+        version = None
+        phone = bcd_decode(payload[4:10])
+        offset = 10
+    (serial,) = struct.unpack_from(">H", payload, offset)
+    offset += 2
+    total = index = None
+    if subpackage:
+        if len(payload) < offset + 4:
+            raise CodecError("subpackage fields truncated")
+        total, index = struct.unpack_from(">HH", payload, offset)
+        offset += 4
+        if total == 0 or not 1 <= index <= total:
+            raise CodecError(f"subpackage {index} of {total} is impossible")
+    body = payload[offset:]
+    if len(body) != length:
+        raise CodecError(f"body is {len(body)} bytes, the header says {length}")
+    return Frame(Header(msg_id, phone, serial, version, encryption, total, index), body)
+
+
+def encode_frame(header: Header, body: bytes) -> bytes:
+    """Header and body → a complete frame with flags, check and escaping."""
+    if len(body) > MAX_BODY:
+        raise CodecError(f"body of {len(body)} bytes exceeds {MAX_BODY}: subpackage it")
+    props = len(body) | (header.encryption & 0x07) << 10
+    subpackage = header.package_total is not None
+    if subpackage:
+        props |= 0x2000
+    if header.is_2019:
+        props |= 0x4000
+        head = struct.pack(">HHB", header.msg_id, props, header.version) + \
+            bcd_encode(header.phone, 10)
+    else:
+        head = struct.pack(">HH", header.msg_id, props) + bcd_encode(header.phone, 6)
+    head += struct.pack(">H", header.serial & 0xFFFF)
+    if subpackage:
+        head += struct.pack(">HH", header.package_total, header.package_index)
+    payload = head + body
+    return b"\x7e" + escape(payload + bytes([xor(payload)])) + b"\x7e"
+
+
+# --- bodies ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """0x0200 body. Coordinates in signed degrees (hemisphere bits applied), time UTC."""
+
+    alarm: int
+    status: int
+    lat: float
+    lon: float
+    altitude_m: int
+    speed_kmh: float
+    direction: int
+    time: datetime
+    extras: dict[int, bytes] = field(default_factory=dict)
+
+    @property
+    def load(self) -> int | None:
+        """Status bits 8–9: 00 empty, 01 half, 11 full (10 is reserved → unknown)."""
+        return {0: 0, 1: 1, 3: 2}.get((self.status >> 8) & 0x03)
+
+
+def _bcd_time(data: bytes) -> datetime:
+    digits = bcd_decode(data)
+    try:
+        local = datetime(2000 + int(digits[0:2]), int(digits[2:4]), int(digits[4:6]),
+                         int(digits[6:8]), int(digits[8:10]), int(digits[10:12]))
+    except ValueError:
+        raise CodecError(f"time {digits} is not a valid YYMMDDhhmmss") from None
+    return (local - CHINA).replace(tzinfo=UTC)
+
+
+def _bcd_time_encode(at: datetime) -> bytes:
+    local = at.astimezone(UTC).replace(tzinfo=None) + CHINA
+    return bytes.fromhex(local.strftime("%y%m%d%H%M%S"))
+
+
+def decode_location(body: bytes) -> Location:
+    if len(body) < 28:
+        raise CodecError(f"0x0200 body of {len(body)} bytes is shorter than 28")
+    alarm, status, lat, lon, alt, speed, direction = struct.unpack_from(">IIIIHHH", body, 0)
+    when = _bcd_time(body[22:28])
+    lat_deg = lat / 1e6 * (-1 if status & 0x04 else 1)
+    lon_deg = lon / 1e6 * (-1 if status & 0x08 else 1)
+    if abs(lat_deg) > 90 or abs(lon_deg) > 180:
+        raise CodecError(f"position {lat_deg}, {lon_deg} is out of range")
+    extras: dict[int, bytes] = {}
+    i = 28
+    while i < len(body):
+        if i + 2 > len(body):
+            raise CodecError(f"extra item header truncated at byte {i}")
+        item, length = body[i], body[i + 1]
+        if i + 2 + length > len(body):
+            raise CodecError(f"extra item 0x{item:02X} claims {length} bytes, "
+                             f"{len(body) - i - 2} left")
+        extras[item] = bytes(body[i + 2:i + 2 + length])
+        i += 2 + length
+    return Location(alarm, status, lat_deg, lon_deg, alt, speed / 10, direction, when, extras)
+
+
+def encode_location(loc: Location) -> bytes:
+    status = loc.status & ~0x0C | (0x04 if loc.lat < 0 else 0) | (0x08 if loc.lon < 0 else 0)
+    body = struct.pack(">IIIIHHH", loc.alarm, status, round(abs(loc.lat) * 1e6),
+                       round(abs(loc.lon) * 1e6), loc.altitude_m & 0xFFFF,
+                       round(loc.speed_kmh * 10) & 0xFFFF, loc.direction & 0xFFFF)
+    body += _bcd_time_encode(loc.time)
+    for item, value in loc.extras.items():
+        if len(value) > 255:
+            raise CodecError(f"extra item 0x{item:02X} longer than 255 bytes")
+        body += bytes([item, len(value)]) + value
+    return body
+
+
+def encode_general_reply(serial: int, msg_id: int, result: int) -> bytes:
+    """0x8001 body: the terminal's serial, its msg id, result (0 ok, 1 fail, 2 bad message,
+    3 unsupported)."""
+    return struct.pack(">HHB", serial & 0xFFFF, msg_id, result)
+
+
+def decode_general_reply(body: bytes) -> tuple[int, int, int]:
+    if len(body) != 5:
+        raise CodecError(f"0x8001/0x0001 body must be 5 bytes, not {len(body)}")
+    return struct.unpack(">HHB", body)

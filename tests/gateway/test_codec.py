@@ -1,0 +1,153 @@
+"""JT/T 808 codec: frames and location bodies round-trip for 2013 and 2019 headers, escaped
+bytes anywhere (the check byte too), and any byte string decodes or raises CodecError only."""
+
+from __future__ import annotations
+
+import struct
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway.codec import (
+    CodecError,
+    Header,
+    Location,
+    decode_frame,
+    decode_general_reply,
+    decode_location,
+    encode_frame,
+    encode_general_reply,
+    encode_location,
+    escape,
+    split_frames,
+    unescape,
+    xor,
+)
+
+headers = st.builds(
+    Header,
+    msg_id=st.integers(0, 0xFFFF),
+    phone=st.one_of(st.from_regex(r"[0-9]{12}", fullmatch=True)),
+    serial=st.integers(0, 0xFFFF),
+    version=st.none(),
+) | st.builds(
+    Header,
+    msg_id=st.integers(0, 0xFFFF),
+    phone=st.from_regex(r"[0-9]{20}", fullmatch=True),
+    serial=st.integers(0, 0xFFFF),
+    version=st.integers(0, 255),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(header=headers, body=st.binary(max_size=300))
+def test_frames_round_trip(header, body):
+    frame = encode_frame(header, body)
+    assert frame[0] == frame[-1] == 0x7E and 0x7E not in frame[1:-1]
+    decoded = decode_frame(frame[1:-1])
+    assert decoded.header == header and decoded.body == body
+
+
+def test_an_escaped_byte_in_the_body_and_in_the_check_byte():
+    header = Header(0x0200, "013812345678", 1)
+    # find a body whose check byte needs escaping, with 7E and 7D inside it as well
+    for filler in range(256):
+        body = bytes([0x7E, 0x7D, filler])
+        frame = encode_frame(header, body)
+        inner = unescape(frame[1:-1])
+        if inner[-1] in (0x7E, 0x7D):
+            break
+    else:
+        pytest.fail("no body gives an escapable check byte")
+    assert frame[-3:-1] in (b"\x7d\x01", b"\x7d\x02"), "the check byte itself is escaped"
+    assert b"\x7d\x02\x7d\x01" in frame
+    assert decode_frame(frame[1:-1]).body == body
+
+
+def test_subpackage_fields():
+    header = Header(0x0704, "013812345678", 9, package_total=3, package_index=2)
+    assert decode_frame(encode_frame(header, b"abc")[1:-1]).header == header
+    bad = Header(0x0704, "013812345678", 9, package_total=3, package_index=4)
+    with pytest.raises(CodecError, match="subpackage 4 of 3"):
+        decode_frame(encode_frame(bad, b"abc")[1:-1])
+
+
+@pytest.mark.parametrize(("mutate", "words"), [
+    (lambda f: f[:-1] + bytes([f[-1] ^ 0x55]), "check byte"),
+    (lambda f: f[:5], "shorter than the smallest header"),
+    (lambda f: f + b"\x7d", "escape sequence"),
+    (lambda f: f[:4] + b"\x7d\x05" + f[6:], "invalid escape sequence 7D 05"),
+])
+def test_broken_frames_say_what_is_wrong(mutate, words):
+    frame = encode_frame(Header(0x0002, "013812345678", 7), b"")[1:-1]
+    with pytest.raises(CodecError, match=words):
+        decode_frame(mutate(frame))
+
+
+locations = st.builds(
+    Location,
+    alarm=st.integers(0, 2**32 - 1), status=st.integers(0, 2**32 - 1),
+    lat=st.integers(-90_000_000, 90_000_000).map(lambda v: v / 1e6),
+    lon=st.integers(-180_000_000, 180_000_000).map(lambda v: v / 1e6),
+    altitude_m=st.integers(0, 0xFFFF), speed_kmh=st.integers(0, 0xFFFF).map(lambda v: v / 10),
+    direction=st.integers(0, 359),
+    time=st.datetimes(min_value=datetime(2000, 1, 2), max_value=datetime(2099, 12, 30))
+    .map(lambda d: d.replace(microsecond=0, tzinfo=UTC)),
+    extras=st.dictionaries(st.integers(0, 255), st.binary(max_size=20), max_size=5),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(loc=locations)
+def test_locations_round_trip(loc):
+    back = decode_location(encode_location(loc))
+    assert (back.lat, back.lon, back.speed_kmh, back.time, back.extras, back.alarm) == \
+        (loc.lat, loc.lon, loc.speed_kmh, loc.time, loc.extras, loc.alarm)
+    assert back.status & ~0x0C == loc.status & ~0x0C
+
+
+def test_a_location_from_the_standards_table():
+    """22.543096 N, 114.057865 E, 30.5 km/h, heading 90, 2026-11-19 10:00:00 GMT+8, full
+    (status bits 8–9 = 11), mileage item 0x01 = 1234.5 km, satellites 0x31 = 12."""
+    body = struct.pack(">IIIIHHH", 0, 0x0300, 22_543_096, 114_057_865, 12, 305, 90) + \
+        bytes.fromhex("261119100000") + bytes([0x01, 4]) + struct.pack(">I", 12345) + \
+        bytes([0x31, 1, 12])
+    loc = decode_location(body)
+    assert (loc.lat, loc.lon, loc.speed_kmh, loc.direction) == (22.543096, 114.057865, 30.5, 90)
+    assert loc.time == datetime(2026, 11, 19, 2, 0, tzinfo=UTC), "GMT+8 → UTC"
+    assert loc.load == 2 and loc.extras[0x31] == b"\x0c"
+    south_west = struct.pack(">IIIIHHH", 0, 0x0C, 1_000_000, 2_000_000, 0, 0, 0) + \
+        bytes.fromhex("261119100000")
+    assert (decode_location(south_west).lat, decode_location(south_west).lon) == (-1.0, -2.0)
+
+
+def test_general_reply():
+    assert decode_general_reply(encode_general_reply(70000, 0x0200, 2)) == (70000 & 0xFFFF,
+                                                                           0x0200, 2)
+
+
+@settings(max_examples=500, deadline=None)
+@given(data=st.binary(max_size=200))
+def test_fuzzed_bytes_raise_only_codec_errors(data):
+    for decode in (decode_frame, decode_location, decode_general_reply):
+        try:
+            decode(data)
+        except CodecError:
+            pass
+
+
+@settings(max_examples=100, deadline=None)
+@given(frames=st.lists(st.binary(max_size=50), max_size=5), noise=st.binary(max_size=10),
+       cut=st.integers(0, 400))
+def test_split_frames_finds_every_frame_across_reads(frames, noise, cut):
+    encoded = [encode_frame(Header(0x0200, "013812345678", k), body)
+               for k, body in enumerate(frames)]
+    stream = noise.replace(b"\x7e", b"") + b"".join(encoded)
+    buffer = bytearray(stream[:cut])
+    found, _ = split_frames(buffer)
+    buffer += stream[cut:]
+    more, _ = split_frames(buffer)
+    assert [decode_frame(f).body for f in found + more] == frames
+    assert xor(b"\x01\x02\x03") == 0 and escape(b"\x7e\x7d") == b"\x7d\x02\x7d\x01"
