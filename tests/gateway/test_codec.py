@@ -3,6 +3,7 @@ bytes anywhere (the check byte too), and any byte string decodes or raises Codec
 
 from __future__ import annotations
 
+import contextlib
 import struct
 from datetime import UTC, datetime
 
@@ -132,10 +133,8 @@ def test_general_reply():
 @given(data=st.binary(max_size=200))
 def test_fuzzed_bytes_raise_only_codec_errors(data):
     for decode in (decode_frame, decode_location, decode_general_reply):
-        try:
+        with contextlib.suppress(CodecError):  # anything else fails the test
             decode(data)
-        except CodecError:
-            pass
 
 
 @settings(max_examples=100, deadline=None)
