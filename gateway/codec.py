@@ -278,3 +278,36 @@ def decode_general_reply(body: bytes) -> tuple[int, int, int]:
     if len(body) != 5:
         raise CodecError(f"0x8001/0x0001 body must be 5 bytes, not {len(body)}")
     return struct.unpack(">HHB", body)
+
+
+def describe(frame_hex: str) -> dict:
+    """A frame given as hex (flags and spaces optional) → JSON-ready fields, for people."""
+    text = "".join(frame_hex.split())
+    try:
+        data = bytes.fromhex(text)
+    except ValueError:
+        raise CodecError("not hexadecimal") from None
+    if data[:1] == b"\x7e":
+        data = data[1:]
+    if data[-1:] == b"\x7e":
+        data = data[:-1]
+    frame = decode_frame(data)
+    h = frame.header
+    out: dict = {"header": {"msg_id": f"0x{h.msg_id:04X}", "phone": h.phone,
+                            "serial": h.serial, "version": h.version,
+                            "protocol": "2019" if h.is_2019 else "2013",
+                            "encryption": h.encryption, "package_total": h.package_total,
+                            "package_index": h.package_index}}
+    if h.msg_id == 0x0200 and h.package_total is None:
+        loc = decode_location(frame.body)
+        out["body"] = {"alarm": loc.alarm, "status": loc.status, "lat": loc.lat,
+                       "lon": loc.lon, "altitude_m": loc.altitude_m,
+                       "speed_kmh": loc.speed_kmh, "direction": loc.direction,
+                       "time": loc.time.isoformat().replace("+00:00", "Z"), "load": loc.load,
+                       "extras": {f"0x{k:02X}": v.hex() for k, v in loc.extras.items()}}
+    elif h.msg_id in (0x8001, 0x0001):
+        serial, msg_id, result = decode_general_reply(frame.body)
+        out["body"] = {"serial": serial, "msg_id": f"0x{msg_id:04X}", "result": result}
+    else:
+        out["body"] = {"raw": frame.body.hex()}
+    return out

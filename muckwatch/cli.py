@@ -160,6 +160,11 @@ def _parser() -> argparse.ArgumentParser:
     vf.add_argument("--tolerance-s", type=int, default=300,
                     help="accept timestamps this far from now (default 300)")
 
+    jt = cmd("jt808", "JT/T 808 tools: decode a frame to JSON",
+             "muckwatch jt808 decode '7E 0200 …  7E'")
+    jt.add_argument("action", choices=["decode"])
+    jt.add_argument("hex", nargs="+", help="the frame in hex (7E flags and spaces optional)")
+
     db = cmd("db", "database schema: migrate or show status", "muckwatch db migrate")
     db.add_argument("action", choices=["migrate", "status"])
 
@@ -343,6 +348,15 @@ def _dispatch(args: argparse.Namespace, settings) -> int:
 
     if args.command == "alerts":
         return _alerts(args, settings)
+
+    if args.command == "jt808":
+        from gateway.codec import CodecError, describe
+
+        try:
+            print(json.dumps(describe(" ".join(args.hex)), ensure_ascii=False, indent=2))
+        except CodecError as e:
+            raise UserError(f"not a valid JT/T 808 frame: {e}") from None
+        return 0
 
     if args.command == "db":
         from store.migrate import migrate, status

@@ -150,3 +150,29 @@ def test_split_frames_finds_every_frame_across_reads(frames, noise, cut):
     more, _ = split_frames(buffer)
     assert [decode_frame(f).body for f in found + more] == frames
     assert xor(b"\x01\x02\x03") == 0 and escape(b"\x7e\x7d") == b"\x7d\x02\x7d\x01"
+
+
+def test_decode_command_prints_json_and_refuses_bad_frames():
+    import json
+    import subprocess
+    import sys
+
+    body = struct.pack(">IIIIHHH", 1, 0x0300, 22_543_096, 114_057_865, 12, 305, 90) + \
+        bytes.fromhex("261119100000") + bytes([0x31, 1, 12])
+    frame = encode_frame(Header(0x0200, "013812345678", 5, version=1), body)
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "muckwatch", "jt808", "decode", *args],
+                              capture_output=True, text=True, timeout=60)
+    out = run(frame.hex(" "))
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["header"]["msg_id"] == "0x0200" and data["header"]["protocol"] == "2019"
+    assert data["header"]["phone"] == "00000000013812345678"
+    body = data["body"]
+    assert (body["lat"], body["lon"], body["speed_kmh"], body["direction"]) == \
+        (22.543096, 114.057865, 30.5, 90)
+    assert body["time"] == "2026-11-19T02:00:00Z" and body["alarm"] == 1
+    assert body["load"] == 2 and body["extras"] == {"0x31": "0c"}
+    bad = run(frame.hex()[:-6] + "007e")
+    assert bad.returncode == 2 and "not a valid JT/T 808 frame: check byte" in bad.stderr
