@@ -280,6 +280,176 @@ def decode_general_reply(body: bytes) -> tuple[int, int, int]:
     return struct.unpack(">HHB", body)
 
 
+# message ids
+HEARTBEAT, LOGOUT, REGISTER, AUTH = 0x0002, 0x0003, 0x0100, 0x0102
+LOCATION, BATCH, TERMINAL_REPLY = 0x0200, 0x0704, 0x0001
+PLATFORM_REPLY, REGISTER_REPLY = 0x8001, 0x8100
+OK, FAIL, BAD_MESSAGE, UNSUPPORTED = 0, 1, 2, 3
+
+
+def gbk(data: bytes, what: str) -> str:
+    try:
+        return data.rstrip(b"\x00").decode("gbk")
+    except UnicodeDecodeError:
+        raise CodecError(f"{what} is not GBK text") from None
+
+
+def _fixed(text: str, length: int, what: str) -> bytes:
+    raw = text.encode("gbk")
+    if len(raw) > length:
+        raise CodecError(f"{what} {text!r} is longer than {length} bytes")
+    return raw.ljust(length, b"\x00")
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """0x0100 body (2013: maker 5, model 20, terminal id 7 bytes; 2019: 11, 30, 30)."""
+
+    province: int
+    city: int
+    maker: str
+    model: str
+    terminal_id: str
+    plate_color: int
+    plate: str
+
+
+_REG_SIZES = {False: (5, 20, 7), True: (11, 30, 30)}
+
+
+def decode_registration(body: bytes, is_2019: bool) -> Registration:
+    maker_n, model_n, tid_n = _REG_SIZES[is_2019]
+    fixed = 4 + maker_n + model_n + tid_n + 1
+    if len(body) < fixed:
+        raise CodecError(f"0x0100 body of {len(body)} bytes is shorter than {fixed}")
+    province, city = struct.unpack_from(">HH", body, 0)
+    i = 4
+    maker = gbk(body[i:i + maker_n], "maker")
+    i += maker_n
+    model = gbk(body[i:i + model_n], "model")
+    i += model_n
+    terminal_id = gbk(body[i:i + tid_n], "terminal id")
+    i += tid_n
+    return Registration(province, city, maker, model, terminal_id, body[i],
+                        gbk(body[i + 1:], "plate"))
+
+
+def encode_registration(reg: Registration, is_2019: bool) -> bytes:
+    maker_n, model_n, tid_n = _REG_SIZES[is_2019]
+    return (struct.pack(">HH", reg.province, reg.city) + _fixed(reg.maker, maker_n, "maker")
+            + _fixed(reg.model, model_n, "model")
+            + _fixed(reg.terminal_id, tid_n, "terminal id") + bytes([reg.plate_color])
+            + reg.plate.encode("gbk"))
+
+
+def encode_register_reply(serial: int, result: int, auth_code: str = "") -> bytes:
+    """0x8100: the terminal's serial, result (0 ok, 1 vehicle taken, 2 no such vehicle,
+    3 terminal taken, 4 no such terminal) and, on success, the auth code."""
+    body = struct.pack(">HB", serial & 0xFFFF, result)
+    return body + auth_code.encode("gbk") if result == 0 else body
+
+
+def decode_register_reply(body: bytes) -> tuple[int, int, str]:
+    if len(body) < 3:
+        raise CodecError("0x8100 body shorter than 3 bytes")
+    serial, result = struct.unpack_from(">HB", body, 0)
+    return serial, result, gbk(body[3:], "auth code")
+
+
+@dataclass(frozen=True, slots=True)
+class Authentication:
+    """0x0102 body: 2013 is the auth code alone; 2019 adds its length, IMEI and version."""
+
+    code: str
+    imei: str = ""
+    software_version: str = ""
+
+
+def decode_authentication(body: bytes, is_2019: bool) -> Authentication:
+    if not is_2019:
+        return Authentication(gbk(body, "auth code"))
+    if not body or len(body) < 1 + body[0] + 35:
+        raise CodecError("2019 0x0102 body truncated (length, code, IMEI[15], version[20])")
+    n = body[0]
+    return Authentication(gbk(body[1:1 + n], "auth code"),
+                          gbk(body[1 + n:16 + n], "IMEI"), gbk(body[16 + n:36 + n], "version"))
+
+
+def encode_authentication(auth: Authentication, is_2019: bool) -> bytes:
+    code = auth.code.encode("gbk")
+    if not is_2019:
+        return code
+    if len(code) > 255:
+        raise CodecError("auth code longer than 255 bytes")
+    return bytes([len(code)]) + code + _fixed(auth.imei, 15, "IMEI") + \
+        _fixed(auth.software_version, 20, "software version")
+
+
+def decode_batch(body: bytes) -> tuple[int, list[Location]]:
+    """0x0704: (type, locations); type 0 = regular batch, 1 = blind-area backfill."""
+    if len(body) < 3:
+        raise CodecError("0x0704 body shorter than 3 bytes")
+    count, kind = struct.unpack_from(">HB", body, 0)
+    if kind not in (0, 1):
+        raise CodecError(f"0x0704 type {kind} is neither 0 (regular) nor 1 (blind area)")
+    items, i = [], 3
+    for k in range(count):
+        if i + 2 > len(body):
+            raise CodecError(f"0x0704 says {count} items, item {k + 1} is missing")
+        (n,) = struct.unpack_from(">H", body, i)
+        if i + 2 + n > len(body):
+            raise CodecError(f"0x0704 item {k + 1} claims {n} bytes, {len(body) - i - 2} left")
+        items.append(decode_location(body[i + 2:i + 2 + n]))
+        i += 2 + n
+    if i != len(body):
+        raise CodecError(f"0x0704 has {len(body) - i} bytes after its {count} items")
+    return kind, items
+
+
+def encode_batch(kind: int, locations: list[Location]) -> bytes:
+    body = struct.pack(">HB", len(locations), kind)
+    for loc in locations:
+        item = encode_location(loc)
+        body += struct.pack(">H", len(item)) + item
+    return body
+
+
+class Reassembler:
+    """Subpackaged messages back in one piece, bounded: at most ``max_pending`` messages in
+    progress (the oldest is dropped), ``max_packages`` packages each, and ``max_age_s`` to
+    complete. Packages are keyed by (msg id, total, first serial = serial − index + 1)."""
+
+    def __init__(self, max_pending: int = 8, max_packages: int = 256,
+                 max_age_s: float = 60.0) -> None:
+        self.max_pending = max_pending
+        self.max_packages = max_packages
+        self.max_age_s = max_age_s
+        self._parts: dict[tuple[int, int, int], tuple[float, dict[int, bytes]]] = {}
+        self.dropped = 0
+
+    def add(self, header: Header, body: bytes, now: float) -> bytes | None:
+        """The whole body once every package arrived, else None."""
+        total, index = header.package_total, header.package_index
+        assert total is not None and index is not None
+        if total > self.max_packages:
+            raise CodecError(f"{total} packages exceed the limit of {self.max_packages}")
+        for key in [k for k, (t, _) in self._parts.items() if now - t > self.max_age_s]:
+            del self._parts[key]
+            self.dropped += 1
+        key = (header.msg_id, total, (header.serial - index + 1) & 0xFFFF)
+        if key not in self._parts:
+            if len(self._parts) >= self.max_pending:
+                del self._parts[next(iter(self._parts))]
+                self.dropped += 1
+            self._parts[key] = (now, {})
+        parts = self._parts[key][1]
+        parts[index] = body
+        if len(parts) < total:
+            return None
+        del self._parts[key]
+        return b"".join(parts[i] for i in range(1, total + 1))
+
+
 def describe(frame_hex: str) -> dict:
     """A frame given as hex (flags and spaces optional) → JSON-ready fields, for people."""
     text = "".join(frame_hex.split())

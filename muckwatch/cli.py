@@ -160,6 +160,11 @@ def _parser() -> argparse.ArgumentParser:
     vf.add_argument("--tolerance-s", type=int, default=300,
                     help="accept timestamps this far from now (default 300)")
 
+    gw = cmd("gateway", "JT/T 808 terminals over TCP → wire format v1 on MQTT",
+             "muckwatch gateway --listen 0.0.0.0:6808 --mqtt mqtt://127.0.0.1:1883")
+    gw.add_argument("--listen", help="host:port (default: [gateway] listen)")
+    gw.add_argument("--mqtt", help="broker URL (default: the [mqtt] section)")
+
     jt = cmd("jt808", "JT/T 808 tools: decode a frame to JSON",
              "muckwatch jt808 decode '7E 0200 …  7E'")
     jt.add_argument("action", choices=["decode"])
@@ -348,6 +353,29 @@ def _dispatch(args: argparse.Namespace, settings) -> int:
 
     if args.command == "alerts":
         return _alerts(args, settings)
+
+    if args.command == "gateway":
+        from gateway.mqtt import BrokerUnavailable
+        from gateway.server import serve
+        from ingest.receiver import BrokerError
+
+        async def run_gateway() -> None:
+            import signal
+
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
+            stats = await serve(settings, args.listen, args.mqtt, stop)
+            print(stats.as_json(), flush=True)
+
+        try:
+            asyncio.run(run_gateway())
+        except BrokerUnavailable as e:
+            raise BrokerError(str(e)) from None
+        except ValueError as e:
+            raise UserError(str(e)) from None
+        return 0
 
     if args.command == "jt808":
         from gateway.codec import CodecError, describe

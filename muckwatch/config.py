@@ -74,6 +74,22 @@ class AlertSettings:
 
 
 @dataclass(frozen=True)
+class GatewaySettings:
+    listen: str = "127.0.0.1:6808"  # JT/T 808 terminals connect here (host:port)
+    client_id: str = "muckwatch-gateway"  # its MQTT client id (broker: the [mqtt] section)
+    idle_timeout_s: float = 180.0  # no frame for this long: the connection is closed
+    max_frame_bytes: int = 4096  # larger frames are dropped (and counted)
+    max_buffer_bytes: int = 65_536  # more unparsed bytes than this: the connection is closed
+    publish_timeout_s: float = 10.0  # broker acks slower than this: the terminal gets 'fail'
+    auth_secret: str = ""  # keys the auth codes; empty: a random one per start
+    allow_unknown: bool = True  # terminals not in devices_file register as their phone
+    devices_file: str = ""  # CSV phone,device_id[,model]
+    lid: str = ""  # default lid source, e.g. "io:8" (docs/jt808.md); empty: not reported
+    lift: str = ""  # default lift source
+    models: tuple = ()  # [[gateway.models]] model = "…", lid = "…", lift = "…"
+
+
+@dataclass(frozen=True)
 class Settings:
     mqtt: MqttSettings = field(default_factory=MqttSettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
@@ -81,6 +97,7 @@ class Settings:
     city: CitySettings = field(default_factory=CitySettings)
     rules: RuleSettings = field(default_factory=RuleSettings)
     alerts: AlertSettings = field(default_factory=AlertSettings)
+    gateway: GatewaySettings = field(default_factory=GatewaySettings)
 
     def with_overrides(self, **sections: dict[str, Any]) -> Settings:
         """A copy with some keys replaced, e.g. ``with_overrides(mqtt={"port": 1884})``."""

@@ -1,0 +1,170 @@
+"""The gateway as users run it: ``muckwatch gateway`` as a process, a real TCP client speaking
+JT/T 808 (register → auth → reports → blind-area batch), the fixes through the real broker
+and ingest into the database; bad frames answered and survived; sensor mappings."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from gateway import codec
+from gateway.codec import Location
+from gateway.sensors import MappingError, SensorMapping, Source, to_fix
+from gateway.terminal import Terminal, replies
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def gateway_port(broker, run_dir):
+    log_path = run_dir / "gateway.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "muckwatch", "gateway", "--listen", "127.0.0.1:0",
+             "--mqtt", f"mqtt://127.0.0.1:{broker.port}"],
+            stdout=subprocess.PIPE, stderr=log, text=True, stdin=subprocess.DEVNULL,
+            env={**os.environ, "MUCKWATCH_GATEWAY_LID": "io:8",
+                 "MUCKWATCH_GATEWAY_LIFT": "io:9"})
+    deadline = time.monotonic() + 30
+    while not (m := re.search(r"listening on 127.0.0.1:(\d+)", log_path.read_text())):
+        assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()
+        time.sleep(0.05)
+    yield int(m.group(1))
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, log_path.read_text()
+    stats = json.loads(out)
+    assert stats["bad_frames"] == 1 and stats["unsupported"] == 1 and stats["fixes"] == 6, out
+    assert stats["open_connections"] == 0
+
+
+class Client:
+    def __init__(self, port: int, terminal: Terminal) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.t = terminal
+        self.buffer = bytearray()
+
+    def send(self, frame: bytes, expect: int = 1) -> list[tuple[int, bytes]]:
+        self.sock.sendall(frame)
+        got: list[tuple[int, bytes]] = []
+        while len(got) < expect:
+            self.buffer += self.sock.recv(65536)
+            got += replies(self.buffer)
+        return got
+
+    def general(self, frame: bytes) -> int:
+        [(msg_id, body)] = self.send(frame)
+        assert msg_id == codec.PLATFORM_REPLY
+        return codec.decode_general_reply(body)[2]
+
+
+def loc(at: datetime, k: int, io: int = 0) -> Location:
+    return Location(alarm=0, status=0x0302, lat=22.55 + k * 1e-4, lon=114.05, altitude_m=10,
+                    speed_kmh=30.0, direction=90, time=at.replace(microsecond=0),
+                    extras={0x2A: io.to_bytes(2, "big"), 0x31: bytes([11])})
+
+
+@pytest.mark.parametrize("version", [None, 1])
+def test_register_auth_reports_and_a_blind_area_batch_reach_the_database(
+        gateway_port, ingest, db, poll, version):
+    phone = "0" + "".join(random.choice("0123456789") for _ in range(11))
+    device = phone.lstrip("0").rjust(12, "0")
+    c = Client(gateway_port, Terminal(phone, version))
+    [(msg_id, body)] = c.send(c.t.register())
+    serial, result, code = codec.decode_register_reply(body)
+    assert (msg_id, serial, result) == (codec.REGISTER_REPLY, c.t.serial, 0) and code
+    assert c.general(c.t.authenticate("wrong")) == codec.FAIL
+    assert c.general(c.t.authenticate(code)) == codec.OK
+    now = datetime.now(UTC)
+    live = [now - timedelta(seconds=30 - 10 * k) for k in range(3)]
+    for k, at in enumerate(live):
+        assert c.general(c.t.location(loc(at, k, io=0x0100))) == codec.OK  # lid open
+    blind = [now - timedelta(minutes=10, seconds=-5 * k) for k in range(5)]
+    assert c.general(c.t.batch([loc(at, k, io=0x0200) for k, at in enumerate(blind)])) == 0
+    assert c.general(c.t.heartbeat()) == codec.OK
+
+    def rows():
+        db.rollback()
+        return db.execute("SELECT count(*) FILTER (WHERE NOT backfill),"
+                          " count(*) FILTER (WHERE backfill), max(lid), max(lift), max(load),"
+                          " max(sats) FROM telemetry WHERE device_id = %s",
+                          (device,)).fetchone()
+    assert poll(lambda: rows()[:2] == (3, 5), timeout_s=30), rows()
+    assert rows()[2:] == (1, 1, 2, 11), "lid io:8, lift io:9, load from status bits 8–9"
+    assert c.general(c.t.logout()) == codec.OK
+    assert c.sock.recv(10) == b"", "the gateway closes after a logout"
+
+
+def test_bad_frames_are_answered_and_the_connection_lives_on(gateway_port):
+    c = Client(gateway_port, Terminal("013900000001"))
+    [(_, body)] = c.send(c.t.register())
+    code = codec.decode_register_reply(body)[2]
+    assert c.general(c.t.authenticate(code)) == codec.OK
+    good = c.t.heartbeat()
+    broken = good[:-2] + bytes([good[-2] ^ 0x01]) + good[-1:]  # check byte off by one bit
+    [(msg_id, body)] = c.send(broken)
+    assert msg_id == codec.PLATFORM_REPLY
+    assert codec.decode_general_reply(body)[2] == codec.BAD_MESSAGE
+    assert c.general(c.t.frame(0x0F0F, b"??")) == codec.UNSUPPORTED
+    c.sock.sendall(b"garbage without any flag")
+    assert c.general(c.t.heartbeat()) == codec.OK, "still serving this connection"
+    other = Client(gateway_port, Terminal("013900000002"))
+    assert other.general(other.t.location(loc(datetime.now(UTC), 0))) == codec.FAIL, \
+        "reports before authentication are refused"
+
+
+def test_subpackaged_batch_is_reassembled(gateway_port, ingest, db, poll):
+    t = Terminal("013900000003")
+    c = Client(gateway_port, t)
+    [(_, body)] = c.send(t.register())
+    assert c.general(t.authenticate(codec.decode_register_reply(body)[2])) == codec.OK
+    now = datetime.now(UTC)
+    body = codec.encode_batch(1, [loc(now - timedelta(minutes=20, seconds=-k), k)
+                                  for k in range(4)])
+    parts = [body[i:i + 40] for i in range(0, len(body), 40)]
+    for index, part in enumerate(parts, 1):
+        t.serial += 1
+        frame = codec.encode_frame(codec.Header(codec.BATCH, t.phone, t.serial,
+                                                package_total=len(parts),
+                                                package_index=index), part)
+        c.sock.sendall(frame)
+    answers = c.send(b"", expect=1)
+    assert codec.decode_general_reply(answers[0][1])[2] == codec.OK
+
+    def backfill():
+        db.rollback()
+        return db.execute("SELECT count(*) FROM telemetry WHERE device_id = %s AND backfill",
+                          ("013900000003",)).fetchone()[0]
+    assert poll(lambda: backfill() == 4, timeout_s=30)
+
+
+def test_sensor_sources():
+    at = datetime(2026, 11, 19, tzinfo=UTC)
+    base = Location(0, 0x0002 | (1 << 12), 22.5, 114.0, 0, 12.0, 400, at,
+                    {0x2A: (0b10).to_bytes(2, "big"), 0x2B: (700 << 16 | 20).to_bytes(4, "big"),
+                     0xE1: b"\x04"})
+    assert Source.parse("status:12", "x").read(base) == 1
+    assert Source.parse("!status:12", "x").read(base) == 0
+    assert Source.parse("io:1", "x").read(base) == 1
+    assert Source.parse("analog:1>500", "x").read(base) == 1
+    assert Source.parse("analog:0>500", "x").read(base) == 0
+    assert Source.parse("extra:0xE1:2", "x").read(base) == 1
+    assert Source.parse("signal:3", "x").read(base) is None, "no 0x25 item: unknown"
+    fix = to_fix(base, 7, SensorMapping.parse("io:1", "extra:0xE1:2"))
+    assert (fix["lid"], fix["lift"], fix["hdg"], fix["seq"]) == (1, 1, 40, 7)
+    assert "load" in fix and fix["load"] == 0
+    assert to_fix(Location(0, 0, 0, 0, 0, 0, 0, at), 1, SensorMapping()) is None, \
+        "no position: no fix"
+    for bad in ("io:99", "lid", "analog:2>1", "extra:E1:1"):
+        with pytest.raises(MappingError):
+            Source.parse(bad, "x")
