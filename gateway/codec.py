@@ -255,6 +255,26 @@ def decode_location(body: bytes) -> Location:
     return Location(alarm, status, lat_deg, lon_deg, alt, speed / 10, direction, when, extras)
 
 
+# standard extra items: (name, struct format, scale); vendor items (0xE1–0xFF) stay raw
+EXTRA_ITEMS = {0x01: ("mileage_km", ">I", 0.1), 0x02: ("fuel_l", ">H", 0.1),
+               0x03: ("tachograph_kmh", ">H", 0.1), 0x25: ("vehicle_signals", ">I", None),
+               0x2A: ("io_status", ">H", None), 0x2B: ("analog", ">I", None),
+               0x30: ("signal_strength", ">B", None), 0x31: ("satellites", ">B", None)}
+
+
+def named_extras(extras: dict[int, bytes]) -> dict[str, object]:
+    """Standard items by name and value; anything else (or malformed) as 0xNN: hex."""
+    out: dict[str, object] = {}
+    for item, raw in extras.items():
+        spec = EXTRA_ITEMS.get(item)
+        if spec is not None and len(raw) == struct.calcsize(spec[1]):
+            (value,) = struct.unpack(spec[1], raw)
+            out[spec[0]] = round(value * spec[2], 1) if spec[2] else value
+        else:
+            out[f"0x{item:02X}"] = raw.hex()
+    return out
+
+
 def encode_location(loc: Location) -> bytes:
     status = loc.status & ~0x0C | (0x04 if loc.lat < 0 else 0) | (0x08 if loc.lon < 0 else 0)
     body = struct.pack(">IIIIHHH", loc.alarm, status, round(abs(loc.lat) * 1e6),
@@ -474,7 +494,27 @@ def describe(frame_hex: str) -> dict:
                        "lon": loc.lon, "altitude_m": loc.altitude_m,
                        "speed_kmh": loc.speed_kmh, "direction": loc.direction,
                        "time": loc.time.isoformat().replace("+00:00", "Z"), "load": loc.load,
-                       "extras": {f"0x{k:02X}": v.hex() for k, v in loc.extras.items()}}
+                       "extras": named_extras(loc.extras)}
+    elif h.msg_id == BATCH and h.package_total is None:
+        kind, locations = decode_batch(frame.body)
+        out["body"] = {"type": "blind_area" if kind else "regular",
+                       "locations": [{"lat": x.lat, "lon": x.lon, "speed_kmh": x.speed_kmh,
+                                      "direction": x.direction,
+                                      "time": x.time.isoformat().replace("+00:00", "Z"),
+                                      "status": x.status, "alarm": x.alarm,
+                                      "extras": named_extras(x.extras)} for x in locations]}
+    elif h.msg_id == REGISTER and h.package_total is None:
+        reg = decode_registration(frame.body, h.is_2019)
+        out["body"] = {"province": reg.province, "city": reg.city, "maker": reg.maker,
+                       "model": reg.model, "terminal_id": reg.terminal_id,
+                       "plate_color": reg.plate_color, "plate": reg.plate}
+    elif h.msg_id == AUTH and h.package_total is None:
+        auth = decode_authentication(frame.body, h.is_2019)
+        out["body"] = {"code": auth.code, "imei": auth.imei,
+                       "software_version": auth.software_version}
+    elif h.msg_id == REGISTER_REPLY:
+        serial, result, code = decode_register_reply(frame.body)
+        out["body"] = {"serial": serial, "result": result, "auth_code": code}
     elif h.msg_id in (0x8001, 0x0001):
         serial, msg_id, result = decode_general_reply(frame.body)
         out["body"] = {"serial": serial, "msg_id": f"0x{msg_id:04X}", "result": result}

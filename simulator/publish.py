@@ -23,13 +23,15 @@ class PublishError(RuntimeError):
 
 class MqttPublisher:
     def __init__(self, host: str, port: int, *, client_id: str = "muckwatch-simulator",
-                 max_inflight: int = 1000) -> None:
+                 max_inflight: int = 0) -> None:
         self.host, self.port = host, port
         self.client = mqtt.Client(
             callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
             client_id=client_id,
             protocol=mqtt.MQTTv311,
         )
+        # 0: no paho window (paho rescans its queue on every PUBACK while a window is set);
+        # callers bound what is unacknowledged themselves (``unacked``)
         self.client.max_inflight_messages_set(max_inflight)
         self.client.max_queued_messages_set(0)
         self._acked = 0

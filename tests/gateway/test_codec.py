@@ -173,6 +173,102 @@ def test_decode_command_prints_json_and_refuses_bad_frames():
     assert (body["lat"], body["lon"], body["speed_kmh"], body["direction"]) == \
         (22.543096, 114.057865, 30.5, 90)
     assert body["time"] == "2026-11-19T02:00:00Z" and body["alarm"] == 1
-    assert body["load"] == 2 and body["extras"] == {"0x31": "0c"}
+    assert body["load"] == 2 and body["extras"] == {"satellites": 12}
     bad = run(frame.hex()[:-6] + "007e")
     assert bad.returncode == 2 and "not a valid JT/T 808 frame: check byte" in bad.stderr
+
+
+@pytest.mark.parametrize("is_2019", [False, True])
+def test_registration_and_authentication_bodies(is_2019):
+    from gateway.codec import (
+        Authentication,
+        Registration,
+        decode_authentication,
+        decode_register_reply,
+        decode_registration,
+        encode_authentication,
+        encode_register_reply,
+        encode_registration,
+    )
+
+    reg = Registration(44, 300, "MUCK", "ZT-808A", "T123456", 2, "粤B0352X")
+    assert decode_registration(encode_registration(reg, is_2019), is_2019) == reg
+    auth = Authentication("a1b2c3", "860000000000001" if is_2019 else "",
+                          "2.1.0" if is_2019 else "")
+    assert decode_authentication(encode_authentication(auth, is_2019), is_2019) == auth
+    assert decode_register_reply(encode_register_reply(9, 0, "a1b2c3")) == (9, 0, "a1b2c3")
+    assert decode_register_reply(encode_register_reply(9, 4)) == (9, 4, "")
+    with pytest.raises(CodecError, match="not GBK"):
+        decode_registration(encode_registration(reg, is_2019)[:-3] + b"\xff\xff", is_2019)
+
+
+@settings(max_examples=100, deadline=None)
+@given(locs=st.lists(locations, max_size=6), kind=st.sampled_from([0, 1]))
+def test_batches_round_trip(locs, kind):
+    from gateway.codec import decode_batch, encode_batch
+
+    got_kind, got = decode_batch(encode_batch(kind, locs))
+    assert got_kind == kind and [x.time for x in got] == [x.time for x in locs]
+
+
+def test_named_extras_and_vendor_items_kept_raw():
+    from gateway.codec import named_extras
+
+    extras = {0x01: struct.pack(">I", 12345), 0x02: struct.pack(">H", 520),
+              0x03: struct.pack(">H", 305), 0x25: struct.pack(">I", 3),
+              0x2A: struct.pack(">H", 0x0100), 0x2B: struct.pack(">I", 7),
+              0x30: b"\x1f", 0x31: b"\x0c", 0xE1: b"\x01\x02", 0x01 + 0x40: b"\x09"}
+    assert named_extras(extras) == {
+        "mileage_km": 1234.5, "fuel_l": 52.0, "tachograph_kmh": 30.5, "vehicle_signals": 3,
+        "io_status": 256, "analog": 7, "signal_strength": 31, "satellites": 12,
+        "0xE1": "0102", "0x41": "09"}
+
+
+def test_reassembly_is_bounded():
+    from gateway.codec import Reassembler
+
+    r = Reassembler(max_pending=2, max_packages=4, max_age_s=10)
+
+    def part(serial, total, index):
+        return Header(0x0704, "013812345678", serial, package_total=total, package_index=index)
+    assert r.add(part(10, 2, 1), b"ab", now=0) is None
+    assert r.add(part(11, 2, 2), b"cd", now=1) == b"abcd"
+    r.add(part(20, 3, 1), b"x", now=2)
+    r.add(part(30, 3, 1), b"y", now=2)
+    r.add(part(40, 3, 1), b"z", now=2)  # a third message in progress: the oldest goes
+    assert r.dropped == 1
+    assert r.add(part(50, 2, 1), b"late", now=100) is None and r.dropped == 3, "stale dropped"
+    with pytest.raises(CodecError, match="exceed the limit"):
+        r.add(part(60, 9, 1), b"", now=100)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.binary(max_size=120), is_2019=st.booleans())
+def test_fuzzed_bodies_raise_only_codec_errors(data, is_2019):
+    from gateway.codec import (
+        decode_authentication,
+        decode_batch,
+        decode_register_reply,
+        decode_registration,
+        describe,
+    )
+
+    for decode in (decode_batch, decode_register_reply,
+                   lambda d: decode_registration(d, is_2019),
+                   lambda d: decode_authentication(d, is_2019), lambda d: describe(d.hex())):
+        with contextlib.suppress(CodecError):
+            decode(data)
+
+
+def test_the_documented_example_decodes_as_shown():
+    import json
+    import re
+    from pathlib import Path
+
+    from gateway.codec import describe
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "jt808.md").read_text()
+    frame = re.search(r"muckwatch jt808 decode '([0-9A-F ]+)'", doc).group(1)
+    shown = json.loads(re.search(r"prints the frame as JSON.*?```json\n(.*?)```", doc,
+                                 re.S).group(1))
+    assert describe(frame) == shown
