@@ -40,6 +40,21 @@ class Terminal:
     def batch(self, locations: list[Location], blind_area: bool = True) -> bytes:
         return self.frame(codec.BATCH, codec.encode_batch(int(blind_area), locations))
 
+    def batches(self, locations: list[Location], blind_area: bool = True) -> list[bytes]:
+        """A backlog as as many 0x0704 frames as it takes to keep each body within the
+        1023 bytes a frame can carry (what terminals do with a long blind area)."""
+        frames, chunk, size = [], [], 3
+        for loc in locations:
+            n = len(codec.encode_location(loc)) + 2
+            if chunk and size + n > codec.MAX_BODY:
+                frames.append(self.batch(chunk, blind_area))
+                chunk, size = [], 3
+            chunk.append(loc)
+            size += n
+        if chunk:
+            frames.append(self.batch(chunk, blind_area))
+        return frames
+
 
 def replies(data: bytearray) -> list[tuple[int, bytes]]:
     """(msg id, body) of every complete platform frame in ``data`` (consumed)."""

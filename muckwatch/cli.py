@@ -100,8 +100,10 @@ def _parser() -> argparse.ArgumentParser:
     target = sim.add_mutually_exclusive_group(required=True)
     target.add_argument("--out", help="TRACK.jsonl to write (for muckwatch replay)")
     target.add_argument("--mqtt", help="publish live instead, e.g. mqtt://127.0.0.1:1883")
+    target.add_argument("--jt808", metavar="HOST:PORT",
+                        help="or drive a JT/T 808 gateway, one TCP connection per truck")
     sim.add_argument("--speed", type=float, default=0.0,
-                     help="with --mqtt: 1 = real time, 10 = ten times faster, "
+                     help="with --mqtt/--jt808: 1 = real time, 10 = ten times faster, "
                           "0 = as fast as the broker takes it (default 0)")
     sim.add_argument("--max-rate", type=float, default=0.0,
                      help="with --mqtt: at most this many messages/s (default: no limit)")
@@ -621,6 +623,20 @@ def _simulate(args, settings) -> int:
         if args.out:
             summary = scenario.write(args.out, progress=bar)
             where = args.out
+        elif args.jt808:
+            from simulator.jt808 import stream_jt808
+
+            host, _, port = args.jt808.rpartition(":")
+            if not port.isdigit():
+                raise UserError(f"--jt808 wants HOST:PORT, not {args.jt808!r}")
+            try:
+                sent = asyncio.run(stream_jt808(scenario.deliveries(), host or "127.0.0.1",
+                                                int(port), start_ms=start_ms, speed=args.speed))
+            except OSError as e:
+                raise UserError(f"cannot talk to the gateway at {args.jt808}: {e}") from None
+            summary = {"messages": sent.messages, "fixes": sent.fixes, "batches": sent.batches}
+            where = f"the JT/T 808 gateway at {args.jt808} ({sent.connections} terminals, " \
+                f"{sent.refused} refused)"
         else:
             url = urlparse(args.mqtt if "://" in args.mqtt else f"mqtt://{args.mqtt}")
             publisher = MqttPublisher(url.hostname or "127.0.0.1", url.port or 1883,
