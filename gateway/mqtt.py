@@ -1,12 +1,12 @@
-"""Publishing from asyncio with paho, on the event loop itself: each publish is a future that
-resolves when the broker acknowledged it (PUBACK), so the gateway answers a terminal only
-once its fixes are safe.
+"""Publishing from asyncio with paho, on the event loop itself: a batch of publishes is
+one future that resolves when the broker acknowledged all of them (PUBACK), so the gateway
+answers a terminal only once its fixes are safe.
 
 paho runs without its network thread: its socket is registered with the event loop
 (``add_reader``/``add_writer``), the way aiomqtt does it. Measured, this matters: with
 ``loop_start()`` every publish wakes paho's thread through a socket pair and the two threads
 trade the GIL per message (≈ 2,000 reports/s from 200 terminals); on the loop, publishes of
-one read are written together and acks resolve futures directly.
+one read are written together and acks are counted directly.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ class AsyncPublisher:
         self.client.max_inflight_messages_set(0)
         self.client.max_queued_messages_set(0)
         self.keepalive_s = keepalive_s
-        self._pending: dict[int, asyncio.Future] = {}
+        self._pending: dict[int, tuple[asyncio.Future, object]] = {}  # mid → (batch, ack)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._misc: asyncio.Task | None = None
         self._connected = asyncio.Event()
@@ -78,38 +78,50 @@ class AsyncPublisher:
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self._connected.clear()
         pending, self._pending = self._pending, {}
-        for future in pending.values():  # unacked: the terminals will be told 'fail'
-            if not future.done():
-                future.set_exception(BrokerUnavailable("the broker connection was lost"))
+        for done, _ in pending.values():  # unacked: the terminals will be told 'fail'
+            if not done.done():
+                done.set_exception(BrokerUnavailable("the broker connection was lost"))
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
-        future = self._pending.pop(mid, None)
-        if future is not None and not future.done():
-            future.set_result(None)
-
-    def publish(self, topic: str, payload: bytes) -> asyncio.Future:
-        assert self._loop is not None, "connect() first"
-        future = self._loop.create_future()
-        if not self.client.is_connected():
-            future.set_exception(BrokerUnavailable("not connected to the broker"))
-            return future
-        info = self.client.publish(topic, payload, qos=1)
-        if info.rc != mqtt.MQTT_ERR_SUCCESS:
-            future.set_exception(BrokerUnavailable(f"publish failed: {info.rc}"))
-        else:
-            self._pending[info.mid] = future
-        return future
+        entry = self._pending.pop(mid, None)
+        if entry is not None:
+            entry[1]()
 
     async def publish_all(self, messages: list[tuple[str, bytes]], timeout_s: float) -> None:
-        """Publish and wait until the broker acknowledged every one (or raise)."""
-        futures = [self.publish(t, p) for t, p in messages]
+        """Publish and wait until the broker acknowledged every one (or raise). One future
+        per call, not per message: a terminal's read of ten reports costs one wait."""
+        assert self._loop is not None, "connect() first"
+        done = self._loop.create_future()
+        remaining = len(messages)
+        if not remaining:
+            return
+        if not self.client.is_connected():
+            raise BrokerUnavailable("not connected to the broker")
+
+        def acked(_future: asyncio.Future | None = None) -> None:
+            nonlocal remaining
+            remaining -= 1
+            if remaining == 0 and not done.done():
+                done.set_result(None)
+
+        for topic, payload in messages:
+            info = self.client.publish(topic, payload, qos=1)
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                raise BrokerUnavailable(f"publish failed: {info.rc}")
+            self._pending[info.mid] = (done, acked)
+        handle = self._loop.call_later(timeout_s, _expire, done, timeout_s)
         try:
-            await asyncio.wait_for(asyncio.gather(*futures), timeout_s)
-        except TimeoutError:
-            raise BrokerUnavailable(f"the broker did not acknowledge within {timeout_s:g} s"
-                                    ) from None
+            await done
+        finally:
+            handle.cancel()
 
     async def close(self) -> None:
         if self._misc is not None:
             self._misc.cancel()
         self.client.disconnect()
+
+
+def _expire(done: asyncio.Future, timeout_s: float) -> None:
+    if not done.done():
+        done.set_exception(BrokerUnavailable(
+            f"the broker did not acknowledge within {timeout_s:g} s"))

@@ -208,3 +208,41 @@ def test_the_simulator_speaks_jt808_through_the_gateway(gateway_port, ingest, db
                                                start + 7 * 60_000)).fetchone()
     assert poll(lambda: stored()[0] == len(fixes), timeout_s=60), (stored(), len(fixes))
     assert stored()[1] == batched and stored()[3] == 2
+
+
+def test_a_broker_outage_is_answered_fail_and_the_gateway_recovers(run_dir):
+    """Nothing the gateway answered 'ok' is lost: with the broker down a report gets 'fail'
+    (the terminal sends it again); when the broker is back, reports go through again."""
+    from muckwatch.services import PrivateMosquitto
+
+    broker = PrivateMosquitto(run_dir / "gw-outage-broker").start()
+    log_path = run_dir / "gateway-outage.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "muckwatch", "gateway", "--listen", "127.0.0.1:0",
+             "--mqtt", f"mqtt://127.0.0.1:{broker.port}"], stdout=subprocess.PIPE,
+            stderr=log, text=True, stdin=subprocess.DEVNULL,
+            env={**os.environ, "MUCKWATCH_GATEWAY_PUBLISH_TIMEOUT_S": "2"})
+    try:
+        deadline = time.monotonic() + 30
+        while not (m := re.search(r"listening on 127.0.0.1:(\d+)", log_path.read_text())):
+            assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.05)
+        c = Client(int(m.group(1)), Terminal("013900000004"))
+        [(_, body)] = c.send(c.t.register())
+        assert c.general(c.t.authenticate(codec.decode_register_reply(body)[2])) == codec.OK
+        report = loc(datetime.now(UTC), 0)
+        assert c.general(c.t.location(report)) == codec.OK
+        broker.stop()
+        assert c.general(c.t.location(report)) == codec.FAIL
+        broker.start()
+        deadline = time.monotonic() + 30
+        while c.general(c.t.location(report)) != codec.OK:
+            assert time.monotonic() < deadline, "the gateway reconnects to the broker"
+            time.sleep(0.5)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+        broker.stop()
+    stats = json.loads(out)
+    assert stats["publish_failures"] >= 1 and stats["fixes"] >= 2
