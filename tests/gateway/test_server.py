@@ -246,3 +246,21 @@ def test_a_broker_outage_is_answered_fail_and_the_gateway_recovers(run_dir):
         broker.stop()
     stats = json.loads(out)
     assert stats["publish_failures"] >= 1 and stats["fixes"] >= 2
+
+
+def test_devices_file_maps_phones_and_can_refuse_unknown_terminals(tmp_path):
+    from gateway.server import Directory, device_for_phone
+
+    (tmp_path / "devices.csv").write_text(
+        "phone,device_id,model\n013812345678,TRUCK-7,ZT-808A\n# a comment\n013800000002,T2\n")
+    d = Directory.load(str(tmp_path / "devices.csv"), allow_unknown=False)
+    assert d.lookup("013812345678") == ("TRUCK-7", "ZT-808A")
+    assert d.lookup("00000000013812345678") == ("TRUCK-7", "ZT-808A"), "2019 phone, same id"
+    assert d.lookup("013800000002") == ("T2", "")
+    assert d.lookup("013899999999") is None
+    assert Directory(allow_unknown=True).lookup("00000000013899999999") == \
+        ("013899999999", "")
+    assert device_for_phone("000000000000") == "000000000000"
+    (tmp_path / "bad.csv").write_text("not-a-phone,X\n")
+    with pytest.raises(ValueError, match=r"bad\.csv:1: expected phone,device_id"):
+        Directory.load(str(tmp_path / "bad.csv"), allow_unknown=True)
