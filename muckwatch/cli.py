@@ -167,6 +167,19 @@ def _parser() -> argparse.ArgumentParser:
     gw.add_argument("--listen", help="host:port (default: [gateway] listen)")
     gw.add_argument("--mqtt", help="broker URL (default: the [mqtt] section)")
 
+    br = cmd("broker", "set up a production Mosquitto: passwords, ACL, TLS certificate",
+             "muckwatch broker init /etc/mosquitto/muckwatch --hostname mqtt.example.gov.cn")
+    br.add_argument("action", choices=["init"])
+    br.add_argument("dir", help="directory for mosquitto.conf, passwd, acl and certificates")
+    br.add_argument("--hostname", action="append", default=[],
+                    help="name or IP terminals connect to (repeat; default 127.0.0.1)")
+    dv = cmd("devices", "a terminal's broker credentials: add (or reset) and revoke",
+             "muckwatch devices add 粤B0352X --broker-dir /etc/mosquitto/muckwatch")
+    dv.add_argument("action", choices=["add", "revoke"])
+    dv.add_argument("device", help="device id, or a plate found in the city's vehicles.csv")
+    dv.add_argument("--broker-dir", required=True, help="the directory of muckwatch broker init")
+    dv.add_argument("--city", help="city bundle, to look plates up (default: [city] dir)")
+
     jt = cmd("jt808", "JT/T 808 tools: decode a frame to JSON",
              "muckwatch jt808 decode '7E 0200 …  7E'")
     jt.add_argument("action", choices=["decode"])
@@ -376,6 +389,51 @@ def _dispatch(args: argparse.Namespace, settings) -> int:
         except BrokerUnavailable as e:
             raise BrokerError(str(e)) from None
         except ValueError as e:
+            raise UserError(str(e)) from None
+        return 0
+
+    if args.command == "broker":
+        from pathlib import Path
+
+        from muckwatch import broker
+
+        try:
+            passwords = broker.init(Path(args.dir).resolve(), args.hostname or ["127.0.0.1"])
+        except broker.BrokerSetupError as e:
+            raise UserError(str(e)) from None
+        print(f"wrote {args.dir}/mosquitto.conf, passwd, acl, ca.crt, server.crt/key")
+        for user, password in passwords.items():
+            print(f"  {user}: {password}   (shown once; put it in that service's config)")
+        print(f"give the files to the broker's user (chown -R mosquitto {args.dir}), start "
+              f"mosquitto -c {args.dir}/mosquitto.conf, and hand terminals {args.dir}/ca.crt")
+        return 0
+
+    if args.command == "devices":
+        from pathlib import Path
+
+        from muckwatch import broker
+
+        device = args.device
+        if not broker.DEVICE_ID.fullmatch(device):  # a plate: look it up in the city
+            from muckwatch.city import load_city
+
+            city = load_city(args.city or city_dir(settings.city.dir))
+            found = [v.device_id for v in city.vehicles if v.plate == device]
+            if not found:
+                raise UserError(f"{device!r} is neither a device id nor a plate in "
+                                f"{city.directory}/vehicles.csv")
+            device = found[0]
+        try:
+            if args.action == "add":
+                password = broker.add_device(Path(args.broker_dir), device)
+                print(f"device {device}: user {device}, password {password} (shown once); "
+                      f"it may publish only under muck/v1/{device}/. "
+                      "Reload the broker: kill -HUP $(pidof mosquitto)")
+            elif broker.revoke_device(Path(args.broker_dir), device):
+                print(f"device {device} revoked. Reload the broker: kill -HUP $(pidof mosquitto)")
+            else:
+                raise UserError(f"no device {device!r} in {args.broker_dir}/passwd")
+        except broker.BrokerSetupError as e:
             raise UserError(str(e)) from None
         return 0
 

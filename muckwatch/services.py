@@ -23,7 +23,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -119,6 +119,8 @@ class PrivateMosquitto:
     port: int = 0
     conf: Path = REPO_ROOT / "mosquitto.conf"
     proc: subprocess.Popen | None = None
+    # further listeners of the file (e.g. TLS 8883) by their configured port → the port used
+    more_ports: dict[int, int] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -127,11 +129,17 @@ class PrivateMosquitto:
     def runtime_config(self) -> str:
         """The repository file with its port and paths rewritten for this instance."""
         lines = []
+        first = True
         for line in self.conf.read_text(encoding="utf-8").splitlines():
             words = line.split()
             if words[:1] == ["listener"]:
-                host = words[2] if len(words) > 2 else "127.0.0.1"
-                line = f"listener {self.port} {host}"
+                # a private broker listens on loopback only, whatever the file says
+                if first:
+                    line = f"listener {self.port} 127.0.0.1"
+                    first = False
+                else:
+                    port = self.more_ports.setdefault(int(words[1]), free_port())
+                    line = f"listener {port} 127.0.0.1"
             elif words[:1] == ["persistence_location"]:
                 line = f"persistence_location {self.run_dir}/"
             lines.append(line)
