@@ -702,7 +702,8 @@ def _simulate(args, settings) -> int:
             try:
                 publisher.connect()
                 result = stream(scenario.deliveries(), publisher, start_ms=start_ms,
-                                speed=args.speed, rate=args.max_rate, progress=bar)
+                                speed=args.speed, rate=args.max_rate, progress=bar,
+                                root=settings.mqtt.topic_root)
             except PublishError as e:
                 raise BrokerError(str(e)) from None
             finally:

@@ -105,7 +105,7 @@ class StreamSummary:
 
 def stream(deliveries: Iterable, publisher: MqttPublisher, *, start_ms: int,
            speed: float = 0.0, rate: float = 0.0, progress=None,
-           max_unacked: int = 5_000) -> StreamSummary:
+           max_unacked: int = 5_000, root: str = TOPIC_ROOT) -> StreamSummary:
     """Publish ``simulator.mixed.Delivery`` objects in order, QoS 1, each on its device's
     topic. ``speed`` paces by simulated time (1 = real time, 10 = ten times faster, 0 = as
     fast as the broker acknowledges); ``rate`` caps messages per second. ``progress`` (a tqdm
@@ -122,7 +122,7 @@ def stream(deliveries: Iterable, publisher: MqttPublisher, *, start_ms: int,
                 time.sleep(ahead)
             else:
                 summary.max_lag_s = max(summary.max_lag_s, -ahead)
-        publisher.publish(d.topic(), d.body())
+        publisher.publish(d.topic(root), d.body())
         summary.messages += 1
         summary.fixes += d.fixes
         summary.batches += d.is_batch
