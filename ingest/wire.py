@@ -55,8 +55,10 @@ class TopicKind(StrEnum):
 
 
 def subscriptions(root: str = TOPIC_ROOT) -> list[str]:
-    """The topic filters the ingest subscribes to."""
-    return [f"{root}/+/telemetry", f"{root}/+/telemetry/batch", f"{root}/+/status"]
+    """The topic filters the ingest subscribes to: everything under the root, so a message
+    on a wrong topic is seen, dead-lettered as ``bad_topic`` and counted rather than silently
+    dropped by the broker (found by the fuzz test)."""
+    return [f"{root}/#"]
 
 
 def parse_topic(topic: str, root: str = TOPIC_ROOT) -> tuple[TopicKind, str] | None:
@@ -118,6 +120,8 @@ def _parse_json(payload: bytes) -> tuple[object, Reason | None, str]:
             return json.loads(payload, parse_constant=_refuse_constant), None, ""
         except _NonFinite as e:
             return None, Reason.NOT_FINITE, f"non-finite number {e} is not allowed in JSON"
+        except RecursionError:  # found by the fuzz test: [[[[…]]]] thousands deep
+            return None, Reason.BAD_JSON, "invalid JSON: nested too deeply"
         except (ValueError, UnicodeDecodeError):
             return None, Reason.BAD_JSON, f"invalid JSON: {fast_error}"
 

@@ -6,11 +6,8 @@ and its own device-time window."""
 
 from __future__ import annotations
 
-import os
 import re
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,32 +19,6 @@ pytestmark = pytest.mark.e2e
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample-city"
 
 
-def simulate(port: int, root: str, start: int, trucks: int, minutes: float,
-             wait: bool = True) -> subprocess.Popen | subprocess.CompletedProcess:
-    args = [sys.executable, "-m", "muckwatch", "simulate", "--scenario", "compliant",
-            "--trucks", str(trucks), "--duration", str(minutes), "--interval", "1",
-            "--start-ms", str(start), "--mqtt", f"mqtt://127.0.0.1:{port}",
-            "--truth", os.devnull]
-    env = {**os.environ, "MUCKWATCH_MQTT_TOPIC_ROOT": root}
-    if wait:
-        out = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
-        assert out.returncode == 0, out.stderr
-        return out
-    return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-
-
-def expected(city, start: int, trucks: int, minutes: float) -> tuple[set, list[str]]:
-    from simulator.mixed import MixedOptions, MixedScenario
-
-    scenario = MixedScenario(city, MixedOptions(trucks=trucks, minutes=minutes, interval_s=1,
-                                                per_rule=0, near_misses=False,
-                                                start_ms=start))
-    fixes = {(d.device, f["ts"]) for d in scenario.deliveries()
-             for f in (d.payload if d.is_batch else [d.payload])}
-    return fixes, sorted({d for d, _ in fixes})
-
-
 def stored(db, devices: list[str], start: int, minutes: float) -> int:
     db.rollback()
     return db.execute("SELECT count(*) FROM telemetry WHERE device_id = ANY(%s) AND ts BETWEEN"
@@ -57,11 +28,11 @@ def stored(db, devices: list[str], start: int, minutes: float) -> int:
 
 
 def test_ingest_killed_under_load_loses_nothing_and_duplicates_nothing(
-        broker, start_ingest, db, city, poll, capsys):
+        broker, start_ingest, db, city, poll, capsys, simulate, expected):
     root, start, trucks, minutes = "crash/v1", 1_792_044_000_000, 140, 5  # 2026-10-15 10:00
     env = {"MUCKWATCH_MQTT_TOPIC_ROOT": root}
     first = start_ingest("crash-ingest", **env)
-    fixes, devices = expected(city, start, trucks, minutes)
+    fixes, devices = expected(start, trucks, minutes)
     publisher = simulate(broker.port, root, start, trucks, minutes, wait=False)
     assert poll(lambda: stored(db, devices, start, minutes) > 2_000, timeout_s=60)
     first.proc.send_signal(signal.SIGKILL)  # mid-batch, mid-transaction
@@ -82,7 +53,7 @@ def test_ingest_killed_under_load_loses_nothing_and_duplicates_nothing(
 
 
 def test_broker_restarts_graceful_keeps_the_queue_and_a_crash_is_measured(
-        run_dir, start_ingest, db, city, poll, capsys):
+        run_dir, start_ingest, db, city, poll, capsys, simulate, expected):
     private = PrivateMosquitto(run_dir / "restart-broker").start()
     root = "restart/v1"
     env = {"MUCKWATCH_MQTT_TOPIC_ROOT": root, "MUCKWATCH_MQTT_PORT": str(private.port)}
@@ -90,7 +61,7 @@ def test_broker_restarts_graceful_keeps_the_queue_and_a_crash_is_measured(
         ingest = start_ingest("restart-ingest", **env)
         ingest.stop()  # its persistent session now waits at the broker
         start, trucks, minutes = 1_792_130_400_000, 40, 1  # 2026-10-16 10:00
-        fixes, devices = expected(city, start, trucks, minutes)
+        fixes, devices = expected(start, trucks, minutes)
         simulate(private.port, root, start, trucks, minutes)
         private.stop()  # graceful: the queue is written to disk
         private.start()
@@ -100,7 +71,7 @@ def test_broker_restarts_graceful_keeps_the_queue_and_a_crash_is_measured(
         ingest.stop()
 
         crash, crash_devices = 1_792_216_800_000, None  # 2026-10-17 10:00
-        crash_fixes, crash_devices = expected(city, crash, trucks, minutes)
+        crash_fixes, crash_devices = expected(crash, trucks, minutes)
         simulate(private.port, root, crash, trucks, minutes)
         private.stop(kill=True)  # a crash: what was queued since the last autosave is gone
         private.start()
@@ -120,7 +91,8 @@ def test_broker_restarts_graceful_keeps_the_queue_and_a_crash_is_measured(
 
 
 def test_broker_crash_loss_window_with_saves_every_1000_changes(run_dir, start_ingest, db,
-                                                                city, capsys):
+                                                                city, capsys, simulate,
+                                                                expected):
     """The production configuration saves after every 1,000 changes instead of every 30 s:
     a crash then loses at most the changes since the last save."""
     conf = run_dir / "mosquitto-autosave-changes.conf"
@@ -133,7 +105,7 @@ def test_broker_crash_loss_window_with_saves_every_1000_changes(run_dir, start_i
     try:
         start_ingest("changes-ingest", **env).stop()
         start, trucks, minutes = 1_792_303_200_000, 40, 1  # 2026-10-18 10:00
-        fixes, devices = expected(city, start, trucks, minutes)
+        fixes, devices = expected(start, trucks, minutes)
         simulate(private.port, root, start, trucks, minutes)
         private.stop(kill=True)
         private.start()
