@@ -1,14 +1,22 @@
-"""MQTT receive side: paho's network thread collects messages, asyncio gets whole batches.
+"""MQTT receive side: a lean MQTT v5 session on the asyncio loop, whole batches out.
 
-Why paho and not aiomqtt: measured here, a bare paho subscriber takes ~33k msg/s while
-aiomqtt's ``async for`` (one await per message) takes ~7.6k msg/s. So the network thread only
-appends to a list; the event loop is woken once per batch, never per message.
+Why not a library client: measured here (bench/pipeline.py, py-spy), paho-mqtt's v5 receive
+path costs ≈ 110 µs of Python per message (it builds a ``Properties`` object and an
+``MQTTMessage`` for every PUBLISH, on a network thread that then fights the event loop for the
+GIL) and held the whole ingest to ≈ 7,700 msg/s; aiomqtt's ``async for`` (one await per
+message) does ≈ 7,600 msg/s. A subscriber needs little of MQTT — CONNECT, SUBSCRIBE, PUBLISH
+in, PUBACK out, PINGREQ — so this module speaks exactly that: ``data_received`` cuts PUBLISH
+packets out of the socket buffer in one tight loop (a few µs each) and the event loop is woken
+once per batch, never per message.
 
-Delivery guarantee: MQTT v5 persistent session (clean_start false, session expiry) and
-*manual* acks. A batch is acked only after the pipeline committed it; a crash before that makes
-the broker redeliver, and the store's (device, ts) key makes the redelivery harmless. The
-Receive Maximum is raised far above the batch size: with the default (20 in flight) and acks
-held for a batch, delivery would stall at 20 messages.
+Delivery guarantee: a persistent session (Clean Start 0, Session Expiry) and acks only after
+the pipeline committed the batch; a crash before that makes the broker redeliver, and the
+store's (device, ts) key makes the redelivery harmless. Receive Maximum is raised far above
+the batch size: acks wait for a whole batch, so the default window (65,535 unset → broker's
+limit) must not stall delivery. After a reconnect the broker resends every unacknowledged
+PUBLISH with its original packet id, so messages from a lost connection are dropped from the
+buffer and never acked on the new one (an ack would free a packet id the broker may already
+have reused for a message not yet committed).
 """
 
 from __future__ import annotations
@@ -16,23 +24,116 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
+import struct
 import time
 
 import numpy as np
-import paho.mqtt.client as mqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from ingest.wire import RawBatch
 from muckwatch.config import MqttSettings
 
 log = logging.getLogger(__name__)
 
+CONNECT, CONNACK, PUBLISH, PUBACK = 1, 2, 3, 4
+SUBSCRIBE, SUBACK, PINGREQ, PINGRESP, DISCONNECT = 8, 9, 12, 13, 14
+REASONS = {0x80: "unspecified error", 0x81: "malformed packet", 0x82: "protocol error",
+           0x83: "implementation specific error", 0x84: "unsupported protocol version",
+           0x85: "client identifier not valid", 0x86: "bad user name or password",
+           0x87: "not authorized", 0x88: "server unavailable", 0x89: "server busy",
+           0x8A: "banned", 0x8C: "bad authentication method", 0x8E: "session taken over",
+           0x8F: "topic filter invalid", 0x97: "quota exceeded", 0x9F: "connection rate exceeded"}
+
 
 class BrokerError(RuntimeError):
     """The broker could not be reached or refused us; the message says where and why."""
+
+
+class ProtocolError(ValueError):
+    """The broker sent bytes that are not MQTT v5 as we asked for it."""
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _string(text: str) -> bytes:
+    data = text.encode()
+    return struct.pack(">H", len(data)) + data
+
+
+def _packet(kind: int, flags: int, body: bytes) -> bytes:
+    return bytes([kind << 4 | flags]) + _varint(len(body)) + body
+
+
+def connect_packet(s: MqttSettings) -> bytes:
+    flags = (0x80 if s.username else 0) | (0x40 if s.username and s.password else 0)
+    props = b"\x11" + struct.pack(">I", s.session_expiry_s) + \
+        b"\x21" + struct.pack(">H", min(s.receive_maximum, 65_535))
+    body = _string("MQTT") + bytes([5, flags]) + struct.pack(">H", s.keepalive_s) + \
+        _varint(len(props)) + props + _string(s.client_id)
+    if s.username:
+        body += _string(s.username)
+        if s.password:
+            body += _string(s.password)
+    return _packet(CONNECT, 0, body)
+
+
+def subscribe_packet(packet_id: int, topics: list[str], qos: int = 1) -> bytes:
+    body = struct.pack(">H", packet_id) + b"\x00" + b"".join(
+        _string(t) + bytes([qos]) for t in topics)
+    return _packet(SUBSCRIBE, 0x2, body)
+
+
+def puback_packets(packet_ids: np.ndarray) -> bytes:
+    """PUBACK (success, no properties) for every id, as one buffer: built with numpy."""
+    out = np.empty((len(packet_ids), 4), np.uint8)
+    out[:, 0] = PUBACK << 4
+    out[:, 1] = 2
+    out[:, 2] = packet_ids >> 8
+    out[:, 3] = packet_ids & 0xFF
+    return out.tobytes()
+
+
+class _Session(asyncio.Protocol):
+    """One TCP connection to the broker; hands every complete packet to the receiver."""
+
+    def __init__(self, receiver: MqttReceiver, generation: int) -> None:
+        self.receiver = receiver
+        self.generation = generation
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.connack: asyncio.Future = asyncio.get_running_loop().create_future()
+        self.suback: asyncio.Future = asyncio.get_running_loop().create_future()
+        self.closed = asyncio.get_running_loop().create_future()
+        self.last_heard = time.monotonic()
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        for fut in (self.connack, self.suback):
+            if not fut.done():
+                fut.set_exception(ConnectionError(str(exc or "connection closed")))
+        if not self.closed.done():
+            self.closed.set_result(exc)
+
+    def data_received(self, data: bytes) -> None:
+        self.last_heard = time.monotonic()
+        buf = self.buffer
+        buf += data
+        try:
+            used = self.receiver._packets(buf, self)
+        except (ProtocolError, IndexError, UnicodeDecodeError) as e:
+            log.error("broker sent a malformed packet (%s); reconnecting", e)
+            assert self.transport is not None
+            self.transport.close()
+            return
+        del buf[:used]
 
 
 class MqttReceiver:
@@ -53,126 +154,237 @@ class MqttReceiver:
         self.topics = topics
         self.batch_max = batch_max
         self.batch_wait_s = batch_wait_s
-        self._lock = threading.Lock()
-        self._messages: list[mqtt.MQTTMessage] = []
-        self._times: list[float] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._topics: list[str] = []
+        self._payloads: list[bytes] = []
+        self._mids: list[int] = []  # packet id, or -1 for QoS 0 (nothing to ack)
+        self._times: list[float] = []  # arrival time of each message (per socket read)
         self._wakeup: asyncio.Event | None = None
-        self._woken = False
-        self._connected = threading.Event()
-        self._connect_error: str | None = None
+        self._session: _Session | None = None
+        self._generation = 0
         self._closing = False
-        self.client = mqtt.Client(
-            callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
-            client_id=settings.client_id,
-            protocol=mqtt.MQTTv5,
-            manual_ack=True,
-        )
-        if settings.username:
-            self.client.username_pw_set(settings.username, settings.password or None)
-        self.client.on_connect = self._on_connect
-        self.client.on_disconnect = self._on_disconnect
-        self.client.on_message = self._on_message
-        self.client.reconnect_delay_set(1, 30)
+        self._supervisor: asyncio.Task | None = None
+        self.where = f"{settings.host}:{settings.port}"
 
-    # --- paho network thread -------------------------------------------------------------
+    # --- connection ------------------------------------------------------------------------
 
-    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
-        if reason_code.is_failure:
-            self._connect_error = f"broker refused the connection: {reason_code}"
-            self._connected.set()
-            return
-        client.subscribe([(t, SubscribeOptions(qos=1)) for t in self.topics])
-        log.info("connected to %s:%s (session present: %s)", self.settings.host,
-                 self.settings.port, flags.session_present)
-        self._connect_error = None
-        self._connected.set()
-
-    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
-        if not self._closing:
-            log.warning("disconnected from broker (%s); paho reconnects", reason_code)
-
-    def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
-        with self._lock:
-            self._messages.append(message)
-            self._times.append(time.time())
-            full = len(self._messages) >= self.batch_max
-        if full and not self._woken and self._loop is not None:
-            self._woken = True
-            self._loop.call_soon_threadsafe(self._wakeup.set)  # type: ignore[union-attr]
-
-    # --- asyncio side ----------------------------------------------------------------------
+    async def _open(self) -> _Session:
+        """Connect, CONNACK, SUBSCRIBE, SUBACK; raises BrokerError with the reason."""
+        loop = asyncio.get_running_loop()
+        self._generation += 1
+        generation = self._generation
+        try:
+            _, session = await asyncio.wait_for(loop.create_connection(
+                lambda: _Session(self, generation), self.settings.host, self.settings.port),
+                timeout=10)
+        except (OSError, TimeoutError) as e:
+            reason = getattr(e, "strerror", None) or e or "timed out"
+            raise BrokerError(f"cannot reach the MQTT broker at {self.where}: {reason}") from None
+        assert session.transport is not None
+        session.transport.write(connect_packet(self.settings))
+        try:
+            present = await asyncio.wait_for(session.connack, 10)
+            session.transport.write(subscribe_packet(1, self.topics))
+            await asyncio.wait_for(session.suback, 10)
+        except (BrokerError, ConnectionError, TimeoutError) as e:
+            session.transport.close()
+            if isinstance(e, BrokerError):
+                raise
+            raise BrokerError(f"MQTT broker at {self.where}: {e or 'no answer in time'}") \
+                from None
+        self._session = session
+        log.info("connected to %s (session present: %s)", self.where, present)
+        return session
 
     async def start(self, timeout_s: float = 10.0) -> None:
-        self._loop = asyncio.get_running_loop()
         self._wakeup = asyncio.Event()
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = self.settings.session_expiry_s
-        props.ReceiveMaximum = self.settings.receive_maximum
-        where = f"{self.settings.host}:{self.settings.port}"
-        try:
-            self.client.connect(self.settings.host, self.settings.port,
-                                keepalive=self.settings.keepalive_s, clean_start=False,
-                                properties=props)
-        except OSError as e:
-            reason = e.strerror or e
-            raise BrokerError(f"cannot reach the MQTT broker at {where}: {reason}") from None
-        self.client.loop_start()
-        ok = await asyncio.to_thread(self._connected.wait, timeout_s)
-        if not ok or self._connect_error:
-            self.client.loop_stop()
-            raise BrokerError(
-                f"MQTT broker at {where}: {self._connect_error or 'no CONNACK in time'}"
-            )
+        session = await asyncio.wait_for(self._open(), timeout_s)
+        self._supervisor = asyncio.ensure_future(self._supervise(session))
+
+    async def _supervise(self, session: _Session) -> None:
+        """Keepalive while connected; reconnect (1 s … 30 s backoff) when the connection
+        drops or the broker goes quiet for 1.5 keepalive periods."""
+        keepalive = max(self.settings.keepalive_s, 1)
+        while not self._closing:
+            try:
+                await asyncio.wait_for(asyncio.shield(session.closed), keepalive / 2)
+            except TimeoutError:
+                if time.monotonic() - session.last_heard > keepalive * 1.5:
+                    log.warning("broker at %s silent for %.0f s; reconnecting", self.where,
+                                keepalive * 1.5)
+                    session.transport.close()  # type: ignore[union-attr]
+                else:
+                    session.transport.write(bytes([PINGREQ << 4, 0]))  # type: ignore[union-attr]
+                continue
+            if self._closing:
+                return
+            self._drop_unacked(session.generation)
+            log.warning("disconnected from broker at %s; reconnecting", self.where)
+            delay = 1.0
+            while not self._closing:
+                try:
+                    session = await self._open()
+                    break
+                except BrokerError as e:
+                    log.warning("%s; retrying in %.0f s", e, delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 30.0)
+
+    def _drop_unacked(self, generation: int) -> None:
+        """Messages of a lost connection: the broker resends them on the next one."""
+        dropped = len(self._topics)
+        self._topics.clear()
+        self._payloads.clear()
+        self._mids.clear()
+        self._times.clear()
+        if dropped:
+            log.info("%d buffered messages of the lost connection will be redelivered", dropped)
+
+    # --- packets (called from data_received; the hot path) ---------------------------------
+
+    def _packets(self, buf: bytearray, session: _Session) -> int:
+        """Handle every complete packet in ``buf``; return how many bytes were used."""
+        pos, n = 0, len(buf)
+        topics, payloads, mids = self._topics, self._payloads, self._mids
+        before = len(topics)
+        while n - pos >= 2:
+            first = buf[pos]
+            length, i, shift = 0, pos + 1, 0
+            while True:
+                if i >= n:
+                    return self._arrived(pos, before)
+                byte = buf[i]
+                length |= (byte & 0x7F) << shift
+                i += 1
+                if not byte & 0x80:
+                    break
+                shift += 7
+                if shift > 21:
+                    raise ProtocolError("remaining length longer than 4 bytes")
+            end = i + length
+            if end > n:
+                break
+            kind = first >> 4
+            if kind == PUBLISH:
+                qos = (first >> 1) & 3
+                if qos == 2:
+                    raise ProtocolError("a QoS 2 PUBLISH on a QoS 1 subscription")
+                topic_len = buf[i] << 8 | buf[i + 1]
+                j = i + 2 + topic_len
+                topics.append(buf[i + 2:j].decode("utf-8", "replace"))
+                if qos:
+                    mids.append(buf[j] << 8 | buf[j + 1])
+                    j += 2
+                else:
+                    mids.append(-1)
+                props = buf[j]  # property length: one byte unless ≥ 128 bytes of properties
+                if props & 0x80:
+                    plen, shift = 0, 0
+                    while True:
+                        byte = buf[j]
+                        plen |= (byte & 0x7F) << shift
+                        j += 1
+                        shift += 7
+                        if not byte & 0x80:
+                            break
+                    j += plen
+                else:
+                    j += 1 + props
+                payloads.append(bytes(buf[j:end]))
+            else:
+                self._control(kind, bytes(buf[i:end]), session)
+            pos = end
+        return self._arrived(pos, before)
+
+    def _arrived(self, used: int, before: int) -> int:
+        new = len(self._topics) - before
+        if new:
+            now = time.time()
+            self._times.extend([now] * new)
+            if len(self._topics) >= self.batch_max and self._wakeup is not None:
+                self._wakeup.set()
+        return used
+
+    def _control(self, kind: int, body: bytes, session: _Session) -> None:
+        if kind == CONNACK:
+            if len(body) < 2:
+                raise ProtocolError("CONNACK shorter than 2 bytes")
+            if body[1] >= 0x80:
+                reason = REASONS.get(body[1], f"reason 0x{body[1]:02X}")
+                session.connack.set_exception(BrokerError(
+                    f"MQTT broker at {self.where} refused the connection: {reason}"))
+            elif not session.connack.done():
+                session.connack.set_result(bool(body[0] & 0x01))
+        elif kind == SUBACK:
+            codes = body[3 + body[2]:] if len(body) > 2 else b""
+            refused = [t for t, c in zip(self.topics, codes, strict=False) if c >= 0x80]
+            if refused or len(codes) != len(self.topics):
+                session.suback.set_exception(BrokerError(
+                    f"MQTT broker at {self.where} refused the subscription to "
+                    f"{', '.join(refused) or self.topics}: "
+                    f"{REASONS.get(max(codes, default=0x80), 'refused')}"))
+            elif not session.suback.done():
+                session.suback.set_result(True)
+        elif kind == DISCONNECT:
+            reason = REASONS.get(body[0], f"reason 0x{body[0]:02X}") if body else "normal"
+            log.warning("broker at %s disconnected us: %s", self.where, reason)
+        # PINGRESP, PUBACK/PUBREC/PUBCOMP (we publish nothing): being heard is enough
+
+    # --- asyncio side ----------------------------------------------------------------------
 
     async def next_batch(self) -> RawBatch:
         """Wait until a batch is full or the oldest message waited ``batch_wait_s``."""
         assert self._wakeup is not None
         while True:
-            with self._lock:
-                pending = len(self._messages)
-                oldest = self._times[0] if pending else None
+            pending = len(self._topics)
             if pending >= self.batch_max:
                 break
-            if oldest is not None:
-                remaining = self.batch_wait_s - (time.time() - oldest)
+            if pending:
+                remaining = self.batch_wait_s - (time.time() - self._times[0])
                 if remaining <= 0:
                     break
                 timeout = remaining
             else:
                 timeout = self.batch_wait_s
             self._wakeup.clear()
-            self._woken = False
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), timeout)
         return self.take()
 
     def take(self) -> RawBatch:
         """Everything buffered now (up to batch_max), possibly empty."""
-        with self._lock:
-            messages = self._messages[: self.batch_max]
-            times = self._times[: self.batch_max]
-            del self._messages[: self.batch_max]
-            del self._times[: self.batch_max]
-        return RawBatch(
-            topics=[m.topic for m in messages],
-            payloads=[m.payload for m in messages],
-            received_ms=(np.asarray(times, np.float64) * 1000).astype(np.int64),
-            acks=[(m.mid, m.qos) for m in messages],
-        )
+        k = self.batch_max
+        topics, payloads = self._topics[:k], self._payloads[:k]
+        mids = np.asarray(self._mids[:k], np.int32)
+        times = np.asarray(self._times[:k], np.float64)
+        del self._topics[:k], self._payloads[:k], self._mids[:k], self._times[:k]
+        return RawBatch(topics=topics, payloads=payloads,
+                        received_ms=(times * 1000).astype(np.int64),
+                        ack_ids=mids[mids >= 0].astype(np.uint16), connection=self._generation)
 
     def pending(self) -> int:
-        with self._lock:
-            return len(self._messages)
+        return len(self._topics)
 
     def ack(self, batch: RawBatch) -> None:
-        """Ack after commit. QoS 0 messages carry nothing to ack."""
-        for mid, qos in batch.acks:
-            if qos > 0:
-                self.client.ack(mid, qos)
+        """Ack after commit, in one write. A batch from a lost connection is not acked: the
+        broker redelivers it on this one, and the store absorbs the duplicates."""
+        session = self._session
+        if not len(batch.ack_ids) or session is None or session.transport is None:
+            return
+        if batch.connection != session.generation or session.transport.is_closing():
+            return
+        session.transport.write(puback_packets(batch.ack_ids))
 
     async def stop(self) -> None:
         """Disconnect without acking anything still buffered: the broker keeps it for us."""
         self._closing = True
-        self.client.disconnect()
-        await asyncio.to_thread(self.client.loop_stop)
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._supervisor
+        session = self._session
+        if session is not None and session.transport is not None \
+                and not session.transport.is_closing():
+            session.transport.write(bytes([DISCONNECT << 4, 0]))
+            session.transport.close()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(session.closed), 5)

@@ -85,7 +85,9 @@ class RawBatch:
     topics: list[str]
     payloads: list[bytes]
     received_ms: np.ndarray  # int64, one per message
-    acks: list[tuple[int, int]] = field(default_factory=list)  # (mid, qos) to ack after commit
+    # packet ids of the QoS 1 messages, to ack after commit on the connection they came on
+    ack_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint16))
+    connection: int = 0
 
     def __len__(self) -> int:
         return len(self.topics)

@@ -332,8 +332,10 @@ def test_100000_hostile_frames_through_gateway_broker_and_ingest(
         return out
 
     want = sum(len(p.fix_ts) for p in plans)
-    assert poll(lambda: sum(map(len, stored().values())) + sum(map(len, dead().values()))
-                >= want, timeout_s=180)
+    def accounted() -> int:
+        landed, rejected = stored(), dead()
+        return sum(len(landed[d] | rejected.get(d, set())) for d in devices)
+    assert poll(lambda: accounted() >= want, timeout_s=180), (accounted(), want)
     landed, rejected = stored(), dead()
     for device, plan in devices.items():
         if plan.kinds.get("valid_location"):
