@@ -114,6 +114,9 @@ class WorkerOptions:
                    s.max_in_flight, s.poll_s, s.lease_s)
 
 
+LISTEN_ALERTS = "LISTEN muckwatch_alerts"  # the store NOTIFYs this channel (NOTIFY_ALERTS)
+
+
 class DeliveryWorker:
     def __init__(self, dsn: str, options: WorkerOptions | None = None) -> None:
         self.dsn = dsn
@@ -124,9 +127,40 @@ class DeliveryWorker:
         self._wake = asyncio.Event()
         self._conn: psycopg.AsyncConnection | None = None
 
+    def wake(self) -> None:
+        """New alerts are committed: look now rather than at the next poll (the ingest calls
+        this in-process; workers in other processes hear the store's NOTIFY)."""
+        self._wake.set()
+
+    async def _listen(self, stop: asyncio.Event) -> None:
+        """LISTEN for the store's NOTIFY so a worker in another process starts a delivery
+        within milliseconds of the commit; polling every ``poll_s`` stays as the fallback."""
+        while not stop.is_set():
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                        self.dsn, autocommit=True,
+                        application_name="muckwatch-alerts-listen") as conn:
+                    await conn.execute(LISTEN_ALERTS)
+                    self._wake.set()  # anything committed before we listened
+                    async for _ in conn.notifies():
+                        self._wake.set()
+            except psycopg.OperationalError:
+                pass  # the poll covers the gap; try again shortly
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.options.poll_s)
+
     async def run(self, stop: asyncio.Event) -> DeliveryMetrics:
         """Deliver until ``stop`` is set; then let in-flight deliveries finish (bounded by
         the timeout: anything cut off is redelivered after its lease)."""
+        listener = asyncio.ensure_future(self._listen(stop))
+        try:
+            return await self._run(stop)
+        finally:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+
+    async def _run(self, stop: asyncio.Event) -> DeliveryMetrics:
         o = self.options
         limits = httpx.Limits(max_connections=None, max_keepalive_connections=50)
         async with httpx.AsyncClient(timeout=o.timeout_s, limits=limits,

@@ -243,4 +243,6 @@ class IngestService:
                 continue
             self.receiver.ack(batch)
             self.stats.add(result)
+            if result.alerts and self.worker is not None:
+                self.worker.wake()
             return

@@ -87,6 +87,7 @@ ON CONFLICT (id, left_at) DO UPDATE SET
 # An alert goes into the outbox in the violation's transaction, with an excerpt of the
 # vehicle's track cut from telemetry (this batch's fixes included). A subscription deleted
 # since the router last loaded them is skipped rather than failing the batch.
+NOTIFY_ALERTS = "NOTIFY muckwatch_alerts"  # at commit of new outbox rows; workers LISTEN
 _INSERT_ALERT = """
 INSERT INTO alert_outbox (webhook_id, subscription_id, violation_id, event, payload)
 SELECT %(webhook_id)s, %(subscription_id)s, %(violation_id)s, %(event)s,
@@ -168,6 +169,8 @@ class Store:
                                                        "max_fixes": self.evidence_max_fixes})
                     if alerts:
                         await cur.executemany(_INSERT_ALERT, [_alert_row(a) for a in alerts])
+                        # delivered at commit: wakes delivery workers in other processes
+                        await cur.execute(NOTIFY_ALERTS)
         except psycopg.OperationalError as e:
             await conn.close()
             raise DatabaseError(

@@ -169,3 +169,17 @@ def test_retry_after_dead_letter_and_replay(db, dsn, tag, receiver, worker, poll
     assert replayed.returncode == 0 and "queued 1 alert(s) again" in replayed.stdout
     assert poll(lambda: states(db, f"{tag}-broken") == {"delivered": 1}, timeout_s=30)
     assert len(set(broken.ids())) == 1, "the replay carries the same webhook-id"
+
+
+def test_a_worker_in_another_process_is_woken_by_the_commit_not_the_poll(db, dsn, tag,
+                                                                         receiver, worker, poll):
+    """The store NOTIFYs when outbox rows commit; a worker polling only every 60 s still
+    delivers within moments."""
+    r = receiver()
+    sub = subscribe(db, f"{tag}-notify", r)
+    worker(poll_s="60")
+    time.sleep(2.0)  # the worker's first round and its LISTEN are done
+    t0 = time.monotonic()
+    write(dsn, [sub], events(f"{tag}-dev", 3))
+    assert poll(lambda: len(r.ids()) >= 3, timeout_s=20), r.ids()
+    assert time.monotonic() - t0 < 10, "woken by NOTIFY, not by the 60 s poll"
