@@ -247,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # one line per webhook POST is noise; the worker logs failures and the metrics count all
+    logging.getLogger("httpx").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     from muckwatch.config import ConfigError, load_settings
 
     try:

@@ -47,7 +47,7 @@ class DatabaseSettings:
 @dataclass(frozen=True)
 class IngestSettings:
     batch_max: int = 5_000  # messages per batch
-    batch_wait_ms: int = 200  # flush a partial batch after this long
+    batch_wait_ms: int = 20  # flush a partial batch after this long (latency ≤ this + work)
     max_payload_bytes: int = 65_536
     max_future_s: int = 600  # device clocks may run ahead by this much
     retry_backoff_max_s: float = 30.0  # database unavailable: retry the batch, capped backoff

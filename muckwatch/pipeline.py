@@ -67,6 +67,7 @@ class BatchResult:
     statuses: int = 0
     events: int = 0
     alerts: int = 0
+    stage_ms: dict[str, float] = field(default_factory=dict)  # wall time of each stage
 
 
 class Pipeline:
@@ -88,14 +89,19 @@ class Pipeline:
 
     async def process(self, raw: RawBatch, now_ms: int | None = None) -> BatchResult:
         now_ms = now_ms if now_ms is not None else time.time_ns() // 1_000_000
+        clock = _StageClock()
         decoded: Decoded = self.decoder.decode(raw, now_ms)  # wire format → fixes + rejects
+        clock.lap("decode")
         fixes = self.sequencer.sequence(decoded.fixes)  # device-time order, no repeats
         memberships = self.geofence.classify(fixes)  # which fences cover each fix
+        clock.lap("geofence")
         events = self.rules.evaluate(fixes, memberships, now_ms)  # violations and trips
         events += self.rules.sweep(now_ms)  # terminals silent while moving
+        clock.lap("rules")
         alerts = self.alerts.route(events)  # outbox rows for the subscriptions that want them
         written = await self.store.write(fixes, decoded.rejects, decoded.statuses, events,
                                          alerts)  # one transaction
+        clock.lap("store")
         return BatchResult(
             messages=decoded.messages,
             fixes=decoded.fix_count,
@@ -105,4 +111,18 @@ class Pipeline:
             statuses=written.statuses,
             events=len(events),
             alerts=len(alerts),
+            stage_ms=clock.laps,
         )
+
+
+class _StageClock:
+    """Wall time per pipeline stage, for the metrics and the slow-batch log."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.laps[stage] = (now - self._last) * 1000
+        self._last = now

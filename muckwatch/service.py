@@ -32,6 +32,9 @@ from store.database import DatabaseError, Store
 log = logging.getLogger(__name__)
 
 
+BATCH_MS_BUCKETS = ("1", "2", "5", "10", "20", "50", "100", "200", "500", "1000", "+Inf")
+
+
 @dataclass
 class IngestStats:
     """Running totals, printed as one JSON line when the service stops."""
@@ -47,6 +50,11 @@ class IngestStats:
     events: int = 0
     alerts: int = 0
     db_retries: int = 0
+    stage_ms_total: dict[str, float] = field(default_factory=dict)
+    stage_ms_max: dict[str, float] = field(default_factory=dict)
+    # batches by processing time (ms, upper bounds; the last bucket is everything slower)
+    batch_ms_buckets: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(BATCH_MS_BUCKETS, 0))
     started_at: float = field(default_factory=time.time)
 
     def add(self, r: BatchResult) -> None:
@@ -61,6 +69,13 @@ class IngestStats:
         for reason, n in r.rejects.items():
             self.rejects[reason] = self.rejects.get(reason, 0) + n
             self.rejected += n
+        for stage, ms in r.stage_ms.items():
+            self.stage_ms_total[stage] = round(self.stage_ms_total.get(stage, 0.0) + ms, 3)
+            self.stage_ms_max[stage] = round(max(self.stage_ms_max.get(stage, 0.0), ms), 3)
+        total = sum(r.stage_ms.values())
+        bucket = next((b for b in BATCH_MS_BUCKETS if b != "+Inf" and total <= float(b)),
+                      "+Inf")
+        self.batch_ms_buckets[bucket] += 1
 
     def as_json(self) -> str:
         data = asdict(self)

@@ -141,6 +141,8 @@ class RuleEngine:
         self._last_sweep = _NEVER
         self._held: Facts | None = None
         self._held_received: np.ndarray = np.zeros(0, np.int64)
+        self._held_codes: np.ndarray = np.zeros(0, np.int64)
+        self._codes: dict[str, int] = {}  # device id → small int, interned on first sight
 
     # --- public API -------------------------------------------------------------------------
 
@@ -216,38 +218,54 @@ class RuleEngine:
             return []
         allf = Facts.concat(parts) if len(parts) > 1 else parts[0]
         received_all = np.concatenate(recv) if recv else np.zeros(len(allf), np.int64)
-        dev_key = allf.device.astype(str)
-        order = np.lexsort((allf.ts, dev_key))
-        allf, received_all, dev_key = allf.take(order), received_all[order], dev_key[order]
+        # the held fixes (10 s of the whole fleet) are re-sorted with every batch: by small
+        # interned ints, not by device strings
+        codes = self._held_codes if self._held is not None else np.zeros(0, np.int64)
+        if facts is not None:
+            codes = np.concatenate([codes, self._device_codes(facts.device)])
+        order = np.lexsort((allf.ts, codes))
+        allf, received_all, codes = allf.take(order), received_all[order], codes[order]
         # drop repeated (device, ts): a fix already held or delivered twice counts once
         if len(allf) > 1:
             dup = np.zeros(len(allf), bool)
-            dup[1:] = (dev_key[1:] == dev_key[:-1]) & (allf.ts[1:] == allf.ts[:-1])
+            dup[1:] = (codes[1:] == codes[:-1]) & (allf.ts[1:] == allf.ts[:-1])
             keep = ~dup
-            allf, received_all, dev_key = allf.take(keep), received_all[keep], dev_key[keep]
+            allf, received_all, codes = allf.take(keep), received_all[keep], codes[keep]
         n = len(allf)
-        starts = np.flatnonzero(np.concatenate([[True], dev_key[1:] != dev_key[:-1]]))
+        starts = np.flatnonzero(np.concatenate([[True], codes[1:] != codes[:-1]]))
         group = np.repeat(np.arange(len(starts)), np.diff(np.concatenate([starts, [n]])))
         newest = np.maximum.reduceat(allf.ts, starts)[group] if n else np.zeros(0, np.int64)
         window = int(self.settings.reorder_window_s * 1000)
         ready = np.ones(n, bool) if final else (allf.ts <= newest - window)
         if now_ms is not None and not final:
             ready |= received_all <= now_ms - window
-        last = np.array([self.vehicles[d].last_ts if d in self.vehicles else _NEVER
-                         for d in dev_key[starts].tolist()], np.int64)[group] if n else \
+        vehicles = self.vehicles
+        last = np.array([vehicles[d].last_ts if d in vehicles else _NEVER
+                         for d in allf.device[starts].tolist()], np.int64)[group] if n else \
             np.zeros(0, np.int64)
         late = allf.ts <= last
         live = ready & ~late
         hold = ~ready & ~late
         self._held = allf.take(hold) if hold.any() else None
         self._held_received = received_all[hold]
+        self._held_codes = codes[hold]
         events: list = []
         if late.any():
             events += self._process(allf.take(late), late=True)
         if live.any():
             events += self._process(allf.take(live), late=False)
-            self._note_arrival(dev_key[live], received_all[live])
+            self._note_arrival(allf.device[live], received_all[live])
         return events
+
+    def _device_codes(self, devices: np.ndarray) -> np.ndarray:
+        """A stable small int per device id: one dict lookup per distinct device in the
+        batch."""
+        if not len(devices):
+            return np.zeros(0, np.int64)
+        unique, inverse = np.unique(devices.astype(str), return_inverse=True)
+        codes = self._codes
+        return np.array([codes.setdefault(d, len(codes)) for d in unique.tolist()],
+                        np.int64)[inverse]
 
     def _note_arrival(self, devices: np.ndarray, received: np.ndarray) -> None:
         """Remember when each vehicle's newest live fix arrived (wall clock): SIGNAL_LOSS

@@ -64,10 +64,8 @@ def compute_facts(fixes: FixBatch, memberships: Memberships, ref: Reference,
     permit = ref.permit_at(vehicle, fixes.ts, minute)
 
     # memberships → per-fix site / zone / limit, by fence index
-    index_of = {fid: k for k, fid in enumerate(ref.fence_ids)}
     member_fix = memberships.fix_index
-    member_fence = np.array([index_of.get(f, -1) for f in memberships.fence_id.tolist()],
-                            np.int64)
+    member_fence = ref.fence_indices(memberships.fence_id)
     keep = member_fence >= 0
     member_fix, member_fence = member_fix[keep], member_fence[keep]
     kind = ref.fence_kind[member_fence] if len(member_fence) else np.zeros(0, object)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cached_property
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -58,6 +59,20 @@ class Reference:
     permit_from_ms: np.ndarray
     permit_to_ms: np.ndarray
     permit_hours: list[list[tuple[int, int]]]
+
+    @cached_property
+    def fence_index_of(self) -> dict[str, int]:
+        """fence id → index into ``fence_ids`` (built once, not per batch)."""
+        return {fid: k for k, fid in enumerate(self.fence_ids)}
+
+    def fence_indices(self, ids: np.ndarray) -> np.ndarray:
+        """Indices of many fence ids (-1 for ids this reference does not know); one dict
+        lookup per distinct id in the batch, not per membership."""
+        if not len(ids):
+            return np.zeros(0, np.int64)
+        unique, inverse = np.unique(ids.astype(str), return_inverse=True)
+        index_of = self.fence_index_of
+        return np.array([index_of.get(f, -1) for f in unique.tolist()], np.int64)[inverse]
     permit_origin: np.ndarray  # fence index
     permit_allowed: list[set[int]]  # fence indexes where tipping is allowed
     permit_destinations: list[set[int]]
