@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
@@ -72,12 +72,14 @@ def _severity(rule: str, peak: float, settings: RuleSettings) -> int:
     return 2
 
 
-@dataclass
+@dataclass(slots=True)
 class VehicleState:
-    """Everything the engine remembers about one vehicle; bounded and serialisable."""
+    """Everything the engine remembers about one vehicle; bounded and serialisable.
 
-    machines: dict[str, MachineState] = field(
-        default_factory=lambda: {r: MachineState() for r in MACHINE_RULES})
+    Slots and machines created on first use keep 100,000 vehicles in a few hundred MB: most
+    vehicles never come near most rules (docs/performance.md)."""
+
+    machines: dict[str, MachineState] = field(default_factory=dict)  # rule → its machine
     last_ts: int = _NEVER
     last_received: int = _NEVER  # wall clock when the newest live fix arrived
     last_moving_outside: bool = False
@@ -97,18 +99,29 @@ class VehicleState:
     signal_periods: list[tuple[int, int]] = field(default_factory=list)
     gaps: list[tuple[int, int, dict]] = field(default_factory=list)
 
+    def machine(self, rule: str) -> MachineState:
+        """The rule's machine, created idle on first use."""
+        m = self.machines.get(rule)
+        if m is None:
+            m = self.machines[rule] = MachineState()
+        return m
+
+    def busy(self, rule: str) -> bool:
+        m = self.machines.get(rule)
+        return m is not None and m.phase != 0
+
     def to_dict(self) -> dict:
         return {
             "machines": {r: m.to_dict() for r, m in self.machines.items()},
-            **{k: copy.deepcopy(v) for k, v in self.__dict__.items() if k != "machines"},
+            **{f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self)
+               if f.name != "machines"},
         }
 
     @classmethod
     def from_dict(cls, data: dict) -> VehicleState:
         data = copy.deepcopy(data)
-        machines = {r: MachineState() for r in MACHINE_RULES}
-        machines.update({r: MachineState.from_dict(m)
-                         for r, m in data.pop("machines", {}).items()})
+        machines = {r: MachineState.from_dict(m) for r, m in data.pop("machines", {}).items()
+                    if r in MACHINE_RULES}
         state = cls(machines=machines, **data)
         state.signal_periods = [tuple(p) for p in state.signal_periods]
         state.recent_closed = [tuple(c) for c in state.recent_closed]
@@ -385,12 +398,12 @@ class RuleEngine:
         for rule, (cond, ok, measure, context) in conditions.items():
             on = ok & (cond == ON)
             busy = np.bincount(slot[on], minlength=len(starts)) > 0
-            busy |= np.array([st.machines[rule].phase != 0 for st in sts], bool)
+            busy |= np.array([st.busy(rule) for st in sts], bool)
             for i in np.flatnonzero(busy).tolist():
                 a, b = int(starts[i]), int(ends[i])
                 rows = a + np.flatnonzero(ok[a:b])
                 st = sts[i]
-                for t in feed(st.machines[rule], self.debounce[rule], f.ts[rows], cond[rows],
+                for t in feed(st.machine(rule), self.debounce[rule], f.ts[rows], cond[rows],
                               measure[rows], f.lon[rows], f.lat[rows], context[rows]):
                     events.append(self._transition_event(names[i], rule, t, late))
                     if t.kind == "closed":
@@ -567,7 +580,7 @@ class RuleEngine:
             for rule, m in temp.machines.items():
                 if m.phase not in (2, 3):  # neither OPEN nor CLOSING at the end of late data
                     continue
-                live_m = live.machines[rule]
+                live_m = live.machine(rule)
                 closed_live = next((c for c in live.recent_closed
                                     if c[0] == rule and c[1] == gap_end), None)
                 if gap_end is not None and closed_live is not None:

@@ -34,7 +34,7 @@ class Debounce(NamedTuple):
     close_s: float = 0.0
 
 
-@dataclass
+@dataclass(slots=True)
 class MachineState:
     """Serialisable per-(vehicle, rule) state."""
 
