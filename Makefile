@@ -1,5 +1,5 @@
 # The two commands: `make demo` and `make test`. Both do all set-up they need.
-.PHONY: setup demo test bench lint services-up services-down clean
+.PHONY: setup demo test bench bench-long lint services-up services-down clean
 
 setup:
 	@bash scripts/setup.sh
@@ -12,7 +12,13 @@ test: setup
 	.venv/bin/python -m pytest
 
 bench: setup
+	@bash scripts/setup.sh --bench
 	.venv/bin/python bench/run.py
+
+# optional: 20,000 trucks at 1 Hz for 10 minutes through the whole pipeline (≈ 17 minutes)
+bench-long: setup
+	@bash scripts/setup.sh --bench
+	.venv/bin/python bench/long_run.py
 
 lint: setup
 	.venv/bin/ruff check .

@@ -6,7 +6,9 @@
  * with libmosquitto; the Python publishers cannot feed a Python subscriber fast enough to
  * find its ceiling, so the load comes from C.
  *
- * usage: cpub -p PORT [-h HOST] [-q QOS] [-w WINDOW] [-r RATE] [-i CLIENT_ID]
+ * With -P, prints "PUBLISHED ACKED" to stderr once a second (progress for long runs).
+ *
+ * usage: cpub -p PORT [-h HOST] [-q QOS] [-w WINDOW] [-r RATE] [-i CLIENT_ID] [-P]
  */
 #include <mosquitto.h>
 #include <stdio.h>
@@ -30,9 +32,10 @@ static long long now_ns(void) {
 
 int main(int argc, char **argv) {
     const char *host = "127.0.0.1", *client_id = "muckwatch-cpub";
-    int port = 1883, qos = 1, window = 2000, opt;
+    int port = 1883, qos = 1, window = 2000, progress = 0, opt;
+    long long last_progress = 0;
     double rate = 0;
-    while ((opt = getopt(argc, argv, "h:p:q:w:r:i:")) != -1) {
+    while ((opt = getopt(argc, argv, "h:p:q:w:r:i:P")) != -1) {
         switch (opt) {
         case 'h': host = optarg; break;
         case 'p': port = atoi(optarg); break;
@@ -40,6 +43,7 @@ int main(int argc, char **argv) {
         case 'w': window = atoi(optarg); break;
         case 'r': rate = atof(optarg); break;
         case 'i': client_id = optarg; break;
+        case 'P': progress = 1; break;
         default:
             fprintf(stderr, "usage: cpub -p PORT [-h HOST] [-q QOS] [-w WINDOW] [-r RATE]\n");
             return 2;
@@ -81,7 +85,16 @@ int main(int argc, char **argv) {
             return 1;
         }
         published++;
-        if ((published & 63) == 0) mosquitto_loop(m, 0, 1);
+        if ((published & 63) == 0) {
+            mosquitto_loop(m, 0, 1);
+            if (progress) {
+                long long now = now_ns();
+                if (now - last_progress >= 1000000000LL) {
+                    fprintf(stderr, "%ld %ld\n", published, (long)acked);
+                    last_progress = now;
+                }
+            }
+        }
     }
     while (qos > 0 && acked < published) {
         if (mosquitto_loop(m, 100, 1) != MOSQ_ERR_SUCCESS) break;

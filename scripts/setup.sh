@@ -20,6 +20,13 @@ if command -v "$PY" >/dev/null 2>&1 && ! "$PY" -c 'import venv, ensurepip' >/dev
   need+=(python3-venv)
 fi
 
+# `make bench` also compiles bench/cpub.c, a C MQTT publisher (gcc, libmosquitto headers),
+# and profiles with py-spy
+if [ "${1:-}" = "--bench" ]; then
+  command -v gcc >/dev/null 2>&1 || need+=(gcc libc6-dev)
+  [ -f /usr/include/mosquitto.h ] || need+=(libmosquitto-dev)
+fi
+
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -57,6 +57,19 @@ class MixedOptions:
     blind_episode_every: int = 4
 
 
+MAX_BATCH_FIXES = 200  # a long blind-area backlog goes as several messages (≈ 26 KB each)
+
+
+def _split(d: Delivery) -> Iterator[Delivery]:
+    """A terminal sends a long backlog in pieces: one message must stay well under the
+    ingest's 64 KiB payload limit (8 minutes at 1 Hz would be ≈ 62 KB in one array)."""
+    if not d.is_batch or len(d.payload) <= MAX_BATCH_FIXES:
+        yield d
+        return
+    for k in range(0, len(d.payload), MAX_BATCH_FIXES):
+        yield Delivery(d.at_ms, d.device, d.payload[k:k + MAX_BATCH_FIXES])
+
+
 @dataclass(frozen=True, slots=True)
 class Delivery:
     """One message as a terminal sends it: a fix, or a blind-area batch of fixes."""
@@ -227,11 +240,11 @@ class MixedScenario:
                                            Delivery(int(true_ms[row]), device, fix)))
             while queue and queue[0][0] <= fleet.now_ms:
                 d = heapq.heappop(queue)[2]
-                yield d
+                yield from _split(d)
                 if duplicate.random() < o.duplicate_rate:
-                    yield d
+                    yield from _split(d)
         while queue:  # everything left falls due at the end
-            yield heapq.heappop(queue)[2]
+            yield from _split(heapq.heappop(queue)[2])
 
     def write(self, track_path, truth_path=None, progress=None) -> dict[str, int]:
         """TRACK.jsonl (delivery order) and, if given, truth.jsonl; ``progress`` (a tqdm bar
