@@ -364,6 +364,12 @@ class MqttReceiver:
     def pending(self) -> int:
         return len(self._topics)
 
+    @property
+    def connected(self) -> bool:
+        session = self._session
+        return session is not None and session.transport is not None \
+            and not session.transport.is_closing() and not session.closed.done()
+
     def ack(self, batch: RawBatch) -> None:
         """Ack after commit, in one write. A batch from a lost connection is not acked: the
         broker redelivers it on this one, and the store absorbs the duplicates."""

@@ -240,6 +240,19 @@ def _date(text: str):
         raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
 
 
+def _log_format(fmt: str) -> None:
+    """[observability] log_format: "text" (the default) or "json" (one object per line)."""
+    from muckwatch.config import ConfigError
+
+    if fmt == "json":
+        from muckwatch.observability import JsonFormatter
+
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(JsonFormatter())
+    elif fmt != "text":
+        raise ConfigError(f"[observability] log_format must be \"text\" or \"json\", not {fmt!r}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
@@ -253,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         settings = load_settings(args.config)
+        _log_format(settings.observability.log_format)
         return _dispatch(args, settings)
     except KeyboardInterrupt:
         return 130

@@ -90,6 +90,12 @@ class GatewaySettings:
 
 
 @dataclass(frozen=True)
+class ObservabilitySettings:
+    listen: str = "127.0.0.1:9108"  # muckwatch run serves /metrics and /healthz here; "" = off
+    log_format: str = "text"  # "json": one JSON object per log line, for log shippers
+
+
+@dataclass(frozen=True)
 class Settings:
     mqtt: MqttSettings = field(default_factory=MqttSettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
@@ -98,6 +104,7 @@ class Settings:
     rules: RuleSettings = field(default_factory=RuleSettings)
     alerts: AlertSettings = field(default_factory=AlertSettings)
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
+    observability: ObservabilitySettings = field(default_factory=ObservabilitySettings)
 
     def with_overrides(self, **sections: dict[str, Any]) -> Settings:
         """A copy with some keys replaced, e.g. ``with_overrides(mqtt={"port": 1884})``."""

@@ -68,6 +68,7 @@ class BatchResult:
     events: int = 0
     alerts: int = 0
     stage_ms: dict[str, float] = field(default_factory=dict)  # wall time of each stage
+    violation_events: dict[tuple[str, str], int] = field(default_factory=dict)  # (rule, phase)
 
 
 class Pipeline:
@@ -112,7 +113,18 @@ class Pipeline:
             events=len(events),
             alerts=len(alerts),
             stage_ms=clock.laps,
+            violation_events=_count_violation_events(events),
         )
+
+
+def _count_violation_events(events: list) -> dict[tuple[str, str], int]:
+    out: dict[tuple[str, str], int] = {}
+    for e in events:
+        rule, phase = getattr(e, "rule", None), getattr(e, "phase", None)
+        if rule is not None and phase is not None:
+            key = (rule, getattr(phase, "value", str(phase)))
+            out[key] = out.get(key, 0) + 1
+    return out
 
 
 class _StageClock:

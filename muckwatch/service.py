@@ -24,6 +24,7 @@ from ingest.wire import WireDecoder, subscriptions
 from muckwatch.batches import DeviceStatus, FixBatch, Rejects
 from muckwatch.city import City, load_city
 from muckwatch.config import Settings
+from muckwatch.observability import IngestMetrics, render, serve_http
 from muckwatch.pipeline import BatchResult, GeofenceStage, Pipeline, Sequencer
 from rules.engine import RuleEngine
 from rules.reference import Reference
@@ -113,6 +114,7 @@ class IngestService:
             batch_wait_s=settings.ingest.batch_wait_ms / 1000,
         )
         self.stats = IngestStats()
+        self.metrics = IngestMetrics()
         self._stop = asyncio.Event()
         self._reload: asyncio.Task | None = None
         self.worker = DeliveryWorker(settings.database.dsn,
@@ -200,6 +202,7 @@ class IngestService:
             if self.worker is not None else None
         reloader = asyncio.ensure_future(self._reload_subscriptions_periodically())
         await self.receiver.start()
+        http = await self._serve_observability()
         log.info("ingest running: batch_max=%d wait=%dms, %d alert subscription(s)%s",
                  self.settings.ingest.batch_max, self.settings.ingest.batch_wait_ms,
                  len(self.pipeline.alerts.subscriptions),
@@ -231,6 +234,8 @@ class IngestService:
         finally:
             self._stop.set()
             reloader.cancel()
+            if http is not None:
+                http.close()
             await self.receiver.stop()
             await self.pipeline.store.close()
             if worker_task is not None:
@@ -238,6 +243,46 @@ class IngestService:
         return self.stats
 
     _stop_hard = False
+
+    async def _serve_observability(self):
+        """/metrics and /healthz on [observability] listen; a port that cannot be bound is
+        logged and skipped — telemetry matters more than its metrics."""
+        listen = self.settings.observability.listen
+        if not listen:
+            return None
+        try:
+            server = await serve_http(listen, {"/metrics": self._metrics,
+                                               "/healthz": self._health})
+        except (OSError, ValueError) as e:
+            log.error("metrics and health endpoint not started: cannot listen on %s: %s",
+                      listen, e)
+            return None
+        host, port = server.sockets[0].getsockname()[:2]
+        log.info("metrics on http://%s:%d/metrics, health on /healthz", host, port)
+        return server
+
+    async def _metrics(self) -> tuple[int, str, str]:
+        return 200, "text/plain; version=0.0.4", render(
+            self.stats, self.metrics, backlog=self.receiver.pending(),
+            connected=self.receiver.connected,
+            delivery=self.worker.metrics if self.worker is not None else None)
+
+    async def _health(self) -> tuple[int, str, str]:
+        """200 when the broker session is up and the database answers within 2 s."""
+        import psycopg
+
+        broker = "ok" if self.receiver.connected else "disconnected (reconnecting)"
+        try:
+            async with await asyncio.wait_for(psycopg.AsyncConnection.connect(
+                    self.settings.database.dsn, connect_timeout=2), 3) as conn:
+                await asyncio.wait_for(conn.execute("SELECT 1"), 2)
+            database = "ok"
+        except (psycopg.Error, OSError, TimeoutError) as e:
+            database = f"unavailable: {str(e).strip().splitlines()[-1] if str(e).strip() else e}"
+        ok = broker == "ok" and database == "ok"
+        body = json.dumps({"status": "ok" if ok else "degraded", "broker": broker,
+                           "database": database, "backlog": self.receiver.pending()})
+        return (200 if ok else 503), "application/json", body + "\n"
 
     async def _process_until_committed(self, batch) -> None:
         delay = 0.5
@@ -258,6 +303,7 @@ class IngestService:
                 continue
             self.receiver.ack(batch)
             self.stats.add(result)
+            self.metrics.observe_batch(result.messages, result.stage_ms, result.violation_events)
             if result.alerts and self.worker is not None:
                 self.worker.wake()
             return

@@ -116,6 +116,7 @@ def ingest_env(broker: PrivateMosquitto, dsn: str, **extra: str) -> dict[str, st
         # alert tests run their own delivery workers; the ingest only writes the outbox
         "MUCKWATCH_ALERTS_WORKER": "false",
         "MUCKWATCH_ALERTS_RELOAD_S": "0.5",
+        "MUCKWATCH_OBSERVABILITY_LISTEN": "127.0.0.1:0",  # several ingests run at once
         **extra,
     }
 
