@@ -20,6 +20,7 @@ import shapely
 REPO = Path(__file__).resolve().parent.parent
 DOC = REPO / "docs" / "performance.md"
 HISTORY_MARK = "## History"
+LONG_MARK = "## Long run"
 
 
 def machine() -> str:
@@ -66,14 +67,148 @@ fences ({r['vertices']:,} vertices; 16–200 per ring, 10% with holes, some mult
     return table, summary
 
 
+def _verdict(ok: bool) -> str:
+    return "met" if ok else "**NOT MET**"
+
+
+def pipeline_section(p: dict, state: dict, wire: dict, geo: dict, store: dict, rules: dict,
+                     gw: dict) -> tuple[str, str]:
+    row, hook = p["row_ms"], p["hook_ms"]
+    ratio = p["ratio_to_paho"]
+    lossless = p["stored"] == p["fixes"] and p["dead"] == 0
+    targets = [
+        ("pipeline ≥ 80% of the bare paho subscriber, zero loss",
+         f"{p['pipeline_rate']:,.0f} vs {p['paho_rate']:,.0f} msg/s = **{ratio:.2f}**"
+         f"{'' if lossless else ' (LOSS)'}", ratio >= 0.8 and lossless),
+        ("p99 publish → violation row ≤ 50 ms at 5,000 msg/s", f"**{row['p99']:.0f} ms**",
+         row["p99"] <= 50),
+        ("p99 publish → webhook ≤ 100 ms at 5,000 msg/s", f"**{hook['p99']:.0f} ms**",
+         hook["p99"] <= 100),
+        ("store writer ≥ 70% of raw COPY", f"**{store['ratio']:.2f}**", store["ratio"] >= 0.7),
+        ("geofence ≥ 10× shapely STRtree", f"**{geo['speedup']:.1f}×**", geo["speedup"] >= 10),
+        ("100,000 vehicles of rule state ≤ 500 MB RSS",
+         f"**{state['rss_after_mb']:.0f} MB** (state {state['state_mb']:.0f} MB)",
+         state["rss_after_mb"] <= 500),
+    ]
+    target_rows = "\n".join(f"| {what} | {got} | {_verdict(ok)} |" for what, got, ok in targets)
+    text = f"""## The whole pipeline (issue #10)
+
+| target (ratios in the same run) | measured | |
+|---|---|---|
+{target_rows}
+
+### Ceilings and throughput
+
+The same feed — {p['messages']:,} messages ({p['fixes']:,} fixes) of {p['trucks']:,} simulated
+trucks reporting every second, one topic per truck, blind-area batches included — published
+by a C publisher (`bench/cpub.c`, libmosquitto, QoS 1) into a private Mosquitto:
+
+| receiver | messages/s | ratio to bare paho |
+|---|---:|---:|
+| `mosquitto_sub` (C), QoS 1 | {p['mosquitto_sub_rate']:,.0f} | {p['mosquitto_sub_rate'] / p['paho_rate']:.2f} |
+| bare paho-mqtt subscriber (Python, QoS 1, nothing per message) | {p['paho_rate']:,.0f} | 1.00 |
+| **`muckwatch run`**: QoS 1, persistent session, validation, geofence against the city at scale 150 (≈ 10,000 fences), all rules, telemetry + violations written, alerts routed to the outbox and delivered | **{p['pipeline_rate']:,.0f}** | **{ratio:.2f}** |
+
+The pipeline rate is messages ÷ the time from the first publish until the last fix is in
+`telemetry`: {p['stored']:,} of {p['fixes']:,} fixes stored, {p['dead']} dead-lettered,
+{p['violations']} violations, {p['alerts']} alerts, in {p['batches']} batches. The C
+publisher alone reached {p['publish_rate']:,.0f} msg/s. (`mosquitto_pub -l` names a single
+topic, and fed from a file at QoS 1 it delivered 3,121 of 50,000 lines here, so it cannot be
+the ceiling's publisher.)
+
+### Latency at a steady {p['background_rate']:,.0f} msg/s
+
+{p['probes']} probe trucks' OVERSPEED bursts on top of {p['background_rate']:,.0f} msg/s of
+background fleet (the C publisher, paced). Each is timed from publishing the message that
+decides the violation (the fix that releases the opening fix from the 10 s reorder window;
+docs/rules.md) to the row (a NOTIFY from a trigger the benchmark adds) and to the webhook at a
+loopback receiver. The reorder window and the rule's debounce (15 s for OVERSPEED) come on
+top by design; this is what the pipeline adds.
+
+| | p50 | p95 | p99 | max |
+|---|---:|---:|---:|---:|
+| publish → violation row | {row['p50']:.0f} ms | {row['p95']:.0f} ms | **{row['p99']:.0f} ms** | {row['max']:.0f} ms |
+| publish → webhook received | {hook['p50']:.0f} ms | {hook['p95']:.0f} ms | **{hook['p99']:.0f} ms** | {hook['max']:.0f} ms |
+
+Mean time per batch in that run: decode {p['latency_stage_ms_mean'].get('decode', 0):.1f} ms,
+geofence {p['latency_stage_ms_mean'].get('geofence', 0):.1f} ms, rules
+{p['latency_stage_ms_mean'].get('rules', 0):.1f} ms, store
+{p['latency_stage_ms_mean'].get('store', 0):.1f} ms ({p['latency_batches']:,} batches; the
+batch wait is 20 ms).
+
+### Components
+
+| | per second | baseline | ratio |
+|---|---:|---:|---:|
+| geofence core (10,000 fences) | {geo['grid_rate'] / 1e6:.2f} M fixes | shapely STRtree {geo['strtree_rate'] / 1e6:.2f} M | {geo['speedup']:.1f}× |
+| store writer | {store['writer_rate']:,.0f} rows | raw binary COPY {store['raw_rate']:,.0f} | {store['ratio']:.2f} |
+| rules engine (all rules, reorder window) | {rules['rate']:,.0f} fixes | | |
+| wire decoding (topic, JSON, checks, columns) | {wire['decode_rate']:,.0f} messages | `orjson.loads` alone {wire['orjson_rate']:,.0f} | {wire['ratio']:.2f} |
+| JT/T 808 0x0200 decode | {gw['decode_rate']:,.0f} frames | unescape + XOR only {gw['check_rate']:,.0f} | {gw['decode_rate'] / gw['check_rate']:.2f} |
+
+### Memory: 100,000 vehicles of live rule state
+
+{state['vehicles']:,} vehicles × 30 fixes 10 s apart through geofence and all rules (a fresh
+process; {state['events']:,} events — the unregistered terminals drive loaded, so NO_PERMIT
+opens for most of them, which keeps their machines live): resident memory
+{state['rss_before_mb']:.0f} MB before the first fix, **{state['rss_after_mb']:.0f} MB**
+after, so {state['state_mb']:.0f} MB of state ({state['per_vehicle_kb']:.1f} KB per vehicle),
+with {state['held_fixes']:,} fixes held in the reorder window. `.venv/bin/python
+bench/rule_state.py`.
+
+### What the profiles showed, and what changed
+
+py-spy on the running ingest (`MUCKWATCH_BENCH_PROFILE=1 .venv/bin/python bench/pipeline.py`,
+summarised by `bench/profile_summary.py`):
+
+1. **paho-mqtt's receive path** was 78% of all samples at 7,700 msg/s: for every PUBLISH an
+   MQTT v5 `Properties` object and an `MQTTMessage`, on a network thread that fought the
+   event loop for the GIL (≈ 110 µs per message). The ingest now speaks the little MQTT a
+   subscriber needs itself (`ingest/receiver.py`: CONNECT, SUBSCRIBE, PUBLISH in, PUBACK out,
+   PINGREQ, reconnect), cutting packets out of the socket buffer in `data_received` and
+   acking a batch in one write: 7,700 → ≈ 40,000 msg/s, same guarantees.
+2. **Rules, per batch**: a 10,000-entry fence-id dict rebuilt for every batch (now cached on
+   the reference), and the reorder window re-sorting the held 10 s of the whole fleet by
+   device *strings* every batch (now by interned ints): rules 79k → 155k fixes/s; at
+   5,000 msg/s the rules stage went from 6.5 ms to 2.9 ms per batch.
+3. **Latency tails of 0.5–1 s every 30 s**: the broker saving its persistence file
+   (`autosave_interval 30`) with a large queue — here an old benchmark session nobody
+   consumed, in production an ingest that is down. The benchmark removes stopped sessions;
+   operators should watch the ingest's queue (docs/security.md on autosave).
+4. **Batch wait** 200 → 20 ms (`ingest.batch_wait_ms`): p50 publish → row 160 → ≈ 30 ms;
+   under load batches still fill to 5,000 (messages gather while the previous batch is
+   processed), so throughput did not drop.
+5. **Memory**: rule machines are created on first use and the state classes use slots. The
+   first measurement (reports every second, so 1 M fixes held in the reorder window, and
+   seven machines per vehicle) grew by 1,025 MB; now, reporting every 10 s (≈ one held fix
+   per vehicle): {state['state_mb']:.0f} MB.
+6. **Alerts**: the delivery worker is woken by the commit (in process; NOTIFY for workers
+   elsewhere) instead of its 1 s poll.
+"""  # noqa: E501 - markdown table rows
+    summary = (f"pipeline {p['pipeline_rate'] / 1e3:.1f}k msg/s = {ratio:.2f}× bare paho "
+               f"({p['paho_rate'] / 1e3:.1f}k), p99 row {row['p99']:.0f} ms / webhook "
+               f"{hook['p99']:.0f} ms at 5k msg/s, 100k vehicles {state['rss_after_mb']:.0f} MB")
+    return text, summary
+
+
 def main() -> int:
     sys.path.insert(0, str(REPO / "bench"))
     import gateway_load
     import geofence_core
+    import json_decode
+    import pipeline
     import plain_layout
+    import rule_state
     import rules_engine
     import simulator_mqtt
     import store_writer
+
+    print("whole pipeline: ceilings, throughput, latency …", flush=True)
+    pipe = pipeline.run()
+    print("rule state of 100,000 vehicles …", flush=True)
+    state = rule_state.run()
+    print("wire decoding …", flush=True)
+    wire = json_decode.run()
 
     print("geofence core …", flush=True)
     geo = geofence_core.run()
@@ -224,8 +359,16 @@ queued message on each PUBACK: quadratic under load). `.venv/bin/python bench/ga
         if HISTORY_MARK in old:
             history = [line for line in old.split(HISTORY_MARK, 1)[1].splitlines()
                        if line.startswith("- ")]
-    history.insert(0, f"- {stamp} ({commit}): {geo_summary}; {rules_summary}; "
-                      f"{store_summary}; {sim_summary}; {gw_summary}")
+    pipe_text, pipe_summary = pipeline_section(pipe, state, wire, geo, store, rules, gw)
+    print(pipe_summary, flush=True)
+    history.insert(0, f"- {stamp} ({commit}): {pipe_summary}; {geo_summary}; "
+                      f"{rules_summary}; {store_summary}; {sim_summary}; {gw_summary}")
+    long_run = ""
+    if DOC.exists() and LONG_MARK in (old := DOC.read_text(encoding="utf-8")):
+        rest = old.split(LONG_MARK, 1)[1]
+        long_run = LONG_MARK + rest[:rest.find("\n## ") + 1 if "\n## " in rest else len(rest)]
+    else:
+        long_run = f"{LONG_MARK} (`make bench-long`)\n\nNot run on this machine yet.\n"
 
     DOC.write_text(f"""# Performance
 
@@ -233,8 +376,12 @@ Measured by `make bench` (bench/run.py) on: {machine()}.
 Last run {stamp} at commit {commit}. The machine is shared and noisy, so targets are **ratios
 against a baseline measured in the same run**; absolute rates vary by ±30% between runs.
 
-Reproduce: `make bench` (≈ 7 minutes, the first run ≈ 8; writes this file). Single benchmark:
-`.venv/bin/python bench/geofence_core.py`.
+Reproduce: `make bench` (6–13 minutes, as loaded as the machine is; writes this file).
+Single benchmark: `.venv/bin/python bench/pipeline.py` (or any file in bench/).
+`make bench-long` adds the ten-minute megacity run below.
+
+{pipe_text}
+{long_run.rstrip()}
 
 {geo_text}
 ### How the geofence core gets there
