@@ -203,6 +203,15 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("what", choices=["city"])
     imp.add_argument("dir", help="city bundle directory")
 
+    rep = cmd("report", "one offline HTML file: map of fences, corridors and violations, "
+              "violations per hour, credit scores",
+              "muckwatch report --since 24h -o report.html")
+    rep.add_argument("--since", default="24h",
+                     help="how far back: 24h, 7d, 90m or a date such as 2026-11-30 "
+                          "(default 24h)")
+    rep.add_argument("-o", "--output", default="report.html", help="HTML file to write")
+    rep.add_argument("--city", help="city bundle directory (default: [city] dir)")
+
     svc = cmd("services", "start/stop the private Mosquitto and PostgreSQL used by the demo",
               "muckwatch services up")
     svc.add_argument("action", choices=["up", "down", "status"])
@@ -516,6 +525,24 @@ def _dispatch(args: argparse.Namespace, settings) -> int:
         with _connect(settings) as conn:
             counts = import_city(conn, city)
         print("imported " + ", ".join(f"{n} {k}" for k, n in counts.items()))
+        return 0
+
+    if args.command == "report":
+        from pathlib import Path
+
+        from muckwatch.city import load_city
+        from muckwatch.report import parse_since, write
+
+        try:
+            since = parse_since(args.since)
+        except ValueError as e:
+            raise UserError(str(e)) from None
+        city = load_city(args.city or city_dir(settings.city.dir))
+        out = Path(args.output)
+        if not out.parent.is_dir():
+            raise UserError(f"-o {out}: directory {out.parent} does not exist")
+        n = write(settings.database.dsn, city, since, out)
+        print(f"wrote {out} ({n} violations since {since:%Y-%m-%d %H:%M} UTC)")
         return 0
 
     if args.command == "services":
