@@ -15,6 +15,9 @@ import logging
 import sys
 
 EXAMPLES = """\
+exit codes: 0 success; 1 a runtime failure (broker or database unreachable); 2 a user mistake
+(arguments, config, a missing file, a bad city bundle), said in one sentence; 130 interrupted.
+
 examples:
   muckwatch demo                              # the whole system for a minute, then a report
   muckwatch run --config muckwatch.toml       # the ingest service
@@ -353,10 +356,20 @@ def _dispatch(args: argparse.Namespace, settings) -> int:
         from muckwatch.replay import TrackError, read_track, replay
 
         city = load_city(args.city or city_dir(settings.city.dir))
+        from tqdm import tqdm
+
+        bar = tqdm(unit=" lines", desc="replaying", file=sys.stderr, disable=None)
+
+        def counted(batches):
+            for batch in batches:
+                bar.update(len(batch))
+                yield batch
         try:
-            violations, counts = replay(city, read_track(args.track), settings.rules)
+            violations, counts = replay(city, counted(read_track(args.track)), settings.rules)
         except (TrackError, FileNotFoundError) as e:
             raise UserError(str(e)) from None
+        finally:
+            bar.close()
         for v in violations:
             print(json.dumps(v, ensure_ascii=False), flush=False)
         print(f"replayed {counts['lines']} lines ({counts['fixes']} fixes, "
@@ -472,11 +485,15 @@ def _dispatch(args: argparse.Namespace, settings) -> int:
         return 0
 
     if args.command == "db":
-        from store.migrate import migrate, status
+        from tqdm import tqdm
+
+        from store.migrate import available_migrations, migrate, status
 
         with _connect(settings) as conn:
             if args.action == "migrate":
-                applied = migrate(conn)
+                with tqdm(total=len(available_migrations()), unit=" migrations",
+                          desc="migrating", file=sys.stderr, disable=None) as bar:
+                    applied = migrate(conn, progress=lambda name: bar.update(1))
                 print(f"applied migrations: {applied}" if applied else "schema is up to date")
             st = status(conn)
             print(f"mode: {st.mode} ({st.why})")
@@ -518,12 +535,15 @@ def _dispatch(args: argparse.Namespace, settings) -> int:
         return 0
 
     if args.command == "import":
+        from tqdm import tqdm
+
         from muckwatch.city import load_city
         from store.reference import import_city
 
         city = load_city(args.dir)
-        with _connect(settings) as conn:
-            counts = import_city(conn, city)
+        with _connect(settings) as conn, tqdm(total=4, unit=" tables", desc="importing",
+                                             file=sys.stderr, disable=None) as bar:
+            counts = import_city(conn, city, progress=lambda table: bar.update(1))
         print("imported " + ", ".join(f"{n} {k}" for k, n in counts.items()))
         return 0
 

@@ -68,8 +68,9 @@ def timescale_mode(conn: psycopg.Connection) -> tuple[bool, str]:
     return True, f"timescaledb {row[0]} is available and will be created by migrate"
 
 
-def migrate(conn: psycopg.Connection) -> list[int]:
-    """Apply pending migrations in order, each in its own transaction; return their versions."""
+def migrate(conn: psycopg.Connection, progress=None) -> list[int]:
+    """Apply pending migrations in order, each in its own transaction; return their versions.
+    ``progress(name)`` is called after each (the CLI's progress bar)."""
     conn.autocommit = True
     conn.execute(
         "CREATE TABLE IF NOT EXISTS schema_version ("
@@ -95,6 +96,8 @@ def migrate(conn: psycopg.Connection) -> list[int]:
                     (m.version, m.name, "timescaledb" if use_timescale else "postgresql"),
                 )
             applied_now.append(m.version)
+            if progress is not None:
+                progress(m.name)
     finally:
         conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
     return applied_now
