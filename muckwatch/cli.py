@@ -366,8 +366,10 @@ def _dispatch(args: argparse.Namespace, settings) -> int:
                 yield batch
         try:
             violations, counts = replay(city, counted(read_track(args.track)), settings.rules)
-        except (TrackError, FileNotFoundError) as e:
+        except TrackError as e:
             raise UserError(str(e)) from None
+        except FileNotFoundError:
+            raise UserError(f"{args.track}: file does not exist") from None
         finally:
             bar.close()
         for v in violations:
@@ -561,7 +563,8 @@ def _dispatch(args: argparse.Namespace, settings) -> int:
         out = Path(args.output)
         if not out.parent.is_dir():
             raise UserError(f"-o {out}: directory {out.parent} does not exist")
-        n = write(settings.database.dsn, city, since, out)
+        with _connect(settings) as conn:
+            n = write(conn, city, since, out)
         print(f"wrote {out} ({n} violations since {since:%Y-%m-%d %H:%M} UTC)")
         return 0
 
@@ -693,6 +696,7 @@ def _simulate(args, settings) -> int:
     """``muckwatch simulate``: plan the scenario, stream it to a file or MQTT with a progress
     bar over simulated time, print a summary."""
     import time
+    from pathlib import Path
     from urllib.parse import urlparse
 
     from tqdm import tqdm
@@ -735,6 +739,9 @@ def _simulate(args, settings) -> int:
         scenario = MixedScenario(city, options)
     except (ValueError, EpisodeError) as e:
         raise UserError(str(e)) from None
+    for path in (args.truth, args.out):
+        if path and not Path(path).resolve().parent.is_dir():
+            raise UserError(f"cannot write {path}: directory {Path(path).parent} does not exist")
     scenario.write_truth(args.truth)
     total_s = int(options.minutes * 60)
     bar = tqdm(total=total_s, unit="sim s", desc="simulating", file=sys.stderr,

@@ -182,9 +182,9 @@ def build(conn: psycopg.Connection, city: City, since: datetime,
         summary=html.escape(json.dumps({"violations": len(violations), "rules": rules})))
 
 
-def write(dsn: str, city: City, since: datetime, out: Path) -> int:
-    with psycopg.connect(dsn, connect_timeout=10) as conn:
-        text = build(conn, city, since)
+def write(conn: psycopg.Connection, city: City, since: datetime, out: Path) -> int:
+    """Write the report to ``out``; returns the number of violation markers."""
+    text = build(conn, city, since)
     out.write_text(text, encoding="utf-8")
     return text.count('class="violation ')
 

@@ -23,8 +23,10 @@ def test_help_lists_commands_with_examples():
         assert word in out.stdout
 
 
-@pytest.mark.parametrize("command", ["run", "demo", "db", "import", "services", "config",
-                                     "coords"])
+@pytest.mark.parametrize("command", [
+    "run", "demo", "replay", "simulate", "accuracy", "alerts", "gateway", "broker", "devices",
+    "jt808", "db", "scores", "company-role", "import", "report", "services", "config",
+    "geofence", "coords"])
 def test_every_subcommand_has_an_example(command):
     out = muckwatch(command, "--help")
     assert out.returncode == 0 and "example:" in out.stdout
@@ -73,6 +75,31 @@ def test_unreachable_broker_says_where(dsn):
     port = free_port()
     out = muckwatch("run", MUCKWATCH_DSN=dsn, MUCKWATCH_MQTT_PORT=str(port))
     assert_one_sentence(out, 1, f"127.0.0.1:{port}")
+
+
+@pytest.mark.parametrize("args, code, words", [
+    (["replay", "/nope.jsonl", "--city", "data/sample-city"], 2, ["/nope.jsonl", "does not exist"]),
+    (["report", "--since", "yesterday"], 2, ["--since", "24h"]),
+    (["report", "-o", "/nonexistent/dir/r.html"], 2, ["/nonexistent/dir", "does not exist"]),
+    (["report"], 1, ["PostgreSQL at 127.0.0.1"]),
+    (["scores"], 1, ["PostgreSQL at 127.0.0.1"]),
+    (["alerts", "list"], 1, ["PostgreSQL at 127.0.0.1"]),
+    (["jt808", "decode", "zz"], 2, ["not hexadecimal"]),
+    (["accuracy", "/nope", "/nope2"], 2, ["/nope", "does not exist"]),
+    (["simulate", "--trucks", "5", "--duration", "1", "--out", "/nonexistent/x.jsonl",
+      "--truth", "/dev/null"], 2, ["/nonexistent", "does not exist"]),
+    (["gateway", "--mqtt", "mqtt://127.0.0.1:1"], 1, ["MQTT broker at 127.0.0.1:1"]),
+])
+def test_user_mistakes_and_outages_are_one_sentence(args, code, words):
+    """What a user gets wrong, or finds down, is said in one sentence with where; never a
+    traceback."""
+    port = free_port()
+    out = subprocess.run([sys.executable, "-m", "muckwatch", *args], capture_output=True,
+                         text=True, timeout=60, cwd=os.path.dirname(os.path.dirname(
+                             os.path.dirname(os.path.abspath(__file__)))),
+                         env={**os.environ,
+                              "MUCKWATCH_DSN": f"postgresql://postgres@127.0.0.1:{port}/x"})
+    assert_one_sentence(out, code, *words)
 
 
 def test_db_migrate_and_status(dsn):
