@@ -496,6 +496,12 @@ def _dispatch(args: argparse.Namespace, settings) -> int:
                 with tqdm(total=len(available_migrations()), unit=" migrations",
                           desc="migrating", file=sys.stderr, disable=None) as bar:
                     applied = migrate(conn, progress=lambda name: bar.update(1))
+                from store.scores import sync_deductions
+
+                try:
+                    sync_deductions(conn, settings.scoring.deductions)
+                except ValueError as e:
+                    raise UserError(str(e)) from None
                 print(f"applied migrations: {applied}" if applied else "schema is up to date")
             st = status(conn)
             print(f"mode: {st.mode} ({st.why})")
@@ -509,6 +515,10 @@ def _dispatch(args: argparse.Namespace, settings) -> int:
         from store import scores
 
         with _connect(settings) as conn:
+            try:
+                scores.sync_deductions(conn, settings.scoring.deductions)
+            except ValueError as e:
+                raise UserError(str(e)) from None
             if args.action == "snapshot":
                 day = args.as_of or date.today()
                 n = scores.snapshot(conn, day)

@@ -90,6 +90,15 @@ class GatewaySettings:
 
 
 @dataclass(frozen=True)
+class ScoringSettings:
+    # credit-score deduction points per violation, by rule: severity 1/2/3. Written into the
+    # score_deductions table by `muckwatch db migrate` and `muckwatch scores`
+    deductions: str = ("UNAUTHORISED_DUMP=10/15/20, NO_PERMIT=6/8/10, OFF_ROUTE=3/5/8, "
+                       "RESTRICTED_ZONE=3/5/8, UNCOVERED_LOAD=2/4/6, SIGNAL_LOSS=2/4/6, "
+                       "OVERSPEED=1/2/4")
+
+
+@dataclass(frozen=True)
 class ObservabilitySettings:
     listen: str = "127.0.0.1:9108"  # muckwatch run serves /metrics and /healthz here; "" = off
     log_format: str = "text"  # "json": one JSON object per log line, for log shippers
@@ -104,6 +113,7 @@ class Settings:
     rules: RuleSettings = field(default_factory=RuleSettings)
     alerts: AlertSettings = field(default_factory=AlertSettings)
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
+    scoring: ScoringSettings = field(default_factory=ScoringSettings)
     observability: ObservabilitySettings = field(default_factory=ObservabilitySettings)
 
     def with_overrides(self, **sections: dict[str, Any]) -> Settings:

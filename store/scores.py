@@ -64,3 +64,43 @@ def create_company_role(conn: psycopg.Connection, company: str, role: str) -> No
         conn.execute("INSERT INTO company_accounts (role_name, company_id) VALUES (%s, %s)"
                      " ON CONFLICT (role_name) DO UPDATE SET company_id = excluded.company_id",
                      (role, company))
+
+
+SCORED_RULES = ("OFF_ROUTE", "UNAUTHORISED_DUMP", "UNCOVERED_LOAD", "RESTRICTED_ZONE",
+                "NO_PERMIT", "OVERSPEED", "SIGNAL_LOSS")
+
+
+def parse_deductions(text: str) -> list[tuple[str, int, float]]:
+    """``"UNAUTHORISED_DUMP=10/15/20, …"`` ([scoring] deductions) → (rule, severity, points)
+    rows; every problem is named."""
+    rows: list[tuple[str, int, float]] = []
+    seen: set[str] = set()
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        rule, sep, points = item.partition("=")
+        rule = rule.strip()
+        if not sep or rule not in SCORED_RULES:
+            raise ValueError(f"[scoring] deductions: {item!r}: expected RULE=p1/p2/p3 with "
+                             f"RULE one of {', '.join(SCORED_RULES)}")
+        try:
+            values = [float(p) for p in points.split("/")]
+        except ValueError:
+            values = []
+        if len(values) != 3 or any(v < 0 for v in values):
+            raise ValueError(f"[scoring] deductions: {item!r}: expected three points ≥ 0 "
+                             "(severity 1/2/3)")
+        if rule in seen:
+            raise ValueError(f"[scoring] deductions: {rule} appears twice")
+        seen.add(rule)
+        rows += [(rule, severity, value) for severity, value in enumerate(values, 1)]
+    return rows
+
+
+def sync_deductions(conn: psycopg.Connection, text: str) -> int:
+    """Write the configured deductions into score_deductions (scores are computed from it in
+    SQL, so analysts' queries and the CLI agree); returns the rows written."""
+    rows = parse_deductions(text)
+    with conn.transaction():
+        conn.cursor().executemany(
+            "INSERT INTO score_deductions (rule, severity, points) VALUES (%s, %s, %s)"
+            " ON CONFLICT (rule, severity) DO UPDATE SET points = EXCLUDED.points", rows)
+    return len(rows)

@@ -187,3 +187,23 @@ def test_geofence_query_errors(tmp_path, city):
                       '[[[114,22],[115,22],[114,23]]]}}]}')
     assert_one_sentence(muckwatch("geofence", "query", str(broken), str(bad)), 2,
                         "z: exterior ring: ring is not closed")
+
+
+def test_the_scoring_table_comes_from_the_config(dsn):
+    """[scoring] deductions is what the scores are computed with; a bad entry is named."""
+    import psycopg
+
+    heavy = "OVERSPEED=7/8/9"
+    out = muckwatch("scores", MUCKWATCH_DSN=dsn, MUCKWATCH_SCORING_DEDUCTIONS=heavy)
+    assert out.returncode == 0, out.stderr
+    with psycopg.connect(dsn) as conn:
+        got = conn.execute("SELECT severity, points FROM score_deductions"
+                           " WHERE rule = 'OVERSPEED' ORDER BY 1").fetchall()
+    assert [(s, float(p)) for s, p in got] == [(1, 7.0), (2, 8.0), (3, 9.0)]
+    assert muckwatch("db", "migrate", MUCKWATCH_DSN=dsn).returncode == 0  # back to defaults
+    with psycopg.connect(dsn) as conn:
+        got = conn.execute("SELECT points FROM score_deductions WHERE rule = 'OVERSPEED'"
+                           " ORDER BY severity").fetchall()
+    assert [float(p) for (p,) in got] == [1.0, 2.0, 4.0]
+    bad = muckwatch("scores", MUCKWATCH_DSN=dsn, MUCKWATCH_SCORING_DEDUCTIONS="SPEEDING=1/2/3")
+    assert_one_sentence(bad, 2, "SPEEDING", "RULE=p1/p2/p3")
