@@ -144,6 +144,8 @@ class MqttReceiver:
         *,
         batch_max: int,
         batch_wait_s: float,
+        wakeup: asyncio.Event | None = None,
+        wake_at: int | None = None,
     ) -> None:
         if settings.receive_maximum <= batch_max:
             raise ValueError(
@@ -158,7 +160,8 @@ class MqttReceiver:
         self._payloads: list[bytes] = []
         self._mids: list[int] = []  # packet id, or -1 for QoS 0 (nothing to ack)
         self._times: list[float] = []  # arrival time of each message (per socket read)
-        self._wakeup: asyncio.Event | None = None
+        self._wakeup: asyncio.Event | None = wakeup  # shared when sessions are merged
+        self._wake_at = wake_at or batch_max  # buffered messages that wake next_batch
         self._session: _Session | None = None
         self._generation = 0
         self._closing = False
@@ -196,7 +199,8 @@ class MqttReceiver:
         return session
 
     async def start(self, timeout_s: float = 10.0) -> None:
-        self._wakeup = asyncio.Event()
+        if self._wakeup is None:
+            self._wakeup = asyncio.Event()
         session = await asyncio.wait_for(self._open(), timeout_s)
         self._supervisor = asyncio.ensure_future(self._supervise(session))
 
@@ -300,7 +304,7 @@ class MqttReceiver:
         if new:
             now = time.time()
             self._times.extend([now] * new)
-            if len(self._topics) >= self.batch_max and self._wakeup is not None:
+            if len(self._topics) >= self._wake_at and self._wakeup is not None:
                 self._wakeup.set()
         return used
 
@@ -350,9 +354,9 @@ class MqttReceiver:
                 await asyncio.wait_for(self._wakeup.wait(), timeout)
         return self.take()
 
-    def take(self) -> RawBatch:
-        """Everything buffered now (up to batch_max), possibly empty."""
-        k = self.batch_max
+    def take(self, limit: int | None = None) -> RawBatch:
+        """Everything buffered now (up to ``limit``, default batch_max), possibly empty."""
+        k = limit or self.batch_max
         topics, payloads = self._topics[:k], self._payloads[:k]
         mids = np.asarray(self._mids[:k], np.int32)
         times = np.asarray(self._times[:k], np.float64)
@@ -364,6 +368,10 @@ class MqttReceiver:
     def pending(self) -> int:
         return len(self._topics)
 
+    def oldest(self) -> float | None:
+        """Arrival time of the oldest buffered message (None: nothing buffered)."""
+        return self._times[0] if self._times else None
+
     @property
     def connected(self) -> bool:
         session = self._session
@@ -373,12 +381,15 @@ class MqttReceiver:
     def ack(self, batch: RawBatch) -> None:
         """Ack after commit, in one write. A batch from a lost connection is not acked: the
         broker redelivers it on this one, and the store absorbs the duplicates."""
+        self.ack_ids(batch.ack_ids, batch.connection)
+
+    def ack_ids(self, ids: np.ndarray, connection: int) -> None:
         session = self._session
-        if not len(batch.ack_ids) or session is None or session.transport is None:
+        if not len(ids) or session is None or session.transport is None:
             return
-        if batch.connection != session.generation or session.transport.is_closing():
+        if connection != session.generation or session.transport.is_closing():
             return
-        session.transport.write(puback_packets(batch.ack_ids))
+        session.transport.write(puback_packets(ids))
 
     async def stop(self) -> None:
         """Disconnect without acking anything still buffered: the broker keeps it for us."""
@@ -394,3 +405,107 @@ class MqttReceiver:
             session.transport.close()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(session.closed), 5)
+
+
+class PartitionedReceiver:
+    """One persistent session per topic partition, merged into one stream of batches.
+
+    Why a session per partition and not per worker: the partition, with everything the
+    broker queued for it, is what moves between workers. A worker that takes partition k
+    over connects as ``{client_id}-p{k}`` and receives what the previous owner left unacked
+    and what arrived while nobody listened; the broker hands a session to one connection at
+    a time, so two workers never consume the same partition at once (docs/scaling.md).
+    Same interface as ``MqttReceiver``; a merged batch acks each message on its own
+    session."""
+
+    def __init__(
+        self,
+        settings: MqttSettings,
+        root: str,
+        partitions: tuple[int, ...],
+        *,
+        batch_max: int,
+        batch_wait_s: float,
+    ) -> None:
+        from dataclasses import replace
+
+        self.batch_max = batch_max
+        self.batch_wait_s = batch_wait_s
+        self.partitions = partitions
+        self._wakeup = asyncio.Event()
+        wake_at = max(1, batch_max // max(len(partitions), 1))
+        self.parts: dict[int, MqttReceiver] = {
+            k: MqttReceiver(
+                replace(settings, client_id=f"{settings.client_id}-p{k}"),
+                partition_filters(root, k), batch_max=batch_max, batch_wait_s=batch_wait_s,
+                wakeup=self._wakeup, wake_at=wake_at)
+            for k in partitions}
+        self._rotate = 0
+        self.where = f"{settings.host}:{settings.port}"
+
+    async def start(self, timeout_s: float = 10.0) -> None:
+        await asyncio.gather(*(r.start(timeout_s) for r in self.parts.values()))
+
+    async def next_batch(self) -> RawBatch:
+        while True:
+            pending = self.pending()
+            if pending >= self.batch_max:
+                break
+            oldest = [t for r in self.parts.values() if (t := r.oldest()) is not None]
+            if oldest:
+                timeout = self.batch_wait_s - (time.time() - min(oldest))
+                if timeout <= 0:
+                    break
+            else:
+                timeout = self.batch_wait_s
+            self._wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), timeout)
+        return self.take()
+
+    def take(self) -> RawBatch:
+        """Up to batch_max buffered messages, starting with a different partition each time
+        so a backlog in one does not starve the others."""
+        order = list(self.parts.values())
+        self._rotate = (self._rotate + 1) % len(order)
+        order = order[self._rotate:] + order[:self._rotate]
+        taken, room = [], self.batch_max
+        for k, r in zip(self.partitions[self._rotate:] + self.partitions[:self._rotate], order,
+                        strict=True):
+            if room <= 0:
+                break
+            if r.pending():
+                batch = r.take(room)
+                taken.append((k, batch))
+                room -= len(batch)
+        if not taken:
+            return RawBatch([], [], np.zeros(0, np.int64))
+        return RawBatch(
+            topics=[t for _, b in taken for t in b.topics],
+            payloads=[p for _, b in taken for p in b.payloads],
+            received_ms=np.concatenate([b.received_ms for _, b in taken]),
+            acks=[(k, b.connection, b.ack_ids) for k, b in taken])
+
+    def pending(self) -> int:
+        return sum(r.pending() for r in self.parts.values())
+
+    @property
+    def connected(self) -> bool:
+        return all(r.connected for r in self.parts.values())
+
+    def ack(self, batch: RawBatch) -> None:
+        for k, connection, ids in batch.acks:
+            self.parts[k].ack_ids(ids, connection)
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(r.stop() for r in self.parts.values()))
+
+
+def partition_filters(root: str, k: int) -> list[str]:
+    """What the session of partition k subscribes to. Partition 0 also takes the topics
+    without a partition level (terminals not yet provisioned with one): all of them reach
+    one worker, so their order holds too."""
+    filters = [f"{root}/p/{k}/#"]
+    if k == 0:
+        filters += [f"{root}/+/telemetry", f"{root}/+/telemetry/batch", f"{root}/+/status"]
+    return filters

@@ -62,10 +62,13 @@ def subscriptions(root: str = TOPIC_ROOT) -> list[str]:
 
 
 def parse_topic(topic: str, root: str = TOPIC_ROOT) -> tuple[TopicKind, str] | None:
-    """``muck/v1/{device}/telemetry[/batch]`` or ``…/status`` → (kind, device), else None."""
+    """``muck/v1/{device}/telemetry[/batch]`` or ``…/status`` → (kind, device), else None.
+    A partition level (``muck/v1/p/{k}/{device}/…``, ingest/partitions.py) is accepted."""
     if not topic.startswith(root + "/"):
         return None
     parts = topic[len(root) + 1 :].split("/")
+    if len(parts) > 3 and parts[0] == "p" and parts[1].isdigit() and parts[1].isascii():
+        parts = parts[2:]
     if not DEVICE_ID.fullmatch(parts[0]):
         return None
     tail = parts[1:]
@@ -88,6 +91,9 @@ class RawBatch:
     # packet ids of the QoS 1 messages, to ack after commit on the connection they came on
     ack_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint16))
     connection: int = 0
+    # a batch merged from several sessions (one per topic partition): (partition,
+    # connection, packet ids) for each, acked on its own session
+    acks: list = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.topics)

@@ -36,6 +36,12 @@ class MqttSettings:
     session_expiry_s: int = 86_400
     # in-flight window; must exceed ingest.batch_max because acks wait for the commit
     receive_maximum: int = 65_535
+    # topic partitions P: publishers use muck/v1/p/{k}/{device}/… with k = CRC-32(device) mod
+    # P, each worker consumes [ingest] partitions (docs/scaling.md); 0 = no partition level
+    partitions: int = 0
+    # EMQX shared subscription: subscribe as $share/{group}/… and let the broker's hash
+    # strategy spread vehicles over the workers of the group; empty = not shared
+    share_group: str = ""
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,11 @@ class IngestSettings:
     max_payload_bytes: int = 65_536
     max_future_s: int = 600  # device clocks may run ahead by this much
     retry_backoff_max_s: float = 30.0  # database unavailable: retry the batch, capped backoff
+    # the topic partitions this worker consumes, e.g. "0-7" or "0,2,4"; empty = all of them
+    partitions: str = ""
+    # rule state of the vehicles that changed is saved this often (and on shutdown), for the
+    # worker that takes them over after a crash or a rebalance
+    snapshot_s: float = 30.0
 
 
 @dataclass(frozen=True)

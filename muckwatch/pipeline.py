@@ -1,4 +1,4 @@
-"""The pipeline, top to bottom: decode → sequence → geofence → rules → alerts → store.
+"""The pipeline, top to bottom: decode → sequence → claim → geofence → rules → alerts → store.
 
 Each stage is a named class with a typed batch in and a typed batch out (as in Traccar's
 handler chain); this module only wires them. The ack to the broker happens in the service
@@ -17,8 +17,9 @@ from geofence.index import FenceIndex
 from ingest.wire import Decoded, RawBatch, WireDecoder
 from muckwatch.batches import FixBatch
 from muckwatch.city import City
+from muckwatch.handover import StateHandover
 from rules.engine import Memberships, RuleEngine
-from store.database import Store
+from store.database import RuleStateRow, Store
 
 
 class Sequencer:
@@ -71,6 +72,20 @@ class BatchResult:
     violation_events: dict[tuple[str, str], int] = field(default_factory=dict)  # (rule, phase)
 
 
+@dataclass
+class _Evaluated:
+    """What the stages before the store made of one raw batch: kept until it is committed,
+    so a retried write never runs the stateful stages twice."""
+
+    raw: RawBatch
+    decoded: Decoded
+    fixes: FixBatch
+    events: list
+    alerts: list
+    snapshots: list[RuleStateRow]
+    clock: _StageClock
+
+
 class Pipeline:
     def __init__(
         self,
@@ -80,6 +95,7 @@ class Pipeline:
         rules: RuleEngine,
         store: Store,
         alerts: AlertRouter | None = None,
+        handover: StateHandover | None = None,
     ) -> None:
         self.decoder = decoder
         self.sequencer = sequencer
@@ -87,22 +103,21 @@ class Pipeline:
         self.rules = rules
         self.alerts = alerts or AlertRouter()
         self.store = store
+        self.handover = handover
+        self._evaluated: _Evaluated | None = None
 
     async def process(self, raw: RawBatch, now_ms: int | None = None) -> BatchResult:
-        now_ms = now_ms if now_ms is not None else time.time_ns() // 1_000_000
-        clock = _StageClock()
-        decoded: Decoded = self.decoder.decode(raw, now_ms)  # wire format → fixes + rejects
-        clock.lap("decode")
-        fixes = self.sequencer.sequence(decoded.fixes)  # device-time order, no repeats
-        memberships = self.geofence.classify(fixes)  # which fences cover each fix
-        clock.lap("geofence")
-        events = self.rules.evaluate(fixes, memberships, now_ms)  # violations and trips
-        events += self.rules.sweep(now_ms)  # terminals silent while moving
-        clock.lap("rules")
-        alerts = self.alerts.route(events)  # outbox rows for the subscriptions that want them
-        written = await self.store.write(fixes, decoded.rejects, decoded.statuses, events,
-                                         alerts)  # one transaction
+        """Run ``raw`` through every stage and commit it. Called again with the same batch
+        after a failed write, it only retries the write."""
+        ev = self._evaluated
+        if ev is None or ev.raw is not raw:
+            ev = self._evaluated = await self._evaluate(raw, now_ms)
+        clock = ev.clock
+        written = await self.store.write(ev.fixes, ev.decoded.rejects, ev.decoded.statuses,
+                                         ev.events, ev.alerts, ev.snapshots)  # one transaction
+        self._evaluated = None
         clock.lap("store")
+        decoded = ev.decoded
         return BatchResult(
             messages=decoded.messages,
             fixes=decoded.fix_count,
@@ -110,11 +125,52 @@ class Pipeline:
             duplicates=decoded.fix_count - written.fixes_inserted,
             rejects=decoded.rejects.counts(),
             statuses=written.statuses,
-            events=len(events),
-            alerts=len(alerts),
+            events=len(ev.events),
+            alerts=len(ev.alerts),
             stage_ms=clock.laps,
-            violation_events=_count_violation_events(events),
+            violation_events=_count_violation_events(ev.events),
         )
+
+    async def _evaluate(self, raw: RawBatch, now_ms: int | None) -> _Evaluated:
+        now_ms = now_ms if now_ms is not None else time.time_ns() // 1_000_000
+        clock = _StageClock()
+        decoded: Decoded = self.decoder.decode(raw, now_ms)  # wire format → fixes + rejects
+        clock.lap("decode")
+        fixes = self.sequencer.sequence(decoded.fixes)  # device-time order, no repeats
+        events: list = []
+        if self.handover is not None:  # vehicles new to this worker: their saved state
+            restored = await self.handover.claim(fixes, now_ms)
+            if len(restored):
+                events += self.rules.evaluate(restored, self.geofence.classify(restored),
+                                              now_ms)
+            clock.lap("claim")
+        memberships = self.geofence.classify(fixes)  # which fences cover each fix
+        clock.lap("geofence")
+        events += self.rules.evaluate(fixes, memberships, now_ms)  # violations and trips
+        events += self.rules.sweep(now_ms)  # terminals silent while moving
+        clock.lap("rules")
+        alerts = self.alerts.route(events)  # outbox rows for the subscriptions that want them
+        snapshots = self.snapshots(now_ms, raw.received_ms)
+        return _Evaluated(raw, decoded, fixes, events, alerts, snapshots, clock)
+
+    def snapshots(self, now_ms: int, received_ms: np.ndarray, force: bool = False
+                  ) -> list[RuleStateRow]:
+        """Rule state to commit with this batch (docs/scaling.md, hand-over)."""
+        if self.handover is None:
+            return []
+        newest = int(received_ms.max()) if len(received_ms) else now_ms
+        return self.handover.snapshots(now_ms, newest, force)
+
+    async def save_state(self) -> int:
+        """Shutdown: every vehicle's state that changed since the last snapshot, so the next
+        owner continues exactly here. Returns how many were written."""
+        now_ms = time.time_ns() // 1_000_000
+        rows = self.snapshots(now_ms, np.zeros(0, np.int64), force=True)
+        if rows:
+            from muckwatch.batches import DeviceStatus, Rejects
+
+            await self.store.write(FixBatch.empty(), Rejects(), DeviceStatus(), [], [], rows)
+        return len(rows)
 
 
 def _count_violation_events(events: list) -> dict[tuple[str, str], int]:

@@ -13,17 +13,20 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import signal
 import time
 from dataclasses import asdict, dataclass, field
 
 from alerts.outbox import AlertRouter
 from alerts.worker import DeliveryWorker, WorkerOptions
-from ingest.receiver import MqttReceiver
+from ingest.partitions import PartitionSpecError, parse_partition_set
+from ingest.receiver import MqttReceiver, PartitionedReceiver
 from ingest.wire import WireDecoder, subscriptions
 from muckwatch.batches import DeviceStatus, FixBatch, Rejects
 from muckwatch.city import City, load_city
-from muckwatch.config import Settings
+from muckwatch.config import ConfigError, Settings
+from muckwatch.handover import StateHandover
 from muckwatch.observability import IngestMetrics, render, serve_http
 from muckwatch.pipeline import BatchResult, GeofenceStage, Pipeline, Sequencer
 from rules.engine import RuleEngine
@@ -86,6 +89,10 @@ class IngestStats:
 
 def build_pipeline(settings: Settings, city: City) -> Pipeline:
     """The composition root: every stage, configured, in order."""
+    rules = RuleEngine(Reference.from_city(city), settings.rules)
+    store = Store(settings.database.dsn, settings.database.connect_timeout_s,
+                  evidence_s=settings.rules.evidence_s,
+                  evidence_max_fixes=settings.rules.evidence_max_fixes)
     return Pipeline(
         decoder=WireDecoder(
             root=settings.mqtt.topic_root,
@@ -94,25 +101,49 @@ def build_pipeline(settings: Settings, city: City) -> Pipeline:
         ),
         sequencer=Sequencer(),
         geofence=GeofenceStage.for_city(city),
-        rules=RuleEngine(Reference.from_city(city), settings.rules),
-        store=Store(settings.database.dsn, settings.database.connect_timeout_s,
-                    evidence_s=settings.rules.evidence_s,
-                    evidence_max_fixes=settings.rules.evidence_max_fixes),
+        rules=rules,
+        store=store,
         alerts=AlertRouter(evidence_url=settings.alerts.evidence_url),
+        # rule state saved for, and restored from, the worker that consumes a vehicle next
+        handover=StateHandover(rules, store, owner=settings.mqtt.client_id,
+                               snapshot_s=settings.ingest.snapshot_s),
     )
+
+
+def build_receiver(settings: Settings) -> MqttReceiver | PartitionedReceiver:
+    """The broker side, by how the deployment spreads vehicles over workers
+    (docs/scaling.md): topic partitions, an EMQX shared subscription, or one worker."""
+    mqtt, ingest = settings.mqtt, settings.ingest
+    options = {"batch_max": ingest.batch_max, "batch_wait_s": ingest.batch_wait_ms / 1000}
+    if mqtt.partitions < 0:
+        raise ConfigError(f"[mqtt] partitions = {mqtt.partitions}: must be 0 (none) or more")
+    if mqtt.partitions and mqtt.share_group:
+        raise ConfigError("[mqtt] partitions and [mqtt] share_group are two ways to spread "
+                          "vehicles over workers: set one of them")
+    if ingest.partitions and not mqtt.partitions:
+        raise ConfigError(f"[ingest] partitions = {ingest.partitions!r} needs [mqtt] "
+                          "partitions > 0 (how many topic partitions the publishers use)")
+    if mqtt.partitions:
+        try:
+            chosen = parse_partition_set(ingest.partitions, mqtt.partitions)
+        except PartitionSpecError as e:
+            raise ConfigError(str(e)) from None
+        return PartitionedReceiver(mqtt, mqtt.topic_root, chosen, **options)
+    topics = subscriptions(mqtt.topic_root)
+    if mqtt.share_group:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", mqtt.share_group):
+            raise ConfigError(f"[mqtt] share_group = {mqtt.share_group!r}: letters, digits, "
+                              "'_', '.', '-' only (it is a topic level)")
+        topics = [f"$share/{mqtt.share_group}/{t}" for t in topics]
+    return MqttReceiver(mqtt, topics, **options)
 
 
 class IngestService:
     def __init__(self, settings: Settings, city: City) -> None:
         self.settings = settings
         self.city_dir = city.directory
+        self.receiver = build_receiver(settings)
         self.pipeline = build_pipeline(settings, city)
-        self.receiver = MqttReceiver(
-            settings.mqtt,
-            subscriptions(settings.mqtt.topic_root),
-            batch_max=settings.ingest.batch_max,
-            batch_wait_s=settings.ingest.batch_wait_ms / 1000,
-        )
         self.stats = IngestStats()
         self.metrics = IngestMetrics()
         self._stop = asyncio.Event()
@@ -223,7 +254,12 @@ class IngestService:
             # drain: whatever is already buffered is processed and acked before leaving
             while not self._stop_hard and (batch := self.receiver.take()) and len(batch):
                 await self._process_until_committed(batch)
-            if not self._stop_hard:  # fixes still inside the reorder window
+            if not self._stop_hard:
+                # the state as it stands, for whoever consumes these vehicles next …
+                saved = await self.pipeline.save_state()
+                log.info("rule state of %d vehicles saved for the next owner", saved)
+                # … then the fixes still inside the reorder window (the next owner
+                # re-evaluates them from telemetry and reaches the same violation ids)
                 events = self.pipeline.rules.flush()
                 if events:
                     alerts = self.pipeline.alerts.route(events)

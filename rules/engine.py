@@ -156,6 +156,8 @@ class RuleEngine:
         self._held_received: np.ndarray = np.zeros(0, np.int64)
         self._held_codes: np.ndarray = np.zeros(0, np.int64)
         self._codes: dict[str, int] = {}  # device id → small int, interned on first sight
+        self._touched: set[str] = set()  # vehicles changed since the last snapshot
+        self.dropped_late = 0  # late fixes already evaluated (redeliveries): not re-evaluated
 
     # --- public API -------------------------------------------------------------------------
 
@@ -190,6 +192,7 @@ class RuleEngine:
             silent_ms = now_ms - (st.last_received if st.last_received > 0 else st.last_ts)
             if silent_ms > limit:
                 st.signal_open_ts = st.last_ts
+                self._touched.add(device)
                 events.append(self._event(device, SIGNAL_LOSS, Phase.OPENED, st.last_ts, None,
                                           *self._last_position(device), None, None,
                                           silent_ms / 1000, -1, late=False))
@@ -216,10 +219,47 @@ class RuleEngine:
                 st.trip_permit = permits.get(old.permit_ids[st.trip_permit], -1)
 
     def snapshot(self) -> dict:
-        return {d: st.to_dict() for d, st in self.vehicles.items()}
+        """Every vehicle's state, JSON-ready (see ``export_states``)."""
+        return self.export_states(list(self.vehicles))
 
     def restore(self, data: dict) -> None:
-        self.vehicles = {d: VehicleState.from_dict(v) for d, v in data.items()}
+        self.vehicles = {}
+        self.import_states(data)
+
+    def export_states(self, devices: list[str]) -> dict[str, dict]:
+        """The state of these vehicles as plain JSON-ready dicts, for the snapshot another
+        worker restores after a hand-over (docs/scaling.md). Permits and zones are named by
+        id, not by index, so the state survives a different or reloaded city bundle; NaN is
+        written as null."""
+        ref, out = self.ref, {}
+        for d in devices:
+            st = self.vehicles.get(d)
+            if st is not None:
+                out[d] = _state_to_json(st.to_dict(), ref)
+        return out
+
+    def import_states(self, data: dict[str, dict], now_ms: int | None = None) -> None:
+        """Adopt snapshots written by ``export_states`` (by this or another worker).
+
+        ``now_ms``: silence (SIGNAL_LOSS) is measured from when this worker took the vehicle
+        over, not from the previous owner's last message: the broker may have been holding
+        the vehicle's fixes for us all along."""
+        ref = self.ref
+        for d, raw in data.items():
+            st = VehicleState.from_dict(_state_from_json(raw, ref))
+            if now_ms is not None:
+                st.last_received = max(st.last_received, now_ms)
+            self.vehicles[d] = st
+            self._touched.add(d)
+
+    def export_empty_state(self) -> dict:
+        """A vehicle seen but not yet evaluated (its fixes are in the reorder window)."""
+        return _state_to_json(VehicleState().to_dict(), self.ref)
+
+    def take_touched(self) -> set[str]:
+        """Vehicles whose state may have changed since the last call (for snapshots)."""
+        touched, self._touched = self._touched, set()
+        return touched
 
     # --- reorder window ---------------------------------------------------------------------
 
@@ -297,6 +337,7 @@ class RuleEngine:
         dev = f.device.astype(str)
         starts = np.flatnonzero(np.concatenate([[True], dev[1:] != dev[:-1]]))
         devices = dev[starts].tolist()
+        self._touched.update(devices)
         group = np.repeat(np.arange(len(starts)), np.diff(np.concatenate([starts, [len(f)]])))
         if late:
             events: list = []
@@ -557,15 +598,18 @@ class RuleEngine:
         live = self.vehicles.setdefault(device, VehicleState())
         events: list = []
         first, last_ts = int(rows.ts[0]), int(rows.ts[-1])
-        snap = None
-        for start, end, data in live.gaps:
-            if start < first < end:
-                snap = data
-        gap_end = gap_index = None
+        snap = gap_end = gap_index = None
         for k, (start, end, data) in enumerate(live.gaps):
             if start < first < end:
                 snap, gap_end, gap_index = data, end, k
-        temp = VehicleState.from_dict(snap) if snap is not None else VehicleState()
+        if snap is None:
+            # inside stretches the live stream already covered: a redelivery (QoS 1 after a
+            # reconnect, a hand-over's overlap) or a fix that trailed its neighbours by more
+            # than the reorder window. Evaluating it on a fresh state would open violations
+            # with new start times — duplicates — so it is stored but not re-evaluated.
+            self.dropped_late += len(rows)
+            return self._retract_filled_gaps(device, live, rows)
+        temp = VehicleState.from_dict(snap)
         temp.signal_periods = []
         # the live state may already hold this device time's fixes: skip those
         rows = rows.take(rows.ts > temp.last_ts)
@@ -709,6 +753,69 @@ class RuleEngine:
                 events.append(self._event(device, "UNAUTHORISED_DUMP", Phase.CLOSED, t, t,
                                           *where, *where, 0.0, int(f.permit[k]), late))
         return events
+
+
+_FLOAT_FIELDS = ("good_lon", "good_lat", "max_kg")
+_MACHINE_FLOATS = ("start_lon", "start_lat", "peak", "emitted_peak", "close_lon", "close_lat")
+
+
+def _json_float(x):
+    return None if isinstance(x, float) and x != x else x
+
+
+def _state_to_json(data: dict, ref: Reference | None) -> dict:
+    """``VehicleState.to_dict()`` → JSON: contexts by id, NaN as null (recursively: gaps
+    carry whole saved states)."""
+    permits = ref.permit_ids if ref is not None else []
+    fences = ref.fence_ids if ref is not None else []
+
+    def name(index: int, ids) -> str | None:
+        return str(ids[index]) if 0 <= index < len(ids) else None
+
+    out = dict(data)
+    out["machines"] = {
+        rule: {**{k: _json_float(v) for k, v in m.items()},
+               "context": name(m["context"], fences if rule == "RESTRICTED_ZONE" else permits)}
+        for rule, m in data["machines"].items()}
+    out["trip_permit"] = name(data["trip_permit"], permits)
+    for k in _FLOAT_FIELDS:
+        out[k] = _json_float(data[k])
+    out["recent_closed"] = [[_json_float(x) for x in c] for c in data["recent_closed"]]
+    out["gaps"] = [[a, b, _state_to_json(s, ref)] for a, b, s in data["gaps"]]
+    return out
+
+
+def _state_from_json(data: dict, ref: Reference | None) -> dict:
+    """The inverse of ``_state_to_json`` against this worker's reference; a permit or zone
+    that no longer exists becomes -1 (the violation keeps its id, loses its context)."""
+    permits = {p: k for k, p in enumerate(ref.permit_ids)} if ref is not None else {}
+    fences = {f: k for k, f in enumerate(ref.fence_ids)} if ref is not None else {}
+
+    def index(value, ids: dict) -> int:
+        if isinstance(value, int):  # a state written before contexts were named
+            return value
+        return ids.get(value, -1) if value is not None else -1
+
+    def num(x):
+        return float("nan") if x is None else x
+
+    out = dict(data)
+    out["machines"] = {
+        rule: {**m, **{k: num(m[k]) for k in _MACHINE_FLOATS if k in m},
+               "context": index(m.get("context"),
+                                fences if rule == "RESTRICTED_ZONE" else permits)}
+        for rule, m in data.get("machines", {}).items()}
+    if "trip_permit" in data:
+        out["trip_permit"] = index(data["trip_permit"], permits)
+    for k in _FLOAT_FIELDS:
+        if k in data:
+            out[k] = num(data[k])
+    if "recent_closed" in data:
+        out["recent_closed"] = [tuple(num(x) if i == 5 else x for i, x in enumerate(c))
+                                for c in data["recent_closed"]]
+    if "gaps" in data:
+        out["gaps"] = [(a, b, _state_from_json(s, ref)) for a, b, s in data["gaps"]]
+    return out
 
 
 def _nanmax_pair(a: float, b: float) -> float:

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import psycopg
 from psycopg.types.json import Jsonb
 
@@ -149,10 +150,13 @@ class Store:
         statuses: DeviceStatus,
         events: list[ViolationEvent | TripEvent],
         alerts: Sequence = (),
+        snapshots: Sequence[RuleStateRow] = (),
     ) -> WriteReport:
         """Everything a batch produced, in one transaction: all of it lands or none does.
         ``alerts`` are ``alerts.outbox.OutboxRow``-shaped (webhook_id, subscription_id,
-        violation_id, event, payload, device_id, evidence_from_ms, evidence_to_ms)."""
+        violation_id, event, payload, device_id, evidence_from_ms, evidence_to_ms).
+        ``snapshots``: rule state as it stands after this batch — committed with the
+        violations it explains, so a new owner never sees one without the other."""
         conn = await self._connection()
         try:
             async with conn.transaction():
@@ -167,6 +171,10 @@ class Store:
                         await cur.executemany(_UPSERT_TRIP, trips)
                     await cur.execute(_FILL_EVIDENCE, {"window": self.evidence_s,
                                                        "max_fixes": self.evidence_max_fixes})
+                    if snapshots:
+                        await cur.executemany(_UPSERT_RULE_STATE, [
+                            (r.device_id, r.owner, r.evaluated_ms, r.received_ms, r.state_json)
+                            for r in snapshots])
                     if alerts:
                         await cur.executemany(_INSERT_ALERT, [_alert_row(a) for a in alerts])
                         # delivered at commit: wakes delivery workers in other processes
@@ -178,9 +186,99 @@ class Store:
             ) from None
         return report
 
+    async def load_rule_state(self, devices: Sequence[str], reorder_window_ms: int
+                              ) -> tuple[dict[str, dict], FixBatch]:
+        """The saved rule state of these vehicles and, for those that have one, the fixes
+        stored after it: what the previous owner held in its reorder window or evaluated
+        after its last snapshot. Re-evaluating them gives the same violation ids, so the
+        upserts and the outbox absorb what the previous owner already wrote."""
+        conn = await self._connection()
+        try:
+            async with conn.transaction(), conn.cursor() as cur:
+                await cur.execute(_LOAD_RULE_STATE, {"devices": list(devices)})
+                saved = await cur.fetchall()
+                if not saved:
+                    return {}, FixBatch.empty()
+                found, evaluated, received = zip(*[(r[0], r[2], r[3]) for r in saved],
+                                                 strict=True)
+                await cur.execute(_FIXES_AFTER_SNAPSHOT, {
+                    "devices": list(found), "evaluated": list(evaluated),
+                    "received": list(received),
+                    "since": min(received) - reorder_window_ms - 1000})
+                rows = await cur.fetchall()
+        except psycopg.OperationalError as e:
+            await conn.close()
+            raise DatabaseError(
+                f"reading rule state from {describe_dsn(self.dsn)} failed: "
+                f"{str(e).strip().splitlines()[-1]}") from None
+        return {r[0]: r[1] for r in saved}, _fixes_from_rows(rows)
+
     async def close(self) -> None:
         if self._conn is not None:
             await self._conn.close()
+
+
+@dataclass(frozen=True, slots=True)
+class RuleStateRow:
+    """One vehicle's snapshot: ``state_json`` is ``RuleEngine.export_states`` as JSON text."""
+
+    device_id: str
+    owner: str
+    evaluated_ms: int | None  # device time of the newest evaluated fix; None: none yet
+    received_ms: int  # newest receive time of the batch written with it
+    state_json: str
+
+
+_UPSERT_RULE_STATE = """
+INSERT INTO rule_state (device_id, owner, evaluated_to, received_to, state, saved_at)
+VALUES (%s, %s, timestamptz 'epoch' + %s * interval '1 millisecond',
+        timestamptz 'epoch' + %s * interval '1 millisecond', %s::jsonb, now())
+ON CONFLICT (device_id) DO UPDATE SET owner = excluded.owner,
+    evaluated_to = excluded.evaluated_to, received_to = excluded.received_to,
+    state = excluded.state, saved_at = excluded.saved_at
+"""
+
+_LOAD_RULE_STATE = """
+SELECT device_id, state,
+       coalesce((extract(epoch FROM evaluated_to) * 1000)::bigint, 0),
+       (extract(epoch FROM received_to) * 1000)::bigint
+FROM rule_state WHERE device_id = ANY(%(devices)s)
+"""
+
+# the rows the snapshot does not reflect: newer than what it evaluated (held back in the
+# reorder window, or evaluated after it), or received after it (late blind-area data);
+# the receive-time bound lets the BRIN index skip everything older
+_FIXES_AFTER_SNAPSHOT = """
+SELECT t.device_id, (extract(epoch FROM t.ts) * 1000)::bigint, t.lon, t.lat, t.speed_kmh,
+       t.heading_deg, t.lid, t.lift, t.load, t.load_kg, t.sats, t.hdop, t.seq,
+       (extract(epoch FROM t.received_at) * 1000)::bigint, t.backfill
+FROM unnest(%(devices)s::text[], %(evaluated)s::bigint[], %(received)s::bigint[])
+         AS s(device_id, evaluated_ms, received_ms)
+JOIN telemetry t ON t.device_id = s.device_id
+WHERE t.received_at >= timestamptz 'epoch' + %(since)s * interval '1 millisecond'
+  AND (t.ts > timestamptz 'epoch' + s.evaluated_ms * interval '1 millisecond'
+       OR t.received_at >= timestamptz 'epoch' + s.received_ms * interval '1 millisecond')
+ORDER BY t.device_id, t.ts
+"""
+
+
+def _fixes_from_rows(rows: list[tuple]) -> FixBatch:
+    """Telemetry rows → FixBatch (NULL sensors → the batch's 'unknown' sentinels)."""
+    if not rows:
+        return FixBatch.empty()
+    cols = list(zip(*rows, strict=True))
+
+    def ints(c):
+        return [-1 if v is None else v for v in c]
+
+    def floats(c):
+        return [np.nan if v is None else v for v in c]
+
+    return FixBatch.from_columns(
+        device=np.array(cols[0], dtype=object), ts=cols[1], lon=cols[2], lat=cols[3],
+        speed=floats(cols[4]), heading=floats(cols[5]), lid=ints(cols[6]), lift=ints(cols[7]),
+        load=ints(cols[8]), load_kg=floats(cols[9]), sats=ints(cols[10]), hdop=floats(cols[11]),
+        seq=ints(cols[12]), received=cols[13], backfill=cols[14])
 
 
 def _violation_row(e: ViolationEvent) -> dict:
