@@ -30,6 +30,7 @@ from gateway import codec
 from gateway.codec import CodecError, Frame, Header
 from gateway.mqtt import AsyncPublisher, BrokerUnavailable
 from gateway.sensors import SensorMapping, to_fix
+from ingest.partitions import partition_topic
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +94,10 @@ class Gateway:
                  default_mapping: SensorMapping, model_mappings: dict[str, SensorMapping],
                  *, topic_root: str = "muck/v1", auth_secret: str = "",
                  idle_timeout_s: float = 180.0, max_frame_bytes: int = 4096,
-                 max_buffer_bytes: int = 65_536, publish_timeout_s: float = 10.0) -> None:
+                 max_buffer_bytes: int = 65_536, publish_timeout_s: float = 10.0,
+                 partitions: int = 0) -> None:
         self.publisher = publisher
+        self.partitions = partitions  # [mqtt] partitions: the topic's partition level
         self.directory = directory
         self.default_mapping = default_mapping
         self.model_mappings = model_mappings
@@ -273,7 +276,7 @@ class Session:
                     self.gw.stats.unpositioned += 1
                 else:
                     fixes.append(fix)
-            root = f"{self.gw.topic_root}/{self.device}/telemetry"
+            root = partition_topic(self.gw.topic_root, self.device, self.gw.partitions)
             if blind and fixes:
                 publishes.append((root + "/batch", orjson.dumps(fixes)))
                 self.gw.stats.backfill_batches += 1
@@ -340,7 +343,7 @@ async def serve(settings, listen: str | None = None, mqtt_url: str | None = None
     gateway = Gateway(publisher, directory, default, models, topic_root=m.topic_root,
                       auth_secret=g.auth_secret, idle_timeout_s=g.idle_timeout_s,
                       max_frame_bytes=g.max_frame_bytes, max_buffer_bytes=g.max_buffer_bytes,
-                      publish_timeout_s=g.publish_timeout_s)
+                      publish_timeout_s=g.publish_timeout_s, partitions=m.partitions)
     server = await asyncio.start_server(gateway.handle, host or "0.0.0.0", int(port),
                                         backlog=4096)
     bound = server.sockets[0].getsockname()

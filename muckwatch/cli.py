@@ -778,7 +778,8 @@ def _simulate(args, settings) -> int:
         else:
             url = urlparse(args.mqtt if "://" in args.mqtt else f"mqtt://{args.mqtt}")
             publisher = MqttPublisher(url.hostname or "127.0.0.1", url.port or 1883,
-                                      client_id=f"muckwatch-simulate-{time.time_ns()}")
+                                      client_id=f"muckwatch-simulate-{time.time_ns()}",
+                                      partitions=settings.mqtt.partitions)
             try:
                 publisher.connect()
                 result = stream(scenario.deliveries(), publisher, start_ms=start_ms,

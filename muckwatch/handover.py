@@ -20,6 +20,7 @@ before the broker was acked) or still in the broker (not acked, so redelivered).
 
 from __future__ import annotations
 
+import logging
 import time
 
 import numpy as np
@@ -30,6 +31,7 @@ from rules.engine import RuleEngine
 from store.database import RuleStateRow, Store
 
 _NEVER = -(2**62)
+log = logging.getLogger(__name__)
 
 
 class StateHandover:
@@ -60,6 +62,9 @@ class StateHandover:
         self._unsaved_claims.update(new)
         self.restored += len(states)
         self.replayed += len(replay)
+        if states:
+            log.info("took over %d vehicles: rule state restored, %d stored fixes "
+                     "re-evaluated", len(states), len(replay))
         return replay
 
     def release(self, devices: set[str] | None = None) -> None:

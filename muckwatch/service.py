@@ -13,8 +13,10 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import re
 import signal
+import socket
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -105,9 +107,15 @@ def build_pipeline(settings: Settings, city: City) -> Pipeline:
         store=store,
         alerts=AlertRouter(evidence_url=settings.alerts.evidence_url),
         # rule state saved for, and restored from, the worker that consumes a vehicle next
-        handover=StateHandover(rules, store, owner=settings.mqtt.client_id,
+        handover=StateHandover(rules, store, owner=worker_name(settings),
                                snapshot_s=settings.ingest.snapshot_s),
     )
+
+
+def worker_name(settings: Settings) -> str:
+    """Who wrote a snapshot, for operators: workers that share partitions share the client
+    id prefix, so the host and process tell them apart."""
+    return f"{settings.mqtt.client_id}@{socket.gethostname()}:{os.getpid()}"
 
 
 def build_receiver(settings: Settings) -> MqttReceiver | PartitionedReceiver:

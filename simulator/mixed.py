@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import orjson
 
+from ingest.partitions import partition_topic
 from ingest.wire import TOPIC_ROOT
 from muckwatch.city import City
 from simulator.episodes import RULES, Episode, Episodes
@@ -86,9 +87,10 @@ class Delivery:
     def fixes(self) -> int:
         return len(self.payload) if isinstance(self.payload, list) else 1
 
-    def topic(self, root: str = TOPIC_ROOT) -> str:
+    def topic(self, root: str = TOPIC_ROOT, partitions: int = 0) -> str:
+        """The device's topic; with a partition level when ``partitions`` > 0."""
         suffix = "telemetry/batch" if self.is_batch else "telemetry"
-        return f"{root}/{self.device}/{suffix}"
+        return partition_topic(root, self.device, partitions, suffix)
 
     def body(self) -> bytes:
         """The MQTT payload."""

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
 
+from ingest.partitions import partition_topic
 from ingest.wire import TOPIC_ROOT
 
 
@@ -23,8 +24,9 @@ class PublishError(RuntimeError):
 
 class MqttPublisher:
     def __init__(self, host: str, port: int, *, client_id: str = "muckwatch-simulator",
-                 max_inflight: int = 0) -> None:
+                 max_inflight: int = 0, partitions: int = 0) -> None:
         self.host, self.port = host, port
+        self.partitions = partitions  # topic partitions ([mqtt] partitions); 0 = none
         self.client = mqtt.Client(
             callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
             client_id=client_id,
@@ -64,13 +66,14 @@ class MqttPublisher:
                 self._sent += 1
 
     def telemetry(self, device: str, payload: bytes, root: str = TOPIC_ROOT) -> None:
-        self.publish(f"{root}/{device}/telemetry", payload)
+        self.publish(partition_topic(root, device, self.partitions), payload)
 
     def batch(self, device: str, payload: bytes, root: str = TOPIC_ROOT) -> None:
-        self.publish(f"{root}/{device}/telemetry/batch", payload)
+        self.publish(partition_topic(root, device, self.partitions, "telemetry/batch"), payload)
 
     def status(self, device: str, online: bool, root: str = TOPIC_ROOT) -> None:
-        self.publish(f"{root}/{device}/status", b"online" if online else b"offline", retain=True)
+        self.publish(partition_topic(root, device, self.partitions, "status"),
+                     b"online" if online else b"offline", retain=True)
 
     @property
     def unacked(self) -> int:
@@ -122,7 +125,7 @@ def stream(deliveries: Iterable, publisher: MqttPublisher, *, start_ms: int,
                 time.sleep(ahead)
             else:
                 summary.max_lag_s = max(summary.max_lag_s, -ahead)
-        publisher.publish(d.topic(root), d.body())
+        publisher.publish(d.topic(root, publisher.partitions), d.body())
         summary.messages += 1
         summary.fixes += d.fixes
         summary.batches += d.is_batch

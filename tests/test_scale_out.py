@@ -1,0 +1,194 @@
+"""Scale-out end to end (issue #12): topic partitions on a real Mosquitto, real PostgreSQL,
+real ``muckwatch run`` processes.
+
+The same simulated stream goes to (a) one worker consuming every partition, (b) two workers
+with two partitions each, (c) two workers, one SIGKILLed mid-stream and its partitions moved
+to the other. Each run has its own database and topic root; all must end with exactly the
+same violations and trips — same ids, same times, same state.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from ingest.partitions import partition_of
+from simulator.mixed import MixedOptions, MixedScenario
+from simulator.publish import MqttPublisher, stream
+from store.migrate import migrate
+from tests.conftest import IngestProcess, ingest_env, wait_for
+
+PARTITIONS = 4
+OPTIONS = MixedOptions(trucks=24, minutes=12, interval_s=5.0, seed=12, per_rule=1,
+                       blind_episode_every=3)
+# simulated time runs this many times faster than the wall clock: fast enough for a short
+# test, slow enough that a 50 ms batch spans ~1 s of device time, well inside the 10 s
+# reorder window, so which fixes count as late depends on the data, not on batch timing
+SPEED = 20.0
+
+
+@pytest.fixture(scope="module")
+def scenario(city):
+    scenario = MixedScenario(city, OPTIONS)
+    deliveries = list(scenario.deliveries())
+    keys = {(d.device, f["ts"]) for d in deliveries
+            for f in (d.payload if isinstance(d.payload, list) else [d.payload])}
+    return deliveries, len(keys)
+
+
+def fresh_database(dsn: str) -> str:
+    name = f"scale_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    params = conninfo_to_dict(dsn)
+    params["dbname"] = name
+    new = make_conninfo(**params)
+    with psycopg.connect(new) as conn:
+        migrate(conn)
+    return new
+
+
+class Run:
+    """One deployment: its own database, topic root and client id prefix."""
+
+    def __init__(self, name: str, broker, dsn: str, run_dir: Path) -> None:
+        self.name, self.broker, self.run_dir = name, broker, run_dir
+        self.root = f"{name}-{uuid.uuid4().hex[:6]}/v1"
+        self.dsn = fresh_database(dsn)
+        self.workers: list[IngestProcess] = []
+
+    def start(self, partitions: str) -> IngestProcess:
+        env = ingest_env(self.broker, self.dsn, MUCKWATCH_MQTT_CLIENT_ID=self.root.split("/")[0],
+                         MUCKWATCH_MQTT_TOPIC_ROOT=self.root,
+                         MUCKWATCH_MQTT_PARTITIONS=str(PARTITIONS),
+                         MUCKWATCH_INGEST_PARTITIONS=partitions,
+                         MUCKWATCH_INGEST_SNAPSHOT_S="1")
+        log = self.run_dir / f"ingest-{self.root.split('/')[0]}-{len(self.workers)}.log"
+        proc = IngestProcess(env, log)
+        self.workers.append(proc)
+        return proc
+
+    def publish(self, deliveries) -> None:
+        pub = MqttPublisher("127.0.0.1", self.broker.port, client_id=f"pub-{self.root[:20]}",
+                            partitions=PARTITIONS).connect()
+        try:
+            stream(deliveries, pub, start_ms=deliveries[0].at_ms, speed=SPEED, root=self.root)
+        finally:
+            pub.close()
+
+    def stored(self) -> int:
+        with psycopg.connect(self.dsn) as conn:
+            return conn.execute("SELECT count(*) FROM telemetry").fetchone()[0]
+
+    def outcome(self) -> tuple[list[tuple], list[tuple]]:
+        with psycopg.connect(self.dsn) as conn:
+            violations = conn.execute(
+                "SELECT id, rule, device_id, start_ts, end_ts, state, late, permit_id,"
+                " fence_id, round(peak::numeric, 3) FROM violations ORDER BY id").fetchall()
+            trips = conn.execute(
+                "SELECT id, device_id, left_at, destination, arrived_at FROM trips"
+                " ORDER BY id").fetchall()
+        return violations, trips
+
+    def stop_all(self) -> None:
+        for w in self.workers:
+            if w.proc.poll() is None:
+                code, _ = w.stop()
+                assert code == 0, w.log_path.read_text()[-3000:]
+
+
+def wait_stored(run: Run, expected: int, timeout_s: float = 120) -> None:
+    got = wait_for(lambda: run.stored() >= expected, timeout_s=timeout_s, interval_s=0.5)
+    assert got, f"{run.name}: {run.stored()} of {expected} fixes stored"
+
+
+@pytest.fixture(scope="module")
+def single(scenario, broker, dsn, run_dir):
+    """The reference: one worker consuming all partitions."""
+    deliveries, expected = scenario
+    run = Run("scale-one", broker, dsn, run_dir)
+    run.start("")
+    try:
+        run.publish(deliveries)
+        wait_stored(run, expected)
+    finally:
+        run.stop_all()
+    violations, trips = run.outcome()
+    assert len(violations) >= 5 and len({v[1] for v in violations}) >= 3, violations
+    return violations, trips
+
+
+def test_partitions_split_the_fleet_between_workers(scenario):
+    """The stream really is partitioned: every partition carries vehicles."""
+    deliveries, _ = scenario
+    counts = [0] * PARTITIONS
+    for device in {d.device for d in deliveries}:
+        counts[partition_of(device, PARTITIONS)] += 1
+    assert all(counts), counts
+
+
+def test_two_workers_produce_exactly_the_violations_of_one(scenario, single, broker, dsn,
+                                                           run_dir):
+    deliveries, expected = scenario
+    run = Run("scale-two", broker, dsn, run_dir)
+    run.start("0-1")
+    run.start("2-3")
+    try:
+        run.publish(deliveries)
+        wait_stored(run, expected)
+    finally:
+        run.stop_all()
+    violations, trips = run.outcome()
+    assert violations == single[0]
+    assert trips == single[1]
+    print(f"\n[scale-out] two workers, {PARTITIONS} partitions: {len(violations)} violations, "
+          f"{len(trips)} trips, identical to one worker")
+
+
+def test_killed_worker_partitions_move_to_the_survivor_with_identical_ids(
+        scenario, single, broker, dsn, run_dir):
+    """Worker 2 is SIGKILLed mid-stream; the survivor is restarted with all four partitions
+    (a graceful stop saves its own vehicles) and takes over worker 2's sessions: what the
+    broker queued, what worker 2 never acked, and its vehicles' rule state (last periodic
+    snapshot + the fixes stored after it)."""
+    deliveries, expected = scenario
+    run = Run("scale-kill", broker, dsn, run_dir)
+    first = run.start("0-1")
+    second = run.start("2-3")
+    publisher = threading.Thread(target=run.publish, args=(deliveries,))
+    publisher.start()
+    try:
+        assert wait_for(lambda: run.stored() >= expected * 0.4, timeout_s=60, interval_s=0.1)
+        second.proc.send_signal(signal.SIGKILL)
+        second.proc.wait(timeout=30)
+        at_kill = run.stored()
+        code, _ = first.stop()
+        assert code == 0, first.log_path.read_text()[-3000:]
+        time.sleep(0.5)  # the stream goes on meanwhile: it queues in the partitions' sessions
+        survivor = run.start("0-3")
+        publisher.join(timeout=120)
+        wait_stored(run, expected)
+    finally:
+        publisher.join(timeout=120)
+        run.stop_all()
+    assert at_kill < expected, "the worker was killed after the stream had ended"
+    violations, trips = run.outcome()
+    assert violations == single[0]
+    assert trips == single[1]
+    took_over = [tuple(map(int, m)) for m in re.findall(
+        r"took over (\d+) vehicles: rule state restored, (\d+) stored fixes",
+        survivor.log_path.read_text())]
+    print(f"\n[scale-out] worker killed at {at_kill} of {expected} fixes stored; the survivor "
+          f"took over its partitions: {len(violations)} violations, {len(trips)} trips, "
+          f"identical ids to one worker; {sum(v for v, _ in took_over)} vehicles' state "
+          f"restored, {sum(f for _, f in took_over)} stored fixes re-evaluated")
+    assert sum(v for v, _ in took_over) > 0 and sum(f for _, f in took_over) > 0
