@@ -69,7 +69,23 @@ def measure(vehicles: int = VEHICLES) -> dict:
     gc.collect()
     after = rss_mb()
     held = engine._held
+    # the hand-over snapshot of every vehicle (docs/scaling.md): what a worker's shutdown
+    # costs, and an upper bound for a periodic one (only vehicles that changed are written)
+    import time
+
+    import orjson
+
+    t0 = time.perf_counter()
+    states = engine.export_states(list(engine.vehicles))
+    text = [orjson.dumps(s) for s in states.values()]
+    snapshot_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    fresh = RuleEngine(Reference.from_city(city))
+    fresh.import_states({d: orjson.loads(t) for d, t in zip(states, text, strict=True)})
+    restore_s = time.perf_counter() - t0
     return {"vehicles": len(engine.vehicles), "fixes": vehicles * FIXES_EACH,
+            "snapshot_us": snapshot_s / vehicles * 1e6, "restore_us": restore_s / vehicles * 1e6,
+            "snapshot_bytes": sum(map(len, text)) / vehicles,
             "held_fixes": 0 if held is None else len(held),
             "events": events, "rss_before_mb": before, "rss_after_mb": after,
             "state_mb": after - before, "per_vehicle_kb": (after - before) * 1024 / vehicles}

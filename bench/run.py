@@ -156,6 +156,12 @@ after, so {state['state_mb']:.0f} MB of state ({state['per_vehicle_kb']:.1f} KB 
 with {state['held_fixes']:,} fixes held in the reorder window. `.venv/bin/python
 bench/rule_state.py`.
 
+The hand-over snapshot of that state (docs/scaling.md): {state['snapshot_us']:.0f} µs per
+vehicle to export and serialise, {state['snapshot_bytes']:,.0f} bytes of JSON per vehicle,
+{state['restore_us']:.0f} µs per vehicle to restore — a shutdown snapshot of all
+{state['vehicles']:,} vehicles takes {state['snapshot_us'] * state['vehicles'] / 1e6:.1f} s of
+CPU before the write.
+
 ### What the profiles showed, and what changed
 
 py-spy on the running ingest (`MUCKWATCH_BENCH_PROFILE=1 .venv/bin/python bench/pipeline.py`,

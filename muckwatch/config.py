@@ -61,7 +61,10 @@ class IngestSettings:
     partitions: str = ""
     # rule state of the vehicles that changed is saved this often (and on shutdown), for the
     # worker that takes them over after a crash or a rebalance
-    snapshot_s: float = 30.0
+    snapshot_s: float = 60.0
+    # with [mqtt] share_group: a vehicle silent here this long is re-read from the database
+    # when it reappears (the broker may have given it to another worker meanwhile)
+    reclaim_after_s: float = 10.0
 
 
 @dataclass(frozen=True)

@@ -35,13 +35,20 @@ log = logging.getLogger(__name__)
 
 
 class StateHandover:
-    def __init__(self, rules: RuleEngine, store: Store, owner: str, snapshot_s: float) -> None:
+    def __init__(self, rules: RuleEngine, store: Store, owner: str, snapshot_s: float,
+                 reclaim_after_s: float = 0.0) -> None:
+        """``reclaim_after_s`` > 0: a vehicle silent here for that long is claimed again from
+        the database when it reappears — with a shared subscription the broker may have
+        sent it to another worker meanwhile (docs/scaling.md); 0 = vehicles never move
+        without this worker knowing (topic partitions, one worker)."""
         self.rules = rules
         self.store = store
         self.owner = owner
         self.snapshot_ms = int(snapshot_s * 1000)
+        self.reclaim_after_ms = int(reclaim_after_s * 1000)
         self._claimed: set[str] = set()  # vehicles this worker has looked up
         self._unsaved_claims: set[str] = set()  # claimed, no snapshot written yet
+        self._due: list[str] = []  # changed vehicles whose periodic snapshot is due
         self._last_snapshot_ms = time.time_ns() // 1_000_000
         self.restored = 0  # vehicles whose state came from a previous owner
         self.replayed = 0  # stored fixes re-evaluated after a restore
@@ -52,7 +59,17 @@ class StateHandover:
         if not len(fixes):
             return FixBatch.empty()
         claimed = self._claimed
-        new = [d for d in np.unique(fixes.device.astype(str)).tolist() if d not in claimed]
+        devices = np.unique(fixes.device.astype(str)).tolist()
+        new = [d for d in devices if d not in claimed]
+        if self.reclaim_after_ms:
+            # everything this worker evaluated is committed (snapshot + telemetry), so its
+            # own state is never lost by re-reading it; another owner's may be newer
+            vehicles, cutoff = self.rules.vehicles, now_ms - self.reclaim_after_ms
+            returning = [d for d in devices if d in claimed and d in vehicles
+                         and vehicles[d].last_received < cutoff]
+            if returning:
+                self.rules.forget(returning)
+                new += returning
         if not new:
             return FixBatch.empty()
         window_ms = int(self.rules.settings.reorder_window_s * 1000)
@@ -75,16 +92,27 @@ class StateHandover:
         else:
             self._claimed -= devices
 
+    # periodic snapshots are spread over batches, at most this many vehicles per batch
+    # (≈ 40 µs each to serialise, bench/rule_state.py): a worker with 100,000 changed
+    # vehicles must not stall its event loop for seconds every ``snapshot_s``
+    per_batch = 1_000
+
     def snapshots(self, now_ms: int, received_ms: int, force: bool = False
                   ) -> list[RuleStateRow]:
-        """The rows to write with this batch: newly claimed vehicles always; every vehicle
-        that changed once ``snapshot_s`` has passed, or when ``force`` (shutdown). The
-        pipeline keeps them with the batch until they are committed."""
-        devices = self._unsaved_claims
+        """The rows to write with this batch: newly claimed vehicles always; the vehicles
+        that changed, every ``snapshot_s`` (spread over the following batches), or all of
+        them when ``force`` (shutdown). The pipeline keeps them with the batch until they
+        are committed."""
+        claims = self._unsaved_claims
         self._unsaved_claims = set()
+        devices = set(claims)
         if force or now_ms - self._last_snapshot_ms >= self.snapshot_ms:
-            devices |= self.rules.take_touched()
+            self._due = sorted(set(self._due) | self.rules.take_touched())
             self._last_snapshot_ms = now_ms
+        if self._due:
+            cut = len(self._due) if force else self.per_batch
+            devices.update(self._due[:cut])
+            del self._due[:cut]
         if not devices:
             return []
         ordered = sorted(devices)
@@ -93,7 +121,10 @@ class StateHandover:
         rows = []
         for d in ordered:
             state = states.get(d)
-            if state is None:  # claimed, all its fixes still in the reorder window
+            if state is None:
+                if d not in claims:  # forgotten since it changed: its owner saves it
+                    continue
+                # claimed, all its fixes still in the reorder window
                 empty = empty or self.rules.export_empty_state()
                 state = empty
             evaluated = state["last_ts"]

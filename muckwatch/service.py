@@ -107,8 +107,12 @@ def build_pipeline(settings: Settings, city: City) -> Pipeline:
         store=store,
         alerts=AlertRouter(evidence_url=settings.alerts.evidence_url),
         # rule state saved for, and restored from, the worker that consumes a vehicle next
-        handover=StateHandover(rules, store, owner=worker_name(settings),
-                               snapshot_s=settings.ingest.snapshot_s),
+        handover=StateHandover(
+            rules, store, owner=worker_name(settings), snapshot_s=settings.ingest.snapshot_s,
+            # a shared subscription moves vehicles without telling us: re-read the state of
+            # one that was away longer than a batch or two takes
+            reclaim_after_s=settings.ingest.reclaim_after_s if settings.mqtt.share_group
+            else 0.0),
     )
 
 

@@ -76,6 +76,27 @@ def db(dsn: str) -> Iterator[psycopg.Connection]:
 _ids = itertools.count(1)
 
 
+def create_database(dsn: str) -> str:
+    """A new, migrated database in the cluster of ``dsn`` (for runs that must not see each
+    other's rows); returns its DSN."""
+    from psycopg import sql
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    new = make_conninfo(**{**conninfo_to_dict(dsn), "dbname": name})
+    with psycopg.connect(new) as conn:
+        migrate(conn)
+    return new
+
+
+@pytest.fixture
+def fresh_database(dsn: str) -> Callable[[], str]:
+    """Factory: ``fresh_database()`` → the DSN of a new, migrated database."""
+    return lambda: create_database(dsn)
+
+
 @pytest.fixture
 def device_id() -> str:
     """A device id no other test uses (tests share one database)."""

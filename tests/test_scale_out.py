@@ -18,14 +18,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from ingest.partitions import partition_of
 from simulator.mixed import MixedOptions, MixedScenario
 from simulator.publish import MqttPublisher, stream
-from store.migrate import migrate
-from tests.conftest import IngestProcess, ingest_env, wait_for
+from tests.conftest import IngestProcess, create_database, ingest_env, wait_for
 
 PARTITIONS = 4
 OPTIONS = MixedOptions(trucks=24, minutes=12, interval_s=5.0, seed=12, per_rule=1,
@@ -45,25 +42,13 @@ def scenario(city):
     return deliveries, len(keys)
 
 
-def fresh_database(dsn: str) -> str:
-    name = f"scale_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    params = conninfo_to_dict(dsn)
-    params["dbname"] = name
-    new = make_conninfo(**params)
-    with psycopg.connect(new) as conn:
-        migrate(conn)
-    return new
-
-
 class Run:
     """One deployment: its own database, topic root and client id prefix."""
 
     def __init__(self, name: str, broker, dsn: str, run_dir: Path) -> None:
         self.name, self.broker, self.run_dir = name, broker, run_dir
         self.root = f"{name}-{uuid.uuid4().hex[:6]}/v1"
-        self.dsn = fresh_database(dsn)
+        self.dsn = dsn
         self.workers: list[IngestProcess] = []
 
     def start(self, partitions: str) -> IngestProcess:
@@ -115,7 +100,7 @@ def wait_stored(run: Run, expected: int, timeout_s: float = 120) -> None:
 def single(scenario, broker, dsn, run_dir):
     """The reference: one worker consuming all partitions."""
     deliveries, expected = scenario
-    run = Run("scale-one", broker, dsn, run_dir)
+    run = Run("scale-one", broker, create_database(dsn), run_dir)
     run.start("")
     try:
         run.publish(deliveries)
@@ -136,10 +121,10 @@ def test_partitions_split_the_fleet_between_workers(scenario):
     assert all(counts), counts
 
 
-def test_two_workers_produce_exactly_the_violations_of_one(scenario, single, broker, dsn,
-                                                           run_dir):
+def test_two_workers_produce_exactly_the_violations_of_one(scenario, single, broker,
+                                                           fresh_database, run_dir):
     deliveries, expected = scenario
-    run = Run("scale-two", broker, dsn, run_dir)
+    run = Run("scale-two", broker, fresh_database(), run_dir)
     run.start("0-1")
     run.start("2-3")
     try:
@@ -155,13 +140,13 @@ def test_two_workers_produce_exactly_the_violations_of_one(scenario, single, bro
 
 
 def test_killed_worker_partitions_move_to_the_survivor_with_identical_ids(
-        scenario, single, broker, dsn, run_dir):
+        scenario, single, broker, fresh_database, run_dir):
     """Worker 2 is SIGKILLed mid-stream; the survivor is restarted with all four partitions
     (a graceful stop saves its own vehicles) and takes over worker 2's sessions: what the
     broker queued, what worker 2 never acked, and its vehicles' rule state (last periodic
     snapshot + the fixes stored after it)."""
     deliveries, expected = scenario
-    run = Run("scale-kill", broker, dsn, run_dir)
+    run = Run("scale-kill", broker, fresh_database(), run_dir)
     first = run.start("0-1")
     second = run.start("2-3")
     publisher = threading.Thread(target=run.publish, args=(deliveries,))

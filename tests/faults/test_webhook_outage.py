@@ -26,7 +26,11 @@ def test_receiver_down_then_failing_under_load_loses_and_doubles_nothing(
 
     tag = f"wh{uuid.uuid4().hex[:6]}"
     root = f"{tag}/v1"
-    start = (time.time_ns() // 1_000_000 // 1000) * 1000 - 3 * 3_600_000
+    # recent history, at 02:00 Beijing time (18:00 UTC): the sample city's night-only permits
+    # (22:00-06:00) are valid then too, so the fleet has its 200 trucks. A start tied to the
+    # wall clock's time of day made the fleet too small (146) for most of the day.
+    latest, day, two_local = time.time_ns() // 1_000_000 - 3 * 3_600_000, 86_400_000, 64_800_000
+    start = (latest - two_local) // day * day + two_local
     trucks, minutes, per_rule = 100, 20, 6
     options = MixedOptions(trucks=trucks, minutes=minutes, interval_s=1, seed=5,
                            start_ms=start, per_rule=per_rule)
