@@ -73,7 +73,8 @@ def run(trucks: int = TRUCKS, minutes: float = MINUTES, rate: float = RATE) -> d
     try:
         with psycopg.connect(pg.dsn, autocommit=True) as conn:
             migrate(conn)
-            conn.execute("TRUNCATE telemetry, violations, alert_outbox, dead_letter, trips")
+            conn.execute("TRUNCATE telemetry, violations, alert_outbox, dead_letter, trips,"
+                         " rule_state")
         ingest = Ingest(broker.port, pg.dsn, BENCH / "ingest-long.log",
                         MUCKWATCH_MQTT_CLIENT_ID="bench-ingest-long")
         start_ms = 1_795_053_600_000  # 10:00 local, when ≈ 22,000 permits are valid

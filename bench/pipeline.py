@@ -392,7 +392,7 @@ def percentiles(values: list[float]) -> dict:
 
 
 def _reset(conn) -> None:
-    conn.execute("TRUNCATE telemetry, violations, alert_outbox, dead_letter, trips")
+    conn.execute("TRUNCATE telemetry, violations, alert_outbox, dead_letter, trips, rule_state")
     conn.execute("DELETE FROM alert_subscriptions")
 
 

@@ -27,8 +27,8 @@ import numpy as np
 import orjson
 
 from muckwatch.batches import FixBatch
-from rules.engine import RuleEngine
-from store.database import RuleStateRow, Store
+from rules.engine import RuleEngine, late_windows
+from store.database import FixRange, RuleStateRow, SavedState, Store
 
 _NEVER = -(2**62)
 log = logging.getLogger(__name__)
@@ -52,6 +52,7 @@ class StateHandover:
         self._last_snapshot_ms = time.time_ns() // 1_000_000
         self.restored = 0  # vehicles whose state came from a previous owner
         self.replayed = 0  # stored fixes re-evaluated after a restore
+        self.snapshots_written = 0
 
     async def claim(self, fixes: FixBatch, now_ms: int) -> FixBatch:
         """Restore the vehicles in ``fixes`` this worker has not seen; return the stored
@@ -65,15 +66,15 @@ class StateHandover:
             # everything this worker evaluated is committed (snapshot + telemetry), so its
             # own state is never lost by re-reading it; another owner's may be newer
             vehicles, cutoff = self.rules.vehicles, now_ms - self.reclaim_after_ms
-            returning = [d for d in devices if d in claimed and d in vehicles
-                         and vehicles[d].last_received < cutoff]
-            if returning:
-                self.rules.forget(returning)
-                new += returning
+            new += [d for d in devices if d in claimed and d in vehicles
+                    and vehicles[d].last_received < cutoff]
         if not new:
             return FixBatch.empty()
-        window_ms = int(self.rules.settings.reorder_window_s * 1000)
-        states, replay = await self.store.load_rule_state(new, window_ms)
+        saved = await self.store.load_rule_state(new)
+        replay = await self.store.fixes_in_ranges(_unevaluated(saved))
+        # only now, with everything read: a failed read leaves the state as it was
+        self.rules.forget(new)
+        states = {d: s.state for d, s in saved.items()}
         self.rules.import_states(states, now_ms)
         claimed.update(new)
         self._unsaved_claims.update(new)
@@ -83,14 +84,6 @@ class StateHandover:
             log.info("took over %d vehicles: rule state restored, %d stored fixes "
                      "re-evaluated", len(states), len(replay))
         return replay
-
-    def release(self, devices: set[str] | None = None) -> None:
-        """Forget vehicles (all when None): the next fix of one of them claims it again from
-        the database — for partitions this worker gives up."""
-        if devices is None:
-            self._claimed.clear()
-        else:
-            self._claimed -= devices
 
     # periodic snapshots are spread over batches, at most this many vehicles per batch
     # (≈ 40 µs each to serialise, bench/rule_state.py): a worker with 100,000 changed
@@ -130,4 +123,25 @@ class StateHandover:
             evaluated = state["last_ts"]
             rows.append(RuleStateRow(d, self.owner, evaluated if evaluated > _NEVER else None,
                                      received_ms, orjson.dumps(state).decode()))
+        self.snapshots_written += len(rows)
         return rows
+
+    @property
+    def repeats(self) -> int:
+        """Fixes that arrived again after they were evaluated (not evaluated twice)."""
+        return self.rules.dropped_late
+
+
+def _unevaluated(saved: dict[str, SavedState]) -> list[FixRange]:
+    """Where the fixes a snapshot does not reflect can be, per vehicle: newer than what it
+    evaluated (held in the reorder window, or evaluated after the snapshot), and — received
+    after it — inside the gaps it keeps for late data (a late fix anywhere else is a repeat
+    and would not be evaluated). Each is a primary-key range scan, however long ago the
+    vehicle last reported."""
+    ranges = []
+    for device, s in saved.items():
+        evaluated = s.evaluated_ms if s.evaluated_ms is not None else _NEVER
+        ranges.append(FixRange(device, evaluated, 2**62, _NEVER))
+        ranges += [FixRange(device, lo, hi, s.received_ms)
+                   for lo, hi in late_windows(s.state) if hi <= evaluated]
+    return ranges

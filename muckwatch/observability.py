@@ -85,7 +85,7 @@ class IngestMetrics:
 
 
 def render(stats, metrics: IngestMetrics, *, backlog: int, connected: bool,
-           delivery=None) -> str:
+           delivery=None, handover=None) -> str:
     """The Prometheus text exposition of everything the ingest knows about itself."""
     lines: list[str] = []
 
@@ -112,6 +112,19 @@ def render(stats, metrics: IngestMetrics, *, backlog: int, connected: bool,
            [f"muckwatch_alerts_total {stats.alerts}"])
     metric("muckwatch_db_retries_total", "counter", "batch writes retried (database down)",
            [f"muckwatch_db_retries_total {stats.db_retries}"])
+    if handover is not None:
+        metric("muckwatch_handover_vehicles_total", "counter",
+               "vehicles taken over with the rule state another worker (or an earlier run) saved",
+               [f"muckwatch_handover_vehicles_total {handover.restored}"])
+        metric("muckwatch_handover_fixes_total", "counter",
+               "stored fixes re-evaluated after restoring a vehicle's rule state",
+               [f"muckwatch_handover_fixes_total {handover.replayed}"])
+        metric("muckwatch_rule_state_snapshots_total", "counter",
+               "vehicle rule-state snapshots written with batches",
+               [f"muckwatch_rule_state_snapshots_total {handover.snapshots_written}"])
+        metric("muckwatch_repeated_fixes_total", "counter",
+               "fixes already evaluated that arrived again (redeliveries): stored once, "
+               "not evaluated again", [f"muckwatch_repeated_fixes_total {handover.repeats}"])
     metric("muckwatch_batch_messages", "histogram", "messages per batch",
            metrics.batch_messages.lines("muckwatch_batch_messages"))
     metric("muckwatch_batch_seconds", "histogram", "time to process and commit one batch",

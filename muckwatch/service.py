@@ -246,10 +246,15 @@ class IngestService:
         reloader = asyncio.ensure_future(self._reload_subscriptions_periodically())
         await self.receiver.start()
         http = await self._serve_observability()
-        log.info("ingest running: batch_max=%d wait=%dms, %d alert subscription(s)%s",
+        mqtt = self.settings.mqtt
+        spread = (f", topic partitions {','.join(map(str, self.receiver.partitions))} of "
+                  f"{mqtt.partitions}" if isinstance(self.receiver, PartitionedReceiver)
+                  else f", shared subscription group {mqtt.share_group}" if mqtt.share_group
+                  else "")
+        log.info("ingest running: batch_max=%d wait=%dms, %d alert subscription(s)%s%s",
                  self.settings.ingest.batch_max, self.settings.ingest.batch_wait_ms,
                  len(self.pipeline.alerts.subscriptions),
-                 ", delivery worker on" if worker_task else "")
+                 ", delivery worker on" if worker_task else "", spread)
         try:
             while not self._stop.is_set():
                 next_batch = asyncio.ensure_future(self.receiver.next_batch())
@@ -313,7 +318,8 @@ class IngestService:
         return 200, "text/plain; version=0.0.4", render(
             self.stats, self.metrics, backlog=self.receiver.pending(),
             connected=self.receiver.connected,
-            delivery=self.worker.metrics if self.worker is not None else None)
+            delivery=self.worker.metrics if self.worker is not None else None,
+            handover=self.pipeline.handover)
 
     async def _health(self) -> tuple[int, str, str]:
         """200 when the broker session is up and the database answers within 2 s."""

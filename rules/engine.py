@@ -34,7 +34,7 @@ from rules.machine import NEUTRAL, OFF, ON, Debounce, MachineState, feed
 from rules.reference import Reference
 from rules.settings import RuleSettings
 
-__all__ = ["Memberships", "RuleEngine", "violation_id"]
+__all__ = ["Memberships", "RuleEngine", "late_windows", "violation_id"]
 
 MACHINE_RULES = ("OFF_ROUTE", "UNAUTHORISED_DUMP", "UNCOVERED_LOAD", "RESTRICTED_ZONE",
                  "NO_PERMIT", "OVERSPEED")
@@ -760,6 +760,12 @@ class RuleEngine:
                 events.append(self._event(device, "UNAUTHORISED_DUMP", Phase.CLOSED, t, t,
                                           *where, *where, 0.0, int(f.permit[k]), late))
         return events
+
+
+def late_windows(state: dict) -> list[tuple[int, int]]:
+    """The device-time gaps (exclusive bounds) in which an exported state still accepts
+    late fixes."""
+    return [(int(a), int(b)) for a, b, _ in state.get("gaps", [])]
 
 
 _FLOAT_FIELDS = ("good_lon", "good_lat", "max_kg")

@@ -186,32 +186,34 @@ class Store:
             ) from None
         return report
 
-    async def load_rule_state(self, devices: Sequence[str], reorder_window_ms: int
-                              ) -> tuple[dict[str, dict], FixBatch]:
-        """The saved rule state of these vehicles and, for those that have one, the fixes
-        stored after it: what the previous owner held in its reorder window or evaluated
-        after its last snapshot. Re-evaluating them gives the same violation ids, so the
-        upserts and the outbox absorb what the previous owner already wrote."""
+    async def load_rule_state(self, devices: Sequence[str]) -> dict[str, SavedState]:
+        """The saved rule state of these vehicles (those that have one)."""
+        rows = await self._read(_LOAD_RULE_STATE, {"devices": list(devices)}, "rule state")
+        return {r[0]: SavedState(r[1], r[2], r[3]) for r in rows}
+
+    async def fixes_in_ranges(self, ranges: Sequence[FixRange]) -> FixBatch:
+        """Stored fixes of each range's vehicle with lo < ts < hi, received at or after
+        ``received_ms``, in (device, ts) order: one primary-key range scan per range."""
+        if not ranges:
+            return FixBatch.empty()
+        rows = await self._read(_FIXES_IN_RANGES, {
+            "devices": [r.device_id for r in ranges],
+            "lo": [max(r.lo_ms, 0) for r in ranges],
+            "hi": [min(r.hi_ms, _MAX_MS) for r in ranges],
+            "received": [max(r.received_ms, 0) for r in ranges]}, "stored fixes")
+        return _fixes_from_rows(rows)
+
+    async def _read(self, query: str, params: dict, what: str) -> list[tuple]:
         conn = await self._connection()
         try:
             async with conn.transaction(), conn.cursor() as cur:
-                await cur.execute(_LOAD_RULE_STATE, {"devices": list(devices)})
-                saved = await cur.fetchall()
-                if not saved:
-                    return {}, FixBatch.empty()
-                found, evaluated, received = zip(*[(r[0], r[2], r[3]) for r in saved],
-                                                 strict=True)
-                await cur.execute(_FIXES_AFTER_SNAPSHOT, {
-                    "devices": list(found), "evaluated": list(evaluated),
-                    "received": list(received),
-                    "since": min(received) - reorder_window_ms - 1000})
-                rows = await cur.fetchall()
+                await cur.execute(query, params)
+                return await cur.fetchall()
         except psycopg.OperationalError as e:
             await conn.close()
             raise DatabaseError(
-                f"reading rule state from {describe_dsn(self.dsn)} failed: "
+                f"reading {what} from {describe_dsn(self.dsn)} failed: "
                 f"{str(e).strip().splitlines()[-1]}") from None
-        return {r[0]: r[1] for r in saved}, _fixes_from_rows(rows)
 
     async def close(self) -> None:
         if self._conn is not None:
@@ -240,26 +242,42 @@ ON CONFLICT (device_id) DO UPDATE SET owner = excluded.owner,
 
 _LOAD_RULE_STATE = """
 SELECT device_id, state,
-       coalesce((extract(epoch FROM evaluated_to) * 1000)::bigint, 0),
+       (extract(epoch FROM evaluated_to) * 1000)::bigint,
        (extract(epoch FROM received_to) * 1000)::bigint
 FROM rule_state WHERE device_id = ANY(%(devices)s)
 """
 
-# the rows the snapshot does not reflect: newer than what it evaluated (held back in the
-# reorder window, or evaluated after it), or received after it (late blind-area data);
-# the receive-time bound lets the BRIN index skip everything older
-_FIXES_AFTER_SNAPSHOT = """
+_MAX_MS = 253_402_300_799_000  # 9999-12-31: "no upper bound" that timestamptz can add
+
+_FIXES_IN_RANGES = """
 SELECT t.device_id, (extract(epoch FROM t.ts) * 1000)::bigint, t.lon, t.lat, t.speed_kmh,
        t.heading_deg, t.lid, t.lift, t.load, t.load_kg, t.sats, t.hdop, t.seq,
        (extract(epoch FROM t.received_at) * 1000)::bigint, t.backfill
-FROM unnest(%(devices)s::text[], %(evaluated)s::bigint[], %(received)s::bigint[])
-         AS s(device_id, evaluated_ms, received_ms)
+FROM unnest(%(devices)s::text[], %(lo)s::bigint[], %(hi)s::bigint[], %(received)s::bigint[])
+         AS s(device_id, lo, hi, received_ms)
 JOIN telemetry t ON t.device_id = s.device_id
-WHERE t.received_at >= timestamptz 'epoch' + %(since)s * interval '1 millisecond'
-  AND (t.ts > timestamptz 'epoch' + s.evaluated_ms * interval '1 millisecond'
-       OR t.received_at >= timestamptz 'epoch' + s.received_ms * interval '1 millisecond')
+                AND t.ts > timestamptz 'epoch' + s.lo * interval '1 millisecond'
+                AND t.ts < timestamptz 'epoch' + s.hi * interval '1 millisecond'
+WHERE t.received_at >= timestamptz 'epoch' + s.received_ms * interval '1 millisecond'
 ORDER BY t.device_id, t.ts
 """
+
+
+@dataclass(frozen=True, slots=True)
+class SavedState:
+    """A vehicle's rule_state row."""
+
+    state: dict  # RuleEngine.export_states() form
+    evaluated_ms: int | None  # device time of the newest fix it reflects
+    received_ms: int  # newest receive time of the batch it was written with
+
+
+@dataclass(frozen=True, slots=True)
+class FixRange:
+    device_id: str
+    lo_ms: int  # device time, exclusive
+    hi_ms: int  # device time, exclusive
+    received_ms: int  # only fixes received at or after this
 
 
 def _fixes_from_rows(rows: list[tuple]) -> FixBatch:

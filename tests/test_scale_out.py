@@ -23,6 +23,7 @@ from ingest.partitions import partition_of
 from simulator.mixed import MixedOptions, MixedScenario
 from simulator.publish import MqttPublisher, stream
 from tests.conftest import IngestProcess, create_database, ingest_env, wait_for
+from tests.muckwatch.test_observability import endpoint, get, sample
 
 PARTITIONS = 4
 OPTIONS = MixedOptions(trucks=24, minutes=12, interval_s=5.0, seed=12, per_rule=1,
@@ -162,6 +163,7 @@ def test_killed_worker_partitions_move_to_the_survivor_with_identical_ids(
         survivor = run.start("0-3")
         publisher.join(timeout=120)
         wait_stored(run, expected)
+        _, metrics = get(endpoint(survivor) + "/metrics")
     finally:
         publisher.join(timeout=120)
         run.stop_all()
@@ -177,3 +179,7 @@ def test_killed_worker_partitions_move_to_the_survivor_with_identical_ids(
           f"identical ids to one worker; {sum(v for v, _ in took_over)} vehicles' state "
           f"restored, {sum(f for _, f in took_over)} stored fixes re-evaluated")
     assert sum(v for v, _ in took_over) > 0 and sum(f for _, f in took_over) > 0
+    # operators see the same on /metrics
+    assert sample(metrics, "muckwatch_handover_vehicles_total") == sum(v for v, _ in took_over)
+    assert sample(metrics, "muckwatch_handover_fixes_total") == sum(f for _, f in took_over)
+    assert sample(metrics, "muckwatch_rule_state_snapshots_total") > 0

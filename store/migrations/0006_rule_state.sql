@@ -9,7 +9,3 @@ CREATE TABLE IF NOT EXISTS rule_state (
     state         jsonb NOT NULL,        -- rules.engine export_states(): permits/zones by id
     saved_at      timestamptz NOT NULL DEFAULT now()
 );
-
--- The new owner re-evaluates the fixes stored after the snapshot; they are found by receive
--- time, which only grows as rows are inserted: a BRIN index is a few pages.
-CREATE INDEX IF NOT EXISTS telemetry_received_brin ON telemetry USING brin (received_at);
