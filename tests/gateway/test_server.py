@@ -264,3 +264,46 @@ def test_devices_file_maps_phones_and_can_refuse_unknown_terminals(tmp_path):
     (tmp_path / "bad.csv").write_text("not-a-phone,X\n")
     with pytest.raises(ValueError, match=r"bad\.csv:1: expected phone,device_id"):
         Directory.load(str(tmp_path / "bad.csv"), allow_unknown=True)
+
+
+def test_gateway_publishes_on_the_vehicles_topic_partition(broker, run_dir):
+    """With [mqtt] partitions = P the gateway puts the partition level in the topic, so the
+    vehicle reaches the one worker that consumes its partition (docs/scaling.md)."""
+    from ingest.partitions import partition_topic
+
+    root = f"gwp{os.getpid()}/v1"
+    watcher = subprocess.Popen(
+        ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(broker.port), "-q", "1", "-v",
+         "-t", f"{root}/#", "-C", "2", "-W", "30"], stdout=subprocess.PIPE, text=True)
+    log_path = run_dir / "gateway-partitions.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "muckwatch", "gateway", "--listen", "127.0.0.1:0",
+             "--mqtt", f"mqtt://127.0.0.1:{broker.port}"],
+            stdout=subprocess.PIPE, stderr=log, text=True, stdin=subprocess.DEVNULL,
+            env={**os.environ, "MUCKWATCH_MQTT_PARTITIONS": "8",
+                 "MUCKWATCH_MQTT_TOPIC_ROOT": root,
+                 "MUCKWATCH_GATEWAY_CLIENT_ID": f"gw-partitions-{os.getpid()}"})
+    try:
+        deadline = time.monotonic() + 30
+        while not (m := re.search(r"listening on 127.0.0.1:(\d+)", log_path.read_text())):
+            assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.05)
+        time.sleep(0.3)  # mosquitto_sub has subscribed
+        phones = ["013800000001", "013800000002"]
+        for phone in phones:
+            c = Client(int(m.group(1)), Terminal(phone, None))
+            [(_, body)] = c.send(c.t.register())
+            assert c.general(c.t.authenticate(codec.decode_register_reply(body)[2])) == codec.OK
+            assert c.general(c.t.location(loc(datetime.now(UTC), 0))) == codec.OK
+            c.sock.close()
+        out, _ = watcher.communicate(timeout=40)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+        if watcher.poll() is None:
+            watcher.kill()
+    topics = sorted(line.split(" ", 1)[0] for line in out.splitlines())
+    devices = [p.lstrip("0").rjust(12, "0") for p in phones]
+    assert topics == sorted(partition_topic(root, d, 8) for d in devices)
+    assert all("/p/" in t for t in topics)
