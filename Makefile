@@ -1,5 +1,5 @@
 # The two commands: `make demo` and `make test`. Both do all set-up they need.
-.PHONY: setup demo test bench bench-long bench-compression lint services-up services-down clean
+.PHONY: setup demo test bench bench-long bench-compression bench-handover lint services-up services-down clean
 
 setup:
 	@bash scripts/setup.sh
@@ -24,6 +24,9 @@ bench-long: setup
 # 2 hours (≈ 2 minutes; private TimescaleDB as WASM and a private PostgreSQL for comparison)
 bench-compression: setup
 	.venv/bin/python bench/timescale_compression.py
+
+bench-handover: setup
+	.venv/bin/python bench/handover.py
 
 lint: setup
 	.venv/bin/ruff check .

@@ -21,7 +21,6 @@ before the broker was acked) or still in the broker (not acked, so redelivered).
 from __future__ import annotations
 
 import logging
-import time
 
 import numpy as np
 import orjson
@@ -49,7 +48,7 @@ class StateHandover:
         self._claimed: set[str] = set()  # vehicles this worker has looked up
         self._unsaved_claims: set[str] = set()  # claimed, no snapshot written yet
         self._due: list[str] = []  # changed vehicles whose periodic snapshot is due
-        self._last_snapshot_ms = time.time_ns() // 1_000_000
+        self._last_snapshot_ms: int | None = None  # the pipeline's clock, from its first batch
         self.restored = 0  # vehicles whose state came from a previous owner
         self.replayed = 0  # stored fixes re-evaluated after a restore
         self.snapshots_written = 0
@@ -99,6 +98,8 @@ class StateHandover:
         claims = self._unsaved_claims
         self._unsaved_claims = set()
         devices = set(claims)
+        if self._last_snapshot_ms is None:
+            self._last_snapshot_ms = now_ms
         if force or now_ms - self._last_snapshot_ms >= self.snapshot_ms:
             self._due = sorted(set(self._due) | self.rules.take_touched())
             self._last_snapshot_ms = now_ms

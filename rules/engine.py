@@ -118,8 +118,9 @@ class VehicleState:
         }
 
     @classmethod
-    def from_dict(cls, data: dict) -> VehicleState:
-        data = copy.deepcopy(data)
+    def from_dict(cls, data: dict, fresh: bool = False) -> VehicleState:
+        """``fresh``: ``data`` is ours to take apart (just parsed), no copy needed."""
+        data = dict(data) if fresh else copy.deepcopy(data)
         machines = {r: MachineState.from_dict(m) for r, m in data.pop("machines", {}).items()
                     if r in MACHINE_RULES}
         state = cls(machines=machines, **data)
@@ -244,13 +245,12 @@ class RuleEngine:
         ``now_ms``: silence (SIGNAL_LOSS) is measured from when this worker took the vehicle
         over, not from the previous owner's last message: the broker may have been holding
         the vehicle's fixes for us all along."""
-        ref = self.ref
+        indexes = _id_indexes(self.ref)
         for d, raw in data.items():
-            st = VehicleState.from_dict(_state_from_json(raw, ref))
+            st = VehicleState.from_dict(_state_from_json(raw, indexes), fresh=True)
             if now_ms is not None:
                 st.last_received = max(st.last_received, now_ms)
             self.vehicles[d] = st
-            self._touched.add(d)
 
     def export_empty_state(self) -> dict:
         """A vehicle seen but not yet evaluated (its fixes are in the reorder window)."""
@@ -810,11 +810,19 @@ def _state_to_json(data: dict, ref: Reference | None) -> dict:
     return out
 
 
-def _state_from_json(data: dict, ref: Reference | None) -> dict:
-    """The inverse of ``_state_to_json`` against this worker's reference; a permit or zone
-    that no longer exists becomes -1 (the violation keeps its id, loses its context)."""
-    permits = {p: k for k, p in enumerate(ref.permit_ids)} if ref is not None else {}
-    fences = {f: k for k, f in enumerate(ref.fence_ids)} if ref is not None else {}
+def _id_indexes(ref: Reference | None) -> tuple[dict, dict]:
+    """Permit id → index and fence id → index of this worker's reference."""
+    if ref is None:
+        return {}, {}
+    return ({p: k for k, p in enumerate(ref.permit_ids)},
+            {f: k for k, f in enumerate(ref.fence_ids)})
+
+
+def _state_from_json(data: dict, indexes: tuple[dict, dict]) -> dict:
+    """The inverse of ``_state_to_json`` against this worker's reference (``_id_indexes``);
+    a permit or zone that no longer exists becomes -1 (the violation keeps its id, loses its
+    context)."""
+    permits, fences = indexes
 
     def index(value, ids: dict) -> int:
         if isinstance(value, int):  # a state written before contexts were named
@@ -839,7 +847,7 @@ def _state_from_json(data: dict, ref: Reference | None) -> dict:
         out["recent_closed"] = [tuple(num(x) if i == 5 else x for i, x in enumerate(c))
                                 for c in data["recent_closed"]]
     if "gaps" in data:
-        out["gaps"] = [(a, b, _state_from_json(s, ref)) for a, b, s in data["gaps"]]
+        out["gaps"] = [(a, b, _state_from_json(s, indexes)) for a, b, s in data["gaps"]]
     return out
 
 

@@ -13,8 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import orjson
 import psycopg
-from psycopg.types.json import Jsonb
+from psycopg.types.json import Jsonb, set_json_loads
 
 from muckwatch.batches import DeviceStatus, FixBatch, Rejects
 from rules.events import Phase, TripEvent, ViolationEvent
@@ -139,6 +140,8 @@ class Store:
                     f"cannot connect to PostgreSQL at {describe_dsn(self.dsn)}: "
                     f"{str(e).strip().splitlines()[-1]}"
                 ) from None
+            # rule-state snapshots come back as jsonb: orjson parses them ≈ 3× faster
+            set_json_loads(orjson.loads, self._conn)
             await self._writer.prepare(self._conn)
             await self._conn.commit()
         return self._conn
