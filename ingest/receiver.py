@@ -427,24 +427,41 @@ class PartitionedReceiver:
         batch_max: int,
         batch_wait_s: float,
     ) -> None:
-        from dataclasses import replace
-
+        self.settings, self.root = settings, root
         self.batch_max = batch_max
         self.batch_wait_s = batch_wait_s
         self.partitions = partitions
         self._wakeup = asyncio.Event()
-        wake_at = max(1, batch_max // max(len(partitions), 1))
-        self.parts: dict[int, MqttReceiver] = {
-            k: MqttReceiver(
-                replace(settings, client_id=f"{settings.client_id}-p{k}"),
-                partition_filters(root, k), batch_max=batch_max, batch_wait_s=batch_wait_s,
-                wakeup=self._wakeup, wake_at=wake_at)
-            for k in partitions}
+        self.parts: dict[int, MqttReceiver] = {k: self._session(k) for k in partitions}
         self._rotate = 0
         self.where = f"{settings.host}:{settings.port}"
 
+    def _session(self, k: int) -> MqttReceiver:
+        from dataclasses import replace
+
+        return MqttReceiver(
+            replace(self.settings, client_id=f"{self.settings.client_id}-p{k}"),
+            partition_filters(self.root, k), batch_max=self.batch_max,
+            batch_wait_s=self.batch_wait_s, wakeup=self._wakeup,
+            wake_at=max(1, self.batch_max // max(len(self.partitions), 1)))
+
     async def start(self, timeout_s: float = 10.0) -> None:
         await asyncio.gather(*(r.start(timeout_s) for r in self.parts.values()))
+
+    async def add_partitions(self, partitions: list[int], timeout_s: float = 10.0) -> None:
+        """Take over more partitions while running: their sessions connect here (the broker
+        hands each to its newest connection). All of them or none."""
+        sessions = {k: self._session(k) for k in partitions if k not in self.parts}
+        started = await asyncio.gather(*(r.start(timeout_s) for r in sessions.values()),
+                                       return_exceptions=True)
+        failed = [e for e in started if isinstance(e, BaseException)]
+        if failed:
+            await asyncio.gather(*(r.stop() for r in sessions.values()),
+                                 return_exceptions=True)
+            raise failed[0] if isinstance(failed[0], BrokerError) else BrokerError(
+                f"MQTT broker at {self.where}: {failed[0] or 'no answer in time'}")
+        self.parts.update(sessions)
+        self.partitions = tuple(sorted(self.parts))
 
     async def next_batch(self) -> RawBatch:
         while True:
@@ -466,12 +483,10 @@ class PartitionedReceiver:
     def take(self) -> RawBatch:
         """Up to batch_max buffered messages, starting with a different partition each time
         so a backlog in one does not starve the others."""
-        order = list(self.parts.values())
+        order = list(self.parts.items())
         self._rotate = (self._rotate + 1) % len(order)
-        order = order[self._rotate:] + order[:self._rotate]
         taken, room = [], self.batch_max
-        for k, r in zip(self.partitions[self._rotate:] + self.partitions[:self._rotate], order,
-                        strict=True):
+        for k, r in order[self._rotate:] + order[:self._rotate]:
             if room <= 0:
                 break
             if r.pending():

@@ -336,10 +336,12 @@ def _connect(settings):
 def _dispatch(args: argparse.Namespace, settings) -> int:
     if args.command == "run":
         from muckwatch.city import load_city
+        from muckwatch.config import load_settings
         from muckwatch.service import IngestService
 
         city = load_city(args.city or city_dir(settings.city.dir))
-        service = IngestService(settings, city)
+        service = IngestService(settings, city,
+                                reload_settings=lambda: load_settings(args.config))
         stats = asyncio.run(service.run())
         print(stats.as_json(), flush=True)
         return 0

@@ -18,12 +18,13 @@ import re
 import signal
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from alerts.outbox import AlertRouter
 from alerts.worker import DeliveryWorker, WorkerOptions
 from ingest.partitions import PartitionSpecError, parse_partition_set
-from ingest.receiver import MqttReceiver, PartitionedReceiver
+from ingest.receiver import BrokerError, MqttReceiver, PartitionedReceiver
 from ingest.wire import WireDecoder, subscriptions
 from muckwatch.batches import DeviceStatus, FixBatch, Rejects
 from muckwatch.city import City, load_city
@@ -151,8 +152,12 @@ def build_receiver(settings: Settings) -> MqttReceiver | PartitionedReceiver:
 
 
 class IngestService:
-    def __init__(self, settings: Settings, city: City) -> None:
+    def __init__(self, settings: Settings, city: City,
+                 reload_settings: Callable[[], Settings] | None = None) -> None:
+        """``reload_settings``: how SIGHUP re-reads the configuration (for partitions to
+        take over); None: SIGHUP reloads the city bundle only."""
         self.settings = settings
+        self._reload_settings = reload_settings
         self.city_dir = city.directory
         self.receiver = build_receiver(settings)
         self.pipeline = build_pipeline(settings, city)
@@ -169,15 +174,55 @@ class IngestService:
 
     def request_reload(self) -> None:
         """SIGHUP: re-read the city bundle and swap in a new fence index and permits without
-        stopping.
+        stopping; with topic partitions, also take over the partitions added to
+        ``[ingest] partitions`` in the config file.
 
         The index is built on a worker thread; batches keep using the old one until the new
         one is complete, then the next batch picks up the new one. A bundle with errors is
         refused and the old fences stay in force."""
         if self._reload is not None and not self._reload.done():
-            log.info("fence reload already in progress")
+            log.info("reload already in progress")
             return
-        self._reload = asyncio.ensure_future(self._reload_fences())
+
+        async def reload() -> None:
+            await self._take_over_partitions()
+            await self._reload_fences()
+        self._reload = asyncio.ensure_future(reload())
+
+    async def _take_over_partitions(self) -> None:
+        """Partitions added in the config file are consumed from now on: their sessions
+        (with what the broker queued and the previous owner never acked) connect here, and
+        their vehicles are claimed with their saved rule state as their fixes arrive
+        (docs/scaling.md). Giving partitions up takes a restart: the vehicles' state must be
+        saved before the next owner reads it."""
+        receiver = self.receiver
+        if self._reload_settings is None or not isinstance(receiver, PartitionedReceiver):
+            return
+        try:
+            settings = self._reload_settings()
+            if settings.mqtt.partitions != self.settings.mqtt.partitions:
+                raise ConfigError(f"[mqtt] partitions changed from {self.settings.mqtt.partitions}"
+                                  f" to {settings.mqtt.partitions}: that re-maps most vehicles;"
+                                  " restart every worker and every publisher with it")
+            wanted = parse_partition_set(settings.ingest.partitions, settings.mqtt.partitions)
+        except (ConfigError, PartitionSpecError) as e:
+            log.error("partitions not changed: %s", e)
+            return
+        dropped = sorted(set(receiver.partitions) - set(wanted))
+        if dropped:
+            log.error("partitions %s are no longer in [ingest] partitions: giving partitions "
+                      "up needs a restart (SIGTERM saves their vehicles' state); still "
+                      "consuming them", ",".join(map(str, dropped)))
+        added = sorted(set(wanted) - set(receiver.partitions))
+        if not added:
+            return
+        try:
+            await receiver.add_partitions(added)
+        except BrokerError as e:
+            log.error("partitions %s not taken over: %s", ",".join(map(str, added)), e)
+            return
+        log.info("took over topic partitions %s; now consuming %s", ",".join(map(str, added)),
+                 ",".join(map(str, receiver.partitions)))
 
     async def _reload_fences(self) -> None:
         t0 = time.perf_counter()

@@ -52,12 +52,15 @@ class Run:
         self.dsn = dsn
         self.workers: list[IngestProcess] = []
 
-    def start(self, partitions: str) -> IngestProcess:
+    def start(self, partitions: str | None, config: Path | None = None) -> IngestProcess:
+        """A worker for ``partitions`` (None: from the ``config`` file, so SIGHUP can change
+        them)."""
+        extra = {"MUCKWATCH_INGEST_PARTITIONS": partitions} if partitions is not None else \
+            {"MUCKWATCH_CONFIG": str(config)}
         env = ingest_env(self.broker, self.dsn, MUCKWATCH_MQTT_CLIENT_ID=self.root.split("/")[0],
                          MUCKWATCH_MQTT_TOPIC_ROOT=self.root,
                          MUCKWATCH_MQTT_PARTITIONS=str(PARTITIONS),
-                         MUCKWATCH_INGEST_PARTITIONS=partitions,
-                         MUCKWATCH_INGEST_SNAPSHOT_S="1")
+                         MUCKWATCH_INGEST_SNAPSHOT_S="1", **extra)
         log = self.run_dir / f"ingest-{self.root.split('/')[0]}-{len(self.workers)}.log"
         proc = IngestProcess(env, log)
         self.workers.append(proc)
@@ -183,3 +186,43 @@ def test_killed_worker_partitions_move_to_the_survivor_with_identical_ids(
     assert sample(metrics, "muckwatch_handover_vehicles_total") == sum(v for v, _ in took_over)
     assert sample(metrics, "muckwatch_handover_fixes_total") == sum(f for _, f in took_over)
     assert sample(metrics, "muckwatch_rule_state_snapshots_total") > 0
+
+
+def test_survivor_takes_the_killed_workers_partitions_over_live_on_sighup(
+        scenario, single, broker, fresh_database, run_dir, tmp_path):
+    """The same crash, but the survivor keeps running: its config file gets partitions 2-3
+    added and SIGHUP makes it connect their sessions. Still the single worker's rows."""
+    deliveries, expected = scenario
+    run = Run("scale-hup", broker, fresh_database(), run_dir)
+    config = tmp_path / "worker-1.toml"
+    config.write_text('[ingest]\npartitions = "0-1"\n')
+    first = run.start(None, config)
+    second = run.start("2-3")
+    publisher = threading.Thread(target=run.publish, args=(deliveries,))
+    publisher.start()
+    try:
+        assert wait_for(lambda: run.stored() >= expected * 0.4, timeout_s=60, interval_s=0.1)
+        second.proc.send_signal(signal.SIGKILL)
+        second.proc.wait(timeout=30)
+        at_kill = run.stored()
+        config.write_text('[ingest]\npartitions = "0-3"\n')
+        first.proc.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: "took over topic partitions 2,3; now consuming 0,1,2,3"
+                        in first.log_path.read_text(), timeout_s=30)
+        publisher.join(timeout=120)
+        wait_stored(run, expected)
+        _, metrics = get(endpoint(first) + "/metrics")
+    finally:
+        publisher.join(timeout=120)
+        run.stop_all()
+    assert at_kill < expected, "the worker was killed after the stream had ended"
+    violations, trips = run.outcome()
+    assert violations == single[0]
+    assert trips == single[1]
+    restored = sample(metrics, "muckwatch_handover_vehicles_total")
+    assert restored > 0
+    print(f"\n[scale-out] worker killed at {at_kill} of {expected} fixes stored; the survivor "
+          f"took its partitions over on SIGHUP without stopping: {len(violations)} violations, "
+          f"{len(trips)} trips, identical ids to one worker; {restored:.0f} vehicles' state "
+          f"restored, {sample(metrics, 'muckwatch_handover_fixes_total'):.0f} stored fixes "
+          "re-evaluated")
