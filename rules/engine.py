@@ -386,7 +386,8 @@ class RuleEngine:
                     snap = st.to_dict()
                     snap["gaps"] = []
                     st.gaps.append((st.last_ts, int(f.ts[k]), snap))
-                    del st.gaps[:-self.max_gap_snapshots]
+                    if len(st.gaps) > self.max_gap_snapshots:
+                        _prune_gaps(st.gaps, self.max_gap_snapshots)
             events += self._round(f.take(rows), group[rows], devices, states, late)
         return events
 
@@ -760,6 +761,15 @@ class RuleEngine:
                 events.append(self._event(device, "UNAUTHORISED_DUMP", Phase.CLOSED, t, t,
                                           *where, *where, 0.0, int(f.permit[k]), late))
         return events
+
+
+def _prune_gaps(gaps: list, keep: int) -> None:
+    """Drop the oldest gap snapshots, but never the one before the vehicle's first fix: data
+    older than anything seen is new data to evaluate from scratch, not a repeat."""
+    initial = gaps[0] if gaps[0][0] == _NEVER else None
+    del gaps[:-keep]
+    if initial is not None and gaps[0] is not initial:
+        gaps[0] = initial
 
 
 def late_windows(state: dict) -> list[tuple[int, int]]:

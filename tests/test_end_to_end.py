@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import orjson
+import psycopg
 import pytest
 
 from simulator.faults import bad_messages
@@ -209,14 +210,23 @@ def test_violations_and_trips_land_live_with_the_replay_ids(ingest, db, broker, 
     assert poll(trips, timeout_s=60) == [("CS0020", "DS01", True)]
 
 
-def test_simulate_live_through_the_broker_finds_every_offence(ingest, db, dsn, broker,
-                                                             tmp_path, poll):
+def test_simulate_live_through_the_broker_finds_every_offence(start_ingest, fresh_database,
+                                                             broker, tmp_path, poll):
     """muckwatch simulate --mqtt: the live pipeline stores every fix once (blind-area batches
     included) and finds the same violations as replaying the same scenario offline; muckwatch
-    accuracy --db scores what the database holds."""
+    accuracy --db scores what the database holds.
+
+    Its own ingest and database: the sample city's trucks drive in other tests too, at later
+    device times, and their saved rule state would make this scenario's fixes late data."""
     import os
     import subprocess
     import sys
+    import uuid
+
+    dsn = fresh_database()
+    root = f"simlive{uuid.uuid4().hex[:6]}/v1"
+    start_ingest(f"simlive-{root[7:13]}", MUCKWATCH_DSN=dsn, MUCKWATCH_MQTT_TOPIC_ROOT=root)
+    db = psycopg.connect(dsn, autocommit=True)
 
     from muckwatch.city import load_city
     from muckwatch.replay import replay
@@ -228,7 +238,8 @@ def test_simulate_live_through_the_broker_finds_every_offence(ingest, db, dsn, b
     out = subprocess.run([sys.executable, "-m", "muckwatch", "simulate", "--trucks", "10",
                           "--duration", "20", "--start-ms", str(start), "--blind-share", "0.3",
                           "--mqtt", f"mqtt://127.0.0.1:{broker.port}", "--truth",
-                          str(truth_path)], capture_output=True, text=True, timeout=300)
+                          str(truth_path)], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "MUCKWATCH_MQTT_TOPIC_ROOT": root})
     assert out.returncode == 0, out.stderr
     assert "blind-area batches" in out.stderr and "near-misses" in out.stderr
     truth = [json.loads(line) for line in truth_path.read_text().splitlines()]
@@ -270,3 +281,4 @@ def test_simulate_live_through_the_broker_finds_every_offence(ingest, db, dsn, b
     for rule, row in rows.items():
         assert row[1:6] == ["1", "0", "0", "1.000", "1.000"], (rule, row)
         assert row[-3:] == ["0", "of", "1"], (rule, row)
+    db.close()

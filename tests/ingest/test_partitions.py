@@ -4,6 +4,7 @@ write, the topics the ingest accepts, and one session per partition on a real br
 from __future__ import annotations
 
 import asyncio
+import uuid
 import zlib
 
 import pytest
@@ -145,3 +146,37 @@ def test_merged_batches_ack_each_message_on_its_own_session(broker, publish):
     again = asyncio.run(consume((0, 1, 2, 3), counts[2] + counts[3], ack=True))
     assert sorted(unacked) == sorted(again)
     assert all(partition_of(t.split("/")[4], 4) in (2, 3) for t in again)
+
+
+def test_shared_subscription_group_splits_messages_on_a_real_broker(broker, publish):
+    """`share_group` subscribes through `$share/{group}/…`: two workers in the group receive
+    every message exactly once between them (Mosquitto shares round-robin; EMQX's hash
+    strategies add the per-vehicle affinity, docs/scaling.md)."""
+    root = f"share{uuid.uuid4().hex[:6]}/v1"
+
+    async def scenario() -> tuple[list[str], list[str]]:
+        workers = [build_receiver(Settings().with_overrides(
+            mqtt={"host": "127.0.0.1", "port": broker.port, "client_id": f"{root[:11]}-{n}",
+                  "topic_root": root, "share_group": "muckwatch"},
+            ingest={"batch_wait_ms": 50})) for n in (1, 2)]
+        for w in workers:
+            await w.start()
+        try:
+            await asyncio.to_thread(lambda: [publish(f"{root}/D{k}/telemetry", b"{}")
+                                             for k in range(20)])
+            got: list[list[str]] = [[], []]
+            deadline = asyncio.get_running_loop().time() + 20
+            while sum(map(len, got)) < 20 and asyncio.get_running_loop().time() < deadline:
+                for n, w in enumerate(workers):
+                    batch = w.take()
+                    got[n] += batch.topics
+                    w.ack(batch)
+                await asyncio.sleep(0.05)
+            return got[0], got[1]
+        finally:
+            for w in workers:
+                await w.stop()
+
+    first, second = asyncio.run(scenario())
+    assert sorted(first + second) == sorted(f"{root}/D{k}/telemetry" for k in range(20))
+    assert first and second, "both members of the group receive a share"

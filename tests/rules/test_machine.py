@@ -175,6 +175,40 @@ def test_redelivered_fixes_open_nothing_new(city):
     assert engine.dropped_late == len(fixes)
 
 
+def test_data_older_than_anything_seen_is_evaluated_however_many_gaps_came_since(city):
+    """A vehicle first seen today, with many reporting gaps since, then yesterday's track
+    arrives (a terminal's old backlog, a replay): that is new data, evaluated from scratch —
+    not a repeat of something already evaluated."""
+    import json
+
+    from ingest.wire import RawBatch, WireDecoder
+    from muckwatch.batches import FixBatch
+    from muckwatch.pipeline import GeofenceStage, Sequencer
+    from rules.engine import RuleEngine
+    from rules.events import Phase, ViolationEvent
+    from rules.reference import Reference
+    from simulator.scenarios import example_detour
+
+    lines = example_detour(city, 1_795_053_600_000).lines()
+    geofence, decoder = GeofenceStage.for_city(city), WireDecoder()
+    raw = RawBatch([f"muck/v1/{json.loads(x)['dev']}/telemetry" for x in lines],
+                   [x.encode() for x in lines], np.zeros(len(lines), np.int64))
+    detour = Sequencer().sequence(decoder.decode(raw, now_ms=2**62).fixes)
+    engine = RuleEngine(Reference.from_city(city))
+    later = int(detour.ts[-1]) + 86_400_000
+    n = 2 * engine.max_gap_snapshots
+    today = FixBatch.from_columns(  # parked, reporting every 2 minutes: a gap each time
+        device=np.full(n, detour.device[0], object),
+        ts=later + 120_000 * np.arange(n), lon=np.full(n, detour.lon[0]),
+        lat=np.full(n, detour.lat[0]), speed=np.zeros(n), received=np.zeros(n, np.int64))
+    engine.evaluate(today, geofence.classify(today))
+    engine.flush()
+    events = engine.evaluate(detour, geofence.classify(detour)) + engine.flush()
+    opened = [e for e in events if isinstance(e, ViolationEvent) and e.phase == Phase.OPENED]
+    assert [(e.rule, e.late) for e in opened] == [("OFF_ROUTE", True)]
+    assert engine.dropped_late == 0
+
+
 def test_exported_state_names_permits_by_id_so_another_city_order_restores_it(city):
     import dataclasses
 
