@@ -26,6 +26,7 @@ import contextlib
 import logging
 import struct
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -338,20 +339,8 @@ class MqttReceiver:
     async def next_batch(self) -> RawBatch:
         """Wait until a batch is full or the oldest message waited ``batch_wait_s``."""
         assert self._wakeup is not None
-        while True:
-            pending = len(self._topics)
-            if pending >= self.batch_max:
-                break
-            if pending:
-                remaining = self.batch_wait_s - (time.time() - self._times[0])
-                if remaining <= 0:
-                    break
-                timeout = remaining
-            else:
-                timeout = self.batch_wait_s
-            self._wakeup.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), timeout)
+        await _batch_due(self._wakeup, self.batch_max, self.batch_wait_s, self.pending,
+                         self.oldest)
         return self.take()
 
     def take(self, limit: int | None = None) -> RawBatch:
@@ -405,6 +394,20 @@ class MqttReceiver:
             session.transport.close()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(session.closed), 5)
+
+
+async def _batch_due(wakeup: asyncio.Event, batch_max: int, wait_s: float,
+                     pending: Callable[[], int], oldest: Callable[[], float | None]) -> None:
+    """Return once ``batch_max`` messages are buffered or the oldest has waited ``wait_s``
+    (the receive side sets ``wakeup`` when a batch fills)."""
+    while pending() < batch_max:
+        first = oldest()
+        timeout = wait_s if first is None else wait_s - (time.time() - first)
+        if first is not None and timeout <= 0:
+            return
+        wakeup.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wakeup.wait(), timeout)
 
 
 class PartitionedReceiver:
@@ -464,21 +467,13 @@ class PartitionedReceiver:
         self.partitions = tuple(sorted(self.parts))
 
     async def next_batch(self) -> RawBatch:
-        while True:
-            pending = self.pending()
-            if pending >= self.batch_max:
-                break
-            oldest = [t for r in self.parts.values() if (t := r.oldest()) is not None]
-            if oldest:
-                timeout = self.batch_wait_s - (time.time() - min(oldest))
-                if timeout <= 0:
-                    break
-            else:
-                timeout = self.batch_wait_s
-            self._wakeup.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), timeout)
+        await _batch_due(self._wakeup, self.batch_max, self.batch_wait_s, self.pending,
+                         self.oldest)
         return self.take()
+
+    def oldest(self) -> float | None:
+        times = [t for r in self.parts.values() if (t := r.oldest()) is not None]
+        return min(times) if times else None
 
     def take(self) -> RawBatch:
         """Up to batch_max buffered messages, starting with a different partition each time

@@ -149,42 +149,29 @@ def test_killed_worker_partitions_move_to_the_survivor_with_identical_ids(
     (a graceful stop saves its own vehicles) and takes over worker 2's sessions: what the
     broker queued, what worker 2 never acked, and its vehicles' rule state (last periodic
     snapshot + the fixes stored after it)."""
-    deliveries, expected = scenario
     run = Run("scale-kill", broker, fresh_database(), run_dir)
-    first = run.start("0-1")
-    second = run.start("2-3")
-    publisher = threading.Thread(target=run.publish, args=(deliveries,))
-    publisher.start()
-    try:
-        assert wait_for(lambda: run.stored() >= expected * 0.4, timeout_s=60, interval_s=0.1)
-        second.proc.send_signal(signal.SIGKILL)
-        second.proc.wait(timeout=30)
-        at_kill = run.stored()
+
+    def restart_with_all(first: IngestProcess) -> IngestProcess:
         code, _ = first.stop()
         assert code == 0, first.log_path.read_text()[-3000:]
         time.sleep(0.5)  # the stream goes on meanwhile: it queues in the partitions' sessions
-        survivor = run.start("0-3")
-        publisher.join(timeout=120)
-        wait_stored(run, expected)
-        _, metrics = get(endpoint(survivor) + "/metrics")
-    finally:
-        publisher.join(timeout=120)
-        run.stop_all()
-    assert at_kill < expected, "the worker was killed after the stream had ended"
-    violations, trips = run.outcome()
-    assert violations == single[0]
-    assert trips == single[1]
+        return run.start("0-3")
+
+    at_kill, survivor, metrics = kill_worker_two_mid_stream(run, scenario, run.start("0-1"),
+                                                            restart_with_all)
+    assert run.outcome() == single
     took_over = [tuple(map(int, m)) for m in re.findall(
         r"took over (\d+) vehicles: rule state restored, (\d+) stored fixes",
         survivor.log_path.read_text())]
-    print(f"\n[scale-out] worker killed at {at_kill} of {expected} fixes stored; the survivor "
-          f"took over its partitions: {len(violations)} violations, {len(trips)} trips, "
-          f"identical ids to one worker; {sum(v for v, _ in took_over)} vehicles' state "
-          f"restored, {sum(f for _, f in took_over)} stored fixes re-evaluated")
-    assert sum(v for v, _ in took_over) > 0 and sum(f for _, f in took_over) > 0
+    vehicles, fixes = sum(v for v, _ in took_over), sum(f for _, f in took_over)
+    print(f"\n[scale-out] worker killed at {at_kill} of {scenario[1]} fixes stored; the "
+          f"survivor, restarted, took over its partitions: {len(single[0])} violations, "
+          f"{len(single[1])} trips, identical ids to one worker; {vehicles} vehicles' state "
+          f"restored, {fixes} stored fixes re-evaluated")
+    assert vehicles > 0 and fixes > 0
     # operators see the same on /metrics
-    assert sample(metrics, "muckwatch_handover_vehicles_total") == sum(v for v, _ in took_over)
-    assert sample(metrics, "muckwatch_handover_fixes_total") == sum(f for _, f in took_over)
+    assert sample(metrics, "muckwatch_handover_vehicles_total") == vehicles
+    assert sample(metrics, "muckwatch_handover_fixes_total") == fixes
     assert sample(metrics, "muckwatch_rule_state_snapshots_total") > 0
 
 
@@ -192,11 +179,35 @@ def test_survivor_takes_the_killed_workers_partitions_over_live_on_sighup(
         scenario, single, broker, fresh_database, run_dir, tmp_path):
     """The same crash, but the survivor keeps running: its config file gets partitions 2-3
     added and SIGHUP makes it connect their sessions. Still the single worker's rows."""
-    deliveries, expected = scenario
     run = Run("scale-hup", broker, fresh_database(), run_dir)
     config = tmp_path / "worker-1.toml"
     config.write_text('[ingest]\npartitions = "0-1"\n')
-    first = run.start(None, config)
+
+    def add_partitions(first: IngestProcess) -> IngestProcess:
+        config.write_text('[ingest]\npartitions = "0-3"\n')
+        first.proc.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: "took over topic partitions 2,3; now consuming 0,1,2,3"
+                        in first.log_path.read_text(), timeout_s=30)
+        return first
+
+    at_kill, _, metrics = kill_worker_two_mid_stream(run, scenario, run.start(None, config),
+                                                     add_partitions)
+    assert run.outcome() == single
+    restored = sample(metrics, "muckwatch_handover_vehicles_total")
+    assert restored > 0
+    print(f"\n[scale-out] worker killed at {at_kill} of {scenario[1]} fixes stored; the "
+          f"survivor took its partitions over on SIGHUP without stopping: {len(single[0])} "
+          f"violations, {len(single[1])} trips, identical ids to one worker; {restored:.0f} "
+          f"vehicles' state restored, "
+          f"{sample(metrics, 'muckwatch_handover_fixes_total'):.0f} stored fixes re-evaluated")
+
+
+def kill_worker_two_mid_stream(run: Run, scenario, first: IngestProcess,
+                               take_over) -> tuple[int, IngestProcess, str]:
+    """Worker 2 (partitions 2-3) is SIGKILLed once 40 % of the stream is stored, then
+    ``take_over(first)`` moves its partitions and returns the worker that has them. Returns
+    the fixes stored at the kill, that worker, and its /metrics once everything is stored."""
+    deliveries, expected = scenario
     second = run.start("2-3")
     publisher = threading.Thread(target=run.publish, args=(deliveries,))
     publisher.start()
@@ -205,24 +216,12 @@ def test_survivor_takes_the_killed_workers_partitions_over_live_on_sighup(
         second.proc.send_signal(signal.SIGKILL)
         second.proc.wait(timeout=30)
         at_kill = run.stored()
-        config.write_text('[ingest]\npartitions = "0-3"\n')
-        first.proc.send_signal(signal.SIGHUP)
-        assert wait_for(lambda: "took over topic partitions 2,3; now consuming 0,1,2,3"
-                        in first.log_path.read_text(), timeout_s=30)
+        survivor = take_over(first)
         publisher.join(timeout=120)
         wait_stored(run, expected)
-        _, metrics = get(endpoint(first) + "/metrics")
+        _, metrics = get(endpoint(survivor) + "/metrics")
     finally:
         publisher.join(timeout=120)
         run.stop_all()
     assert at_kill < expected, "the worker was killed after the stream had ended"
-    violations, trips = run.outcome()
-    assert violations == single[0]
-    assert trips == single[1]
-    restored = sample(metrics, "muckwatch_handover_vehicles_total")
-    assert restored > 0
-    print(f"\n[scale-out] worker killed at {at_kill} of {expected} fixes stored; the survivor "
-          f"took its partitions over on SIGHUP without stopping: {len(violations)} violations, "
-          f"{len(trips)} trips, identical ids to one worker; {restored:.0f} vehicles' state "
-          f"restored, {sample(metrics, 'muckwatch_handover_fixes_total'):.0f} stored fixes "
-          "re-evaluated")
+    return at_kill, survivor, metrics

@@ -25,21 +25,27 @@ from gateway.terminal import Terminal, replies
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module")
-def gateway_port(broker, run_dir):
-    log_path = run_dir / "gateway.log"
+def start_gateway(broker, log_path, **env: str) -> tuple[subprocess.Popen, int]:
+    """``muckwatch gateway`` on a free loopback port; returns the process and the port."""
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "muckwatch", "gateway", "--listen", "127.0.0.1:0",
              "--mqtt", f"mqtt://127.0.0.1:{broker.port}"],
             stdout=subprocess.PIPE, stderr=log, text=True, stdin=subprocess.DEVNULL,
-            env={**os.environ, "MUCKWATCH_GATEWAY_LID": "io:8",
-                 "MUCKWATCH_GATEWAY_LIFT": "io:9"})
+            env={**os.environ, **env})
     deadline = time.monotonic() + 30
     while not (m := re.search(r"listening on 127.0.0.1:(\d+)", log_path.read_text())):
         assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()
         time.sleep(0.05)
-    yield int(m.group(1))
+    return proc, int(m.group(1))
+
+
+@pytest.fixture(scope="module")
+def gateway_port(broker, run_dir):
+    log_path = run_dir / "gateway.log"
+    proc, port = start_gateway(broker, log_path, MUCKWATCH_GATEWAY_LID="io:8",
+                               MUCKWATCH_GATEWAY_LIFT="io:9")
+    yield port
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, log_path.read_text()
@@ -275,24 +281,14 @@ def test_gateway_publishes_on_the_vehicles_topic_partition(broker, run_dir):
     watcher = subprocess.Popen(
         ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(broker.port), "-q", "1", "-v",
          "-t", f"{root}/#", "-C", "2", "-W", "30"], stdout=subprocess.PIPE, text=True)
-    log_path = run_dir / "gateway-partitions.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "muckwatch", "gateway", "--listen", "127.0.0.1:0",
-             "--mqtt", f"mqtt://127.0.0.1:{broker.port}"],
-            stdout=subprocess.PIPE, stderr=log, text=True, stdin=subprocess.DEVNULL,
-            env={**os.environ, "MUCKWATCH_MQTT_PARTITIONS": "8",
-                 "MUCKWATCH_MQTT_TOPIC_ROOT": root,
-                 "MUCKWATCH_GATEWAY_CLIENT_ID": f"gw-partitions-{os.getpid()}"})
+    proc, port = start_gateway(broker, run_dir / "gateway-partitions.log",
+                               MUCKWATCH_MQTT_PARTITIONS="8", MUCKWATCH_MQTT_TOPIC_ROOT=root,
+                               MUCKWATCH_GATEWAY_CLIENT_ID=f"gw-partitions-{os.getpid()}")
     try:
-        deadline = time.monotonic() + 30
-        while not (m := re.search(r"listening on 127.0.0.1:(\d+)", log_path.read_text())):
-            assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()
-            time.sleep(0.05)
         time.sleep(0.3)  # mosquitto_sub has subscribed
         phones = ["013800000001", "013800000002"]
         for phone in phones:
-            c = Client(int(m.group(1)), Terminal(phone, None))
+            c = Client(port, Terminal(phone, None))
             [(_, body)] = c.send(c.t.register())
             assert c.general(c.t.authenticate(codec.decode_register_reply(body)[2])) == codec.OK
             assert c.general(c.t.location(loc(datetime.now(UTC), 0))) == codec.OK
