@@ -23,53 +23,31 @@ from __future__ import annotations
 
 import copy
 import hashlib
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
 from muckwatch.batches import FixBatch
+from rules.chain import BY_KEY, MACHINE_RULES, severity
 from rules.events import Memberships, Phase, TripEvent, ViolationEvent
 from rules.facts import Facts, compute_facts
-from rules.machine import NEUTRAL, OFF, ON, Debounce, MachineState, feed
+from rules.legs import LegState, walk_legs
+from rules.machine import ON, OPEN_PHASES, PAUSED, PENDING, MachineState, feed
 from rules.reference import Reference
 from rules.settings import RuleSettings
+from rules.signal_loss import SignalLoss
+from rules.situation import situation
+from rules.unauthorised_dump import load_dropped
 
 __all__ = ["Memberships", "RuleEngine", "late_windows", "violation_id"]
 
-MACHINE_RULES = ("OFF_ROUTE", "UNAUTHORISED_DUMP", "UNCOVERED_LOAD", "RESTRICTED_ZONE",
-                 "NO_PERMIT", "OVERSPEED")
-SIGNAL_LOSS = "SIGNAL_LOSS"
-ALL_RULES = (*MACHINE_RULES, SIGNAL_LOSS)
-LOADED_KG = 1000.0  # a weighed load above this counts as loaded
 _NEVER = -(2**62)
-# trip phases
-NO_TRIP, AT_ORIGIN, EN_ROUTE, AT_DESTINATION = 0, 1, 2, 3
-# next trip phase for (phase, membership code: 1 origin, 2 destination, 3 both, 0 neither)
-_TRIP_NEXT = np.array([
-    # code: 0          1          2               3
-    [NO_TRIP, AT_ORIGIN, AT_DESTINATION, AT_ORIGIN],  # NO_TRIP
-    [EN_ROUTE, AT_ORIGIN, AT_DESTINATION, AT_ORIGIN],  # AT_ORIGIN
-    [EN_ROUTE, AT_ORIGIN, AT_DESTINATION, AT_ORIGIN],  # EN_ROUTE
-    [NO_TRIP, AT_ORIGIN, AT_DESTINATION, AT_ORIGIN],  # AT_DESTINATION
-], np.int64)
+SIGNAL_LOSS = SignalLoss.name
 
 
 def violation_id(device: str, rule: str, start_ts: int) -> str:
     digest = hashlib.sha1(f"{device}|{rule}|{start_ts}".encode()).hexdigest()[:20]
     return f"{rule[:3].lower()}-{digest}"
-
-
-def _severity(rule: str, peak: float, settings: RuleSettings) -> int:
-    """1 minor, 2 serious, 3 grave (docs/rules.md)."""
-    if rule in ("UNAUTHORISED_DUMP", "NO_PERMIT"):
-        return 3
-    if rule == "OFF_ROUTE":
-        return 3 if peak > 1000 else 2
-    if rule == "OVERSPEED":
-        return 2 if peak > settings.speed_limit_kmh + 20 else 1
-    if rule == SIGNAL_LOSS:
-        return 3 if peak > 1800 else 2
-    return 2
 
 
 @dataclass(slots=True)
@@ -79,24 +57,27 @@ class VehicleState:
     Slots and machines created on first use keep 100,000 vehicles in a few hundred MB: most
     vehicles never come near most rules (docs/performance.md)."""
 
-    machines: dict[str, MachineState] = field(default_factory=dict)  # rule → its machine
+    machines: dict[str, MachineState] = field(default_factory=dict)  # rule key → its machine
     last_ts: int = _NEVER
     last_received: int = _NEVER  # wall clock when the newest live fix arrived
     last_moving_outside: bool = False
     good_ts: int = _NEVER
     good_lon: float = 0.0
     good_lat: float = 0.0
-    trip_phase: int = NO_TRIP
-    trip_permit: int = -1
-    trip_left_ts: int = _NEVER
-    last_load: int = -1
-    last_load_ts: int = _NEVER
+    leg: LegState = field(default_factory=LegState)
+    # lift-less terminals (rules.unauthorised_dump.load_dropped): the last load report, when
+    # the load sensor last said loaded, the last weight and the most it weighed lately
+    prev_load: int = -1
+    last_loaded_ts: int = _NEVER
+    prev_kg: float = float("nan")
     max_kg: float = float("nan")
     max_kg_ts: int = _NEVER
     signal_open_ts: int | None = None
-    # recently closed violations (rule, start, end, end_lon, end_lat, peak), for late data
+    # recently closed violations (rule, start, end, end_lon, end_lat, peak, start_lon,
+    # start_lat), for late data
     recent_closed: list[tuple] = field(default_factory=list)
-    signal_periods: list[tuple[int, int]] = field(default_factory=list)
+    # SIGNAL_LOSS periods reported (start, end, lon, lat), for a backfill that fills them
+    signal_periods: list[tuple] = field(default_factory=list)
     gaps: list[tuple[int, int, dict]] = field(default_factory=list)
 
     def machine(self, rule: str) -> MachineState:
@@ -113,8 +94,9 @@ class VehicleState:
     def to_dict(self) -> dict:
         return {
             "machines": {r: m.to_dict() for r, m in self.machines.items()},
+            "leg": asdict(self.leg),
             **{f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self)
-               if f.name != "machines"},
+               if f.name not in ("machines", "leg")},
         }
 
     @classmethod
@@ -122,12 +104,20 @@ class VehicleState:
         """``fresh``: ``data`` is ours to take apart (just parsed), no copy needed."""
         data = dict(data) if fresh else copy.deepcopy(data)
         machines = {r: MachineState.from_dict(m) for r, m in data.pop("machines", {}).items()
-                    if r in MACHINE_RULES}
-        state = cls(machines=machines, **data)
-        state.signal_periods = [tuple(p) for p in state.signal_periods]
-        state.recent_closed = [tuple(c) for c in state.recent_closed]
+                    if r in BY_KEY}
+        leg = data.pop("leg", None)
+        data = {k: v for k, v in data.items() if k in _STATE_FIELDS}
+        state = cls(machines=machines, leg=LegState(**leg) if leg else LegState(), **data)
+        state.signal_periods = [_padded(p, 4, 0.0) for p in state.signal_periods]
+        state.recent_closed = [_padded(c, 8, 0.0) for c in state.recent_closed]
         state.gaps = [tuple(g) for g in state.gaps]
         return state
+
+
+def _padded(values, length: int, fill) -> tuple:
+    """A tuple of ``length`` (snapshots written before a field was added have fewer)."""
+    values = tuple(values)
+    return values + (fill,) * (length - len(values))
 
 
 class RuleEngine:
@@ -142,15 +132,7 @@ class RuleEngine:
         self.ref = reference
         self.settings = settings or RuleSettings()
         s = self.settings
-        self.debounce = {
-            "OFF_ROUTE": Debounce(s.off_route_open_s, s.off_route_open_fixes,
-                                  s.off_route_close_s),
-            "UNAUTHORISED_DUMP": Debounce(s.dump_open_s, s.dump_open_fixes),
-            "UNCOVERED_LOAD": Debounce(s.uncovered_open_s, s.uncovered_open_fixes),
-            "RESTRICTED_ZONE": Debounce(s.restricted_open_s, s.restricted_open_fixes),
-            "NO_PERMIT": Debounce(s.no_permit_open_s, s.no_permit_open_fixes),
-            "OVERSPEED": Debounce(s.overspeed_open_s, s.overspeed_open_fixes),
-        }
+        self.debounce = {r.machine_key: r.debounce(s) for r in MACHINE_RULES}
         self.vehicles: dict[str, VehicleState] = {}
         self._last_sweep = _NEVER
         self._held: Facts | None = None
@@ -209,15 +191,21 @@ class RuleEngine:
         permits = {pid: k for k, pid in enumerate(reference.permit_ids)}
         fences = {fid: k for k, fid in enumerate(reference.fence_ids)}
         for st in self.vehicles.values():
-            for rule, m in st.machines.items():
+            for key, m in st.machines.items():
                 if m.context < 0:
                     continue
-                if rule == "RESTRICTED_ZONE":
+                if BY_KEY[key].context_kind == "zone":
                     m.context = fences.get(old.fence_ids[m.context], -1)
                 else:
                     m.context = permits.get(old.permit_ids[m.context], -1)
-            if st.trip_permit >= 0:
-                st.trip_permit = permits.get(old.permit_ids[st.trip_permit], -1)
+            leg = st.leg
+            leg.permits = [k for k in (permits.get(old.permit_ids[p], -1) for p in leg.permits)
+                           if k >= 0]
+            if leg.arrive_permit >= 0:
+                leg.arrive_permit = permits.get(old.permit_ids[leg.arrive_permit], -1)
+            for name in ("origin", "arrive_site"):
+                if getattr(leg, name) >= 0:
+                    setattr(leg, name, fences.get(old.fence_ids[getattr(leg, name)], -1))
 
     def snapshot(self) -> dict:
         """Every vehicle's state, JSON-ready (see ``export_states``)."""
@@ -393,6 +381,8 @@ class RuleEngine:
 
     def _round(self, f: Facts, group: np.ndarray, devices: list[str],
                states: list[VehicleState], late: bool) -> list:
+        """One round: the handler chain — GNSS gate → legs and trips → situation → every
+        rule through its debounce machine → SIGNAL_LOSS."""
         s = self.settings
         n = len(f)
         first = np.ones(n, bool)
@@ -405,69 +395,36 @@ class RuleEngine:
         events: list = []
 
         known = self._quality(f, first, slot, starts, ends, sts)
-        by_trip = self._trips(f, first, slot, starts, sts, names, events, late)
-        sensor = np.where(f.load >= 1, 1, np.where(f.load == 0, 0, -1))
-        kg = np.where(np.isnan(f.load_kg), -1, (f.load_kg > LOADED_KG).astype(np.int64))
-        loaded = np.where(sensor >= 0, sensor, np.where(kg >= 0, kg, by_trip))
-        speed_known = ~np.isnan(f.speed)
-        moving = np.nan_to_num(f.speed, nan=0.0) > s.moving_kmh
-        stationary = speed_known & (f.speed < s.moving_kmh)
-        moving_outside = moving & ~f.in_site
-        events += self._signal_loss(f, first, slot, starts, sts, names, moving_outside, late)
+        legs = walk_legs(f, known, first, slot, starts, ends, [st.leg for st in sts], s)
+        events += [self._trip(names[t.vehicle], f, t, late) for t in legs.trips]
+        x = situation(f, known, legs, s)
+        events += self._signal_loss(f, first, slot, starts, sts, names,
+                                    x.moving & ~f.in_site, late)
+        lift_less = np.flatnonzero((f.lift < 0) & ((f.load >= 0) | ~np.isnan(f.load_kg)))
+        for i in np.unique(slot[lift_less]).tolist():
+            a, b = int(starts[i]), int(ends[i])
+            x.load_dropped[a:b] = load_dropped(sts[i], f, a, b, s)
 
-        has_permit = f.permit >= 0
-        conditions: dict[str, tuple] = {}
-        # OFF_ROUTE: loaded on a valid permit beyond the corridor; clear inside 0.8 × width
-        off = f.route_m > f.half_width_m
-        clear = f.route_m < s.off_route_close_ratio * f.half_width_m
-        c = np.where(off, ON, np.where(clear, OFF, NEUTRAL))
-        c = np.where(~has_permit | (loaded == 0) | f.in_origin | f.in_destination, OFF, c)
-        k = known & ((loaded >= 0) | ~has_permit | f.in_origin | f.in_destination)
-        conditions["OFF_ROUTE"] = (c, k, f.route_m, f.permit)
-        # UNAUTHORISED_DUMP: tipper raised, stationary-ish, not where tipping is allowed
-        c = np.where((f.lift == 1) & stationary & ~f.tip_allowed, ON, OFF)
-        k = known & (f.lift >= 0) & (speed_known | (f.lift == 0))
-        conditions["UNAUTHORISED_DUMP"] = (c, k, np.zeros(n), f.permit)
-        # UNCOVERED_LOAD: lid open, loaded, moving, outside every site
-        c = np.where((f.lid == 1) & (loaded == 1) & moving & ~f.in_site, ON, OFF)
-        k = known & (((f.lid >= 0) & (loaded >= 0) & speed_known) | (f.lid == 0)
-                     | (loaded == 0) | f.in_site)
-        conditions["UNCOVERED_LOAD"] = (c, k, f.speed, f.permit)
-        # RESTRICTED_ZONE: inside a zone during its window
-        conditions["RESTRICTED_ZONE"] = (np.where(f.zone >= 0, ON, OFF), known, np.zeros(n),
-                                         f.zone)
-        # NO_PERMIT: loaded and moving outside sites with no valid permit at that time
-        c = np.where((loaded == 1) & moving & ~f.in_site & ~has_permit, ON, OFF)
-        k = known & (((loaded >= 0) & speed_known) | has_permit | f.in_site | (loaded == 0))
-        conditions["NO_PERMIT"] = (c, k, np.zeros(n), f.permit)
-        # OVERSPEED: faster than the limit in force
-        c = np.where(f.speed > f.speed_limit, ON, OFF)
-        conditions["OVERSPEED"] = (c, known & speed_known, f.speed, f.permit)
-
-        for rule, (cond, ok, measure, context) in conditions.items():
-            on = ok & (cond == ON)
+        for rule in MACHINE_RULES:
+            key = rule.machine_key
+            c = rule.condition(x, s)
+            on = c.known & (c.cond == ON)
             busy = np.bincount(slot[on], minlength=len(starts)) > 0
-            busy |= np.array([st.busy(rule) for st in sts], bool)
+            busy |= np.array([st.busy(key) for st in sts], bool)
             for i in np.flatnonzero(busy).tolist():
                 a, b = int(starts[i]), int(ends[i])
-                rows = a + np.flatnonzero(ok[a:b])
+                rows = a + np.flatnonzero(c.known[a:b])
                 st = sts[i]
-                for t in feed(st.machine(rule), self.debounce[rule], f.ts[rows], cond[rows],
-                              measure[rows], f.lon[rows], f.lat[rows], context[rows]):
-                    events.append(self._transition_event(names[i], rule, t, late))
+                for t in feed(st.machine(key), self.debounce[key], f.ts[rows], c.cond[rows],
+                              c.measure[rows], f.lon[rows], f.lat[rows], c.context[rows]):
+                    events.append(self._transition_event(names[i], rule.name, t, late))
                     if t.kind == "closed":
-                        st.recent_closed.append((rule, t.start_ts, t.end_ts, t.end_lon,
-                                                 t.end_lat, t.peak))
+                        st.recent_closed.append((rule.name, t.start_ts, t.end_ts, t.end_lon,
+                                                 t.end_lat, t.peak, t.start_lon, t.start_lat))
                         del st.recent_closed[:-16]
 
-        # dumping seen by the load sensor alone: only terminals without a lift sensor
-        candidates = (f.lift < 0) & ((f.load >= 0) | ~np.isnan(f.load_kg))
-        for i in np.unique(slot[candidates]).tolist():
-            a, b = int(starts[i]), int(ends[i])
-            events += self._load_drop(names[i], sts[i], f.take(slice(a, b)),
-                                      stationary[a:b], late)
-
         last_rows = ends - 1
+        moving_outside = x.moving & ~f.in_site
         for i, st in enumerate(sts):
             st.last_ts = int(f.ts[last_rows[i]])
             st.last_moving_outside = bool(moving_outside[last_rows[i]])
@@ -512,55 +469,19 @@ class RuleEngine:
                     float(f.lat[k])
         return ok
 
-    def _trips(self, f: Facts, first: np.ndarray, slot: np.ndarray, starts: np.ndarray,
-               sts: list[VehicleState], names: list[str], events: list,
-               late: bool) -> np.ndarray:
-        """Trip phase per fix (1 en route = loaded, 0 at a site, -1 unknown) from origin and
-        destination membership. The phase only changes where membership changes, so Python
-        runs at those fixes only."""
-        code = f.in_origin.astype(np.int64) + 2 * f.in_destination.astype(np.int64)
-        phase0 = np.array([st.trip_phase for st in sts], np.int64)
-        prev_code = np.empty(len(f), np.int64)
-        prev_code[1:] = code[:-1]
-        change = code != prev_code
-        change[first] = _TRIP_NEXT[phase0[slot[first]], code[first]] != phase0[slot[first]]
-        phase_at_change = np.empty(len(f), np.int64)
-        for k in np.flatnonzero(change).tolist():
-            st = sts[slot[k]]
-            c = int(code[k])
-            new = int(_TRIP_NEXT[st.trip_phase, c])
-            if c & 1:
-                st.trip_permit = int(f.permit[k])
-            elif new == EN_ROUTE and st.trip_phase == AT_ORIGIN:
-                st.trip_left_ts = int(f.ts[k])
-                events.append(self._trip(names[slot[k]], st, None, f, k, late))
-            elif new == AT_DESTINATION and st.trip_phase == EN_ROUTE:
-                events.append(self._trip(names[slot[k]], st, int(f.ts[k]), f, k, late))
-            st.trip_phase = new
-            phase_at_change[k] = new
-        # forward-fill the phase inside each vehicle's rows
-        idx = np.where(change, np.arange(len(f)), -1)
-        last_change = np.maximum.accumulate(idx)
-        own = last_change >= starts[slot]
-        phase = np.where(own, phase_at_change[np.maximum(last_change, 0)], phase0[slot])
-        return np.where(phase == EN_ROUTE, 1, np.where(phase == NO_TRIP, -1, 0))
-
-    def _trip(self, device: str, st: VehicleState, arrived: int | None, f: Facts, k: int,
-              late: bool) -> TripEvent:
+    def _trip(self, device: str, f: Facts, t, late: bool) -> TripEvent:
         ref = self.ref
         assert ref is not None
-        v = int(f.vehicle[k])
-        p = st.trip_permit
-        dest = None
-        if arrived is not None and f.site[k] >= 0:
-            dest = ref.fence_ids[int(f.site[k])]
+        v = int(f.vehicle[t.row])
         return TripEvent(
-            id=violation_id(device, "TRIP", st.trip_left_ts), device_id=device,
+            id=violation_id(device, "TRIP", t.left_ts), device_id=device,
             plate=ref.plates[v] if v >= 0 else None,
             company_id=ref.companies[v] if v >= 0 else None,
-            permit_id=ref.permit_ids[p] if p >= 0 else None,
-            origin=ref.fence_ids[int(ref.permit_origin[p])] if p >= 0 else None,
-            left_ts=st.trip_left_ts, destination=dest, arrived_ts=arrived, late=late)
+            permit_id=ref.permit_ids[t.permit] if t.permit >= 0 else None,
+            origin=ref.fence_ids[t.origin] if t.origin >= 0 else None,
+            left_ts=t.left_ts,
+            destination=ref.fence_ids[t.destination] if t.destination >= 0 else None,
+            arrived_ts=t.arrived_ts, late=late)
 
     def _signal_loss(self, f: Facts, first: np.ndarray, slot: np.ndarray, starts: np.ndarray,
                      sts: list[VehicleState], names: list[str], moving_outside: np.ndarray,
@@ -575,7 +496,7 @@ class RuleEngine:
                                           int(f.ts[k]), st.good_lon, st.good_lat,
                                           float(f.lon[k]), float(f.lat[k]),
                                           (f.ts[k] - start) / 1000, -1, late))
-                st.signal_periods.append((start, int(f.ts[k])))
+                st.signal_periods.append((start, int(f.ts[k]), st.good_lon, st.good_lat))
                 st.signal_open_ts = None
         prev_ts = np.empty(len(f), np.int64)
         prev_mo = np.empty(len(f), bool)
@@ -586,7 +507,7 @@ class RuleEngine:
         for k in np.flatnonzero(gaps).tolist():
             st = sts[slot[k]]
             start, end = int(prev_ts[k]), int(f.ts[k])
-            if any(a == start for a, _ in st.signal_periods):
+            if any(p[0] == start for p in st.signal_periods):
                 continue  # already reported (by the sweep)
             lon0, lat0 = (f.lon[k - 1], f.lat[k - 1]) if not first[k] else \
                 (st.good_lon, st.good_lat)
@@ -596,7 +517,7 @@ class RuleEngine:
             events.append(self._event(names[slot[k]], SIGNAL_LOSS, Phase.CLOSED, start, end,
                                       lon0, lat0, float(f.lon[k]), float(f.lat[k]), peak, -1,
                                       late))
-            st.signal_periods.append((start, end))
+            st.signal_periods.append((start, end, float(lon0), float(lat0)))
             del st.signal_periods[:-20]
         return events
 
@@ -629,23 +550,25 @@ class RuleEngine:
                 resume = temp.to_dict()
                 resume["gaps"] = []
                 live.gaps[gap_index] = (int(rows.ts[-1]), gap_end, resume)
-            for rule, m in temp.machines.items():
-                if m.phase not in (2, 3):  # neither OPEN nor CLOSING at the end of late data
+            for key, m in temp.machines.items():
+                if m.phase not in OPEN_PHASES:  # neither OPEN nor CLOSING at the end of late data
                     continue
-                live_m = live.machine(rule)
+                rule = BY_KEY[key].name
+                live_m = live.machine(key)
                 closed_live = next((c for c in live.recent_closed
                                     if c[0] == rule and c[1] == gap_end), None)
                 if gap_end is not None and closed_live is not None:
                     # the live stream saw the end of this violation after the blind area
-                    _, live_start, live_end, end_lon, end_lat, live_peak = closed_live
+                    _, live_start, live_end, end_lon, end_lat, live_peak, lon0, lat0 = \
+                        closed_live
                     events.append(self._event(device, rule, Phase.RETRACTED, live_start,
-                                              live_end, 0.0, 0.0, None, None, live_peak,
+                                              live_end, lon0, lat0, None, None, live_peak,
                                               m.context, True))
                     events.append(self._event(device, rule, Phase.CLOSED, m.start_ts, live_end,
                                               m.start_lon, m.start_lat, end_lon, end_lat,
                                               _nanmax_pair(m.peak, live_peak), m.context, True))
                     continue
-                if gap_end is not None and live_m.phase in (2, 3) and \
+                if gap_end is not None and live_m.phase in OPEN_PHASES and \
                         live_m.start_ts == gap_end:
                     # the live stream re-opened this violation when the truck reappeared:
                     # it is the same one, which really started inside the blind area
@@ -656,9 +579,9 @@ class RuleEngine:
                         m.start_ts, m.start_lon, m.start_lat
                     live_m.peak = _nanmax_pair(live_m.peak, m.peak)
                     continue
-                if live_m.phase in (2, 3) and live_m.start_ts == m.start_ts:
+                if live_m.phase in OPEN_PHASES and live_m.start_ts == m.start_ts:
                     continue  # merged with the live violation by earlier late fixes
-                if gap_end is not None and live_m.phase == 1 and m.phase == 2 and \
+                if gap_end is not None and live_m.phase in (PENDING, PAUSED) and m.phase == 2 and \
                         live_m.start_ts == gap_end:
                     # the live stream's pending run (not yet debounced, nothing emitted)
                     # continues this violation: it stays open, from its real start
@@ -683,17 +606,18 @@ class RuleEngine:
         events = []
         limit = self.settings.signal_loss_s * 1000
         kept = []
-        for start, end in live.signal_periods:
+        for period in live.signal_periods:
+            start, end, lon, lat = period
             inside = rows.ts[(rows.ts > start) & (rows.ts < end)]
             if len(inside) == 0:
-                kept.append((start, end))
+                kept.append(period)
                 continue
             times = np.concatenate([[start], inside, [end]])
             if np.diff(times).max() > limit:
-                kept.append((start, end))
+                kept.append(period)
                 continue
             events.append(self._event(device, SIGNAL_LOSS, Phase.RETRACTED, start, end,
-                                      0.0, 0.0, None, None, (end - start) / 1000, -1, True))
+                                      lon, lat, None, None, (end - start) / 1000, -1, True))
         live.signal_periods = kept
         return events
 
@@ -722,7 +646,7 @@ class RuleEngine:
             start_lon=float(start_lon), start_lat=float(start_lat),
             end_lon=None if end_lon is None else float(end_lon),
             end_lat=None if end_lat is None else float(end_lat),
-            peak=peak_value, severity=_severity(rule, peak_value or 0.0, self.settings),
+            peak=peak_value, severity=severity(rule, peak_value or 0.0, self.settings),
             late=late, plate=ref.plates[v] if v >= 0 else None,
             company_id=ref.companies[v] if v >= 0 else None, permit_id=permit_id,
             fence_id=fence_id,
@@ -732,35 +656,6 @@ class RuleEngine:
     def _last_position(self, device: str) -> tuple[float, float]:
         st = self.vehicles.get(device)
         return (st.good_lon, st.good_lat) if st else (0.0, 0.0)
-
-    def _load_drop(self, device: str, st: VehicleState, f: Facts, stationary: np.ndarray,
-                   late: bool) -> list:
-        """Dumping seen by the load sensor alone (no lift sensor): full/half → empty, or the
-        weighed load falling by ``dump_load_drop`` within ``dump_load_window_s``."""
-        s = self.settings
-        events = []
-        window = s.dump_load_window_s * 1000
-        for k in range(len(f)):
-            t = int(f.ts[k])
-            dropped = False
-            if f.load[k] >= 0:
-                dropped = (f.load[k] == 0 and st.last_load >= 1
-                           and t - st.last_load_ts <= window)
-                st.last_load, st.last_load_ts = int(f.load[k]), t
-            if not np.isnan(f.load_kg[k]):
-                kg = float(f.load_kg[k])
-                if np.isnan(st.max_kg) or t - st.max_kg_ts > window or kg >= st.max_kg:
-                    st.max_kg, st.max_kg_ts = kg, t
-                elif st.max_kg > LOADED_KG and kg <= (1 - s.dump_load_drop) * st.max_kg:
-                    dropped = True
-                    st.max_kg, st.max_kg_ts = kg, t
-            if dropped and f.lift[k] < 0 and stationary[k] and not f.tip_allowed[k]:
-                where = float(f.lon[k]), float(f.lat[k])
-                events.append(self._event(device, "UNAUTHORISED_DUMP", Phase.OPENED, t, None,
-                                          *where, None, None, 0.0, int(f.permit[k]), late))
-                events.append(self._event(device, "UNAUTHORISED_DUMP", Phase.CLOSED, t, t,
-                                          *where, *where, 0.0, int(f.permit[k]), late))
-        return events
 
 
 def _prune_gaps(gaps: list, keep: int) -> None:
@@ -778,7 +673,7 @@ def late_windows(state: dict) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b, _ in state.get("gaps", [])]
 
 
-_FLOAT_FIELDS = ("good_lon", "good_lat", "max_kg")
+_FLOAT_FIELDS = ("good_lon", "good_lat", "max_kg", "prev_kg")
 _MACHINE_FLOATS = ("start_lon", "start_lat", "peak", "emitted_peak", "close_lon", "close_lat")
 
 
@@ -791,11 +686,18 @@ def _shallow(st: VehicleState) -> dict:
     out = {name: getattr(st, name) for name in _STATE_FIELDS}
     out["machines"] = {rule: {name: getattr(m, name) for name in _MACHINE_FIELDS}
                        for rule, m in st.machines.items()}
+    out["leg"] = {name: getattr(st.leg, name) for name in _LEG_FIELDS}
     return out
 
 
 _STATE_FIELDS = tuple(f.name for f in fields(VehicleState))
 _MACHINE_FIELDS = tuple(f.name for f in fields(MachineState))
+_LEG_FIELDS = tuple(f.name for f in fields(LegState))
+
+
+def _is_zone(key: str) -> bool:
+    rule = BY_KEY.get(key)
+    return rule is not None and rule.context_kind == "zone"
 
 
 def _state_to_json(data: dict, ref: Reference | None) -> dict:
@@ -810,9 +712,14 @@ def _state_to_json(data: dict, ref: Reference | None) -> dict:
     out = dict(data)
     out["machines"] = {
         rule: {**{k: _json_float(v) for k, v in m.items()},
-               "context": name(m["context"], fences if rule == "RESTRICTED_ZONE" else permits)}
+               "context": name(m["context"], fences if _is_zone(rule) else permits)}
         for rule, m in data["machines"].items()}
-    out["trip_permit"] = name(data["trip_permit"], permits)
+    leg = dict(data["leg"])
+    leg["permits"] = [name(k, permits) for k in leg["permits"]]
+    leg["arrive_permit"] = name(leg["arrive_permit"], permits)
+    leg["origin"] = name(leg["origin"], fences)
+    leg["arrive_site"] = name(leg["arrive_site"], fences)
+    out["leg"] = leg
     for k in _FLOAT_FIELDS:
         out[k] = _json_float(data[k])
     out["recent_closed"] = [[_json_float(x) for x in c] for c in data["recent_closed"]]
@@ -846,10 +753,16 @@ def _state_from_json(data: dict, indexes: tuple[dict, dict]) -> dict:
     out["machines"] = {
         rule: {**m, **{k: num(m[k]) for k in _MACHINE_FLOATS if k in m},
                "context": index(m.get("context"),
-                                fences if rule == "RESTRICTED_ZONE" else permits)}
+                                fences if _is_zone(rule) else permits)}
         for rule, m in data.get("machines", {}).items()}
-    if "trip_permit" in data:
-        out["trip_permit"] = index(data["trip_permit"], permits)
+    if "leg" in data:
+        leg = dict(data["leg"])
+        leg["permits"] = [k for k in (index(p, permits) for p in leg.get("permits", []))
+                          if k >= 0]
+        leg["arrive_permit"] = index(leg.get("arrive_permit"), permits)
+        leg["origin"] = index(leg.get("origin"), fences)
+        leg["arrive_site"] = index(leg.get("arrive_site"), fences)
+        out["leg"] = leg
     for k in _FLOAT_FIELDS:
         if k in data:
             out[k] = num(data[k])

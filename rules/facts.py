@@ -2,8 +2,12 @@
 
 Everything here depends on one fix alone (its position, time, sensors, memberships and the
 reference data), so it is computed with numpy over the batch as it arrives, before fixes are
-held back for reordering. What depends on a vehicle's history (GNSS jumps, trip state,
-"loaded" without a load sensor) is decided later, in device-time order, by the engine.
+held back for reordering. What depends on a vehicle's history (GNSS jumps, the loaded leg and
+the permits that explain it, "loaded" without a load sensor) is decided later, in device-time
+order, by the engine (``rules.legs``).
+
+A vehicle may hold several permits, so the permit facts are (fixes × K) matrices, column k
+being the k-th permit the fix's vehicle holds (``Reference.vehicle_permits``).
 """
 
 from __future__ import annotations
@@ -17,10 +21,14 @@ from rules.events import Memberships
 from rules.reference import Reference, in_windows
 from rules.settings import RuleSettings
 
+RECEIVING_KINDS = ("disposal_site", "transfer_dock")
+SITE_KINDS = ("construction_site", *RECEIVING_KINDS)
+
 
 @dataclass
 class Facts:
-    """One row per fix; columns are numpy arrays of equal length."""
+    """One row per fix; columns are numpy arrays of equal length (the ``slot_*`` ones are
+    (n, K))."""
 
     device: np.ndarray  # object
     vehicle: np.ndarray  # int64, -1 unknown terminal
@@ -33,16 +41,18 @@ class Facts:
     load: np.ndarray
     load_kg: np.ndarray
     static_ok: np.ndarray  # bool: enough satellites and a usable HDOP
-    permit: np.ndarray  # int64, -1 none valid now
     site: np.ndarray  # fence index of the site the fix is in, -1 none
     in_site: np.ndarray  # bool: inside any construction/disposal/dock fence
-    tip_allowed: np.ndarray  # bool: inside a site where this fix's permit allows tipping
-    in_origin: np.ndarray  # bool: inside the permit's origin site
-    in_destination: np.ndarray  # bool: inside one of the permit's destinations
+    in_receiving: np.ndarray  # bool: inside a disposal site or transfer dock
     zone: np.ndarray  # fence index of an active restricted zone the fix is in, -1 none
     speed_limit: np.ndarray  # km/h in force at the fix
-    route_m: np.ndarray  # distance to the permit's corridor centreline, NaN without permit
-    half_width_m: np.ndarray  # the corridor's half-width, NaN without permit
+    slot_permit: np.ndarray  # (n, K) the vehicle's permits, -1 padded
+    slot_valid: np.ndarray  # (n, K) valid at the fix's device time (validity and hours)
+    slot_recent: np.ndarray  # (n, K) valid at some point in the last ``leg_grace_s``
+    slot_dist: np.ndarray  # (n, K) metres to the permit's corridor centreline
+    slot_half: np.ndarray  # (n, K) the corridor's half-width
+    slot_origin: np.ndarray  # (n, K) inside the permit's origin site
+    slot_dest: np.ndarray  # (n, K) inside one of the permit's destinations
 
     def __len__(self) -> int:
         return len(self.ts)
@@ -52,8 +62,19 @@ class Facts:
 
     @staticmethod
     def concat(parts: list[Facts]) -> Facts:
-        return Facts(**{f.name: np.concatenate([getattr(p, f.name) for p in parts])
+        width = max(p.slot_permit.shape[1] for p in parts)
+        return Facts(**{f.name: np.concatenate([_widen(getattr(p, f.name), width)
+                                                for p in parts])
                         for f in fields(Facts)})
+
+
+def _widen(column: np.ndarray, width: int) -> np.ndarray:
+    """Pad a (n, K) column to ``width`` slots (held fixes from before a city reload)."""
+    if column.ndim == 1 or column.shape[1] == width:
+        return column
+    fill = -1 if column.dtype.kind == "i" else (np.nan if column.dtype.kind == "f" else False)
+    pad = np.full((len(column), width - column.shape[1]), fill, column.dtype)
+    return np.concatenate([column, pad], axis=1)
 
 
 def compute_facts(fixes: FixBatch, memberships: Memberships, ref: Reference,
@@ -61,7 +82,6 @@ def compute_facts(fixes: FixBatch, memberships: Memberships, ref: Reference,
     n = len(fixes)
     vehicle = ref.vehicle_of(fixes.device)
     minute = ref.local_minutes(fixes.ts)
-    permit = ref.permit_at(vehicle, fixes.ts, minute)
 
     # memberships → per-fix site / zone / limit, by fence index
     member_fix = memberships.fix_index
@@ -69,26 +89,33 @@ def compute_facts(fixes: FixBatch, memberships: Memberships, ref: Reference,
     keep = member_fence >= 0
     member_fix, member_fence = member_fix[keep], member_fence[keep]
     kind = ref.fence_kind[member_fence] if len(member_fence) else np.zeros(0, object)
-    is_site = np.isin(kind, ("construction_site", "disposal_site", "transfer_dock"))
+    is_site = np.isin(kind, SITE_KINDS)
     site = np.full(n, -1, np.int64)
     site[member_fix[is_site][::-1]] = member_fence[is_site][::-1]  # first site per fix
-    in_site = site >= 0
+    in_receiving = np.zeros(n, bool)
+    in_receiving[member_fix[np.isin(kind, RECEIVING_KINDS)]] = True
 
-    # tipping allowed: a site of the fix's permit (origin or destination); without a permit
-    # any disposal site or dock (the missing permit is NO_PERMIT's business)
-    tip_allowed = np.zeros(n, bool)
-    in_origin = np.zeros(n, bool)
-    in_destination = np.zeros(n, bool)
+    # every permit the vehicle holds: validity now and lately, corridor distance, and
+    # whether the fix is in its origin or one of its destinations
+    slots = ref.permit_slots(vehicle)
+    valid = ref.permits_valid(slots, fixes.ts)
+    recent = valid | ref.permits_valid(slots, fixes.ts - int(settings.leg_grace_s * 1000))
+    rows, cols = np.nonzero(recent)  # lapsed permits can explain no leg: not measured
+    dist = np.full(slots.shape, np.nan)
+    half = np.full(slots.shape, np.nan)
+    if len(rows):
+        dist[rows, cols] = ref.corridors.distance_m(slots[rows, cols], fixes.lon[rows],
+                                                    fixes.lat[rows])
+        half[rows, cols] = ref.corridors.half_width_m[slots[rows, cols]]
+    origin = np.zeros(slots.shape, bool)
+    dest = np.zeros(slots.shape, bool)
     site_fix, site_fence = member_fix[is_site], member_fence[is_site]
-    p = permit[site_fix]
-    permitted = p >= 0
-    pf, ff, pk = site_fix[permitted], site_fence[permitted], p[permitted]
-    tip_allowed[pf[ref.permit_site_has(pk, ff, "allowed")]] = True
-    in_origin[pf[ref.permit_origin[pk] == ff]] = True
-    in_destination[pf[ref.permit_site_has(pk, ff, "destination")]] = True
-    unpermitted = site_fix[p < 0]
-    receiving = np.isin(ref.fence_kind[site_fence[p < 0]], ("disposal_site", "transfer_dock"))
-    tip_allowed[unpermitted[receiving]] = True
+    for k in range(slots.shape[1]):
+        p = slots[site_fix, k]
+        has = p >= 0
+        f, fence, pk = site_fix[has], site_fence[has], p[has]
+        origin[f[ref.permit_origin[pk] == fence], k] = True
+        dest[f[ref.permit_site_has(pk, fence, "destination")], k] = True
 
     # restricted zones whose local-time window is active now
     zone = np.full(n, -1, np.int64)
@@ -104,16 +131,13 @@ def compute_facts(fixes: FixBatch, memberships: Memberships, ref: Reference,
         np.zeros(0, bool)
     np.minimum.at(limit, member_fix[has_limit], ref.fence_speed_limit[member_fence[has_limit]])
 
-    route_m = ref.corridors.distance_m(permit, fixes.lon, fixes.lat)
-    half = np.where(permit >= 0, ref.corridors.half_width_m[np.maximum(permit, 0)], np.nan) \
-        if len(ref.permit_ids) else np.full(n, np.nan)
     static_ok = ((fixes.sats < 0) | (fixes.sats >= settings.min_sats)) & \
         (np.isnan(fixes.hdop) | (fixes.hdop <= settings.max_hdop))
     return Facts(
         device=fixes.device, vehicle=vehicle, ts=fixes.ts, lon=fixes.lon, lat=fixes.lat,
         speed=fixes.speed.astype(np.float64), lid=fixes.lid, lift=fixes.lift, load=fixes.load,
-        load_kg=fixes.load_kg.astype(np.float64), static_ok=static_ok, permit=permit,
-        site=site, in_site=in_site, tip_allowed=tip_allowed, in_origin=in_origin,
-        in_destination=in_destination, zone=zone, speed_limit=limit, route_m=route_m,
-        half_width_m=half,
+        load_kg=fixes.load_kg.astype(np.float64), static_ok=static_ok, site=site,
+        in_site=site >= 0, in_receiving=in_receiving, zone=zone, speed_limit=limit,
+        slot_permit=slots, slot_valid=valid, slot_recent=recent, slot_dist=dist,
+        slot_half=half, slot_origin=origin, slot_dest=dest,
     )

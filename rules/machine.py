@@ -1,37 +1,46 @@
-"""The debounce state machine every duration-based rule shares.
+"""The debounce state machine every duration-based rule shares, both ways.
 
 Per vehicle and rule, fixes arrive in device-time order with a condition:
 
 * ``ON``       — the offence condition holds (e.g. > half-width off the corridor);
 * ``OFF``      — it clearly does not (e.g. back inside 0.8 × half-width);
-* ``NEUTRAL``  — the hysteresis band: not an offence, but not clear enough to close one
-  (it resets a pending start, keeps an open violation open);
+* ``NEUTRAL``  — the hysteresis band: not an offence, but not clear enough to close one;
 * unknown fixes (poor GNSS, a jump, a missing sensor) are removed before the machine sees
   them: they neither open nor close anything.
 
-A violation opens once the condition held for at least ``open_s`` seconds *and* ``open_n``
-consecutive fixes, with its start at the first ON fix; it closes once the condition has been
-OFF for ``close_s`` seconds, with its end at the first OFF fix. The machine walks *runs* of
-equal conditions, not fixes: the moment within a run when both thresholds are met is found
-with one ``searchsorted``, so the Python work per batch is proportional to condition
-changes, not to fixes.
+**Opening** needs the condition to have held for ``open_s`` seconds since the first ON fix
+*and* ``open_n`` consecutive ON fixes. **Closing** needs ``close_s`` seconds *and* ``close_n``
+fixes back to normal, with the end at the first normal fix. A run still waiting to open is
+paused, not abandoned, by a single normal report (a lift switch bouncing back, one reading
+under the speed limit): its start is kept and the count of consecutive ON fixes starts again;
+``close_n`` normal fixes *or* ``close_s`` seconds of them abandon it. So a one-report flicker
+neither opens a violation (``open_n`` ≥ 2) nor splits one (``close_n`` ≥ 2), and two separate
+one-report flickers never add up to ``open_n`` consecutive ON fixes.
+
+The machine walks *runs* of equal conditions, not fixes: the moment within a run when both
+thresholds are met is found with one ``searchsorted``, so the Python work per batch is
+proportional to condition changes, not to fixes.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import NamedTuple
 
 import numpy as np
 
 OFF, ON, NEUTRAL = 0, 1, 2
-IDLE, PENDING, OPEN, CLOSING = 0, 1, 2, 3
+IDLE, PENDING, OPEN, CLOSING, PAUSED = 0, 1, 2, 3, 4
+OPEN_PHASES = (OPEN, CLOSING)
 
 
 class Debounce(NamedTuple):
+    """Both directions of a rule's debounce (docs/rules.md gives each rule's values)."""
+
     open_s: float
     open_n: int
     close_s: float = 0.0
+    close_n: int = 1
 
 
 @dataclass(slots=True)
@@ -42,12 +51,13 @@ class MachineState:
     start_ts: int = 0
     start_lon: float = 0.0
     start_lat: float = 0.0
-    count: int = 0
+    count: int = 0  # consecutive ON fixes of the pending run
     peak: float = float("nan")
     emitted_peak: float = float("nan")
-    close_ts: int = 0
+    close_ts: int = 0  # first normal fix of a closing (or paused) stretch
     close_lon: float = 0.0
     close_lat: float = 0.0
+    close_count: int = 0  # normal fixes in that stretch
     context: int = -1  # e.g. the permit or zone the violation belongs to
 
     def to_dict(self) -> dict:
@@ -55,7 +65,10 @@ class MachineState:
 
     @classmethod
     def from_dict(cls, data: dict) -> MachineState:
-        return cls(**data)
+        return cls(**{k: v for k, v in data.items() if k in _FIELDS})
+
+
+_FIELDS = frozenset(f.name for f in fields(MachineState))
 
 
 class Transition(NamedTuple):
@@ -75,6 +88,16 @@ def _nanmax(a: float, values: np.ndarray) -> float:
         return a
     m = float(np.nanmax(values))
     return m if np.isnan(a) else max(a, m)
+
+
+def _settled(ts: np.ndarray, i: int, j: int, since_ts: int, seen: int, need_s_ms: float,
+             need_n: int, either: bool = False) -> int:
+    """Index in ``[i, j)`` of the fix at which a stretch that began at ``since_ts`` with
+    ``seen`` fixes before ``i`` has lasted ``need_s_ms`` and (``either``: or) counted
+    ``need_n`` fixes; ``j`` or more if not within this run."""
+    by_count = i + max(need_n - seen - 1, 0)
+    by_time = i + int(np.searchsorted(ts[i:j], since_ts + need_s_ms))
+    return min(by_count, by_time) if either else max(by_count, by_time)
 
 
 def feed(
@@ -107,10 +130,11 @@ def feed(
                 state.count = 0
                 state.peak = float("nan")
                 state.context = int(context[i])
+            elif state.phase == PAUSED:  # a flicker inside the run: count again, same start
+                state.phase = PENDING
+                state.count = 0
             if state.phase == PENDING:
-                by_count = i + max(debounce.open_n - state.count - 1, 0)
-                by_time = i + int(np.searchsorted(ts[i:j], state.start_ts + open_ms))
-                k = max(by_count, by_time)
+                k = _settled(ts, i, j, state.start_ts, state.count, open_ms, debounce.open_n)
                 if k < j:
                     state.peak = _nanmax(state.peak, measure[i:k + 1])
                     state.phase = OPEN
@@ -122,29 +146,33 @@ def feed(
                 else:
                     state.count += j - i
                     state.peak = _nanmax(state.peak, measure[i:j])
-            elif state.phase in (OPEN, CLOSING):
+            else:  # OPEN or CLOSING: a short return to normal did not end it
                 state.phase = OPEN
                 state.peak = _nanmax(state.peak, measure[i:j])
-        elif c == OFF:
-            if state.phase == PENDING:
-                state.phase = IDLE
-            elif state.phase == OPEN:
-                state.phase = CLOSING
+        elif c == OFF or state.phase in (PENDING, PAUSED):
+            # OFF; or NEUTRAL while not yet open (not an offence: it pauses a pending run)
+            if state.phase in (PENDING, OPEN):
+                state.phase = PAUSED if state.phase == PENDING else CLOSING
                 state.close_ts = int(ts[i])
                 state.close_lon, state.close_lat = float(lon[i]), float(lat[i])
-            if state.phase == CLOSING:
-                k = i + int(np.searchsorted(ts[i:j], state.close_ts + close_ms))
-                if k < j:
+                state.close_count = 0
+            if state.phase in (PAUSED, CLOSING):
+                # an open violation closes once normal for close_s *and* close_n fixes; a
+                # pending run is abandoned at either (only a one-report flicker is bridged)
+                k = _settled(ts, i, j, state.close_ts, state.close_count, close_ms,
+                             debounce.close_n, either=state.phase == PAUSED)
+                if k >= j:
+                    state.close_count += j - i
+                elif state.phase == PAUSED:
+                    state.phase = IDLE
+                else:
                     out.append(Transition("closed", state.start_ts, state.start_lon,
                                           state.start_lat, state.close_ts, state.close_lon,
                                           state.close_lat, state.peak, state.context))
                     state.phase = IDLE
-        else:  # NEUTRAL
-            if state.phase == PENDING:
-                state.phase = IDLE
-            elif state.phase == CLOSING:
-                state.phase = OPEN
-    if state.phase in (OPEN, CLOSING) and not _same(state.peak, state.emitted_peak):
+        elif state.phase == CLOSING:  # NEUTRAL: the hysteresis band keeps it open
+            state.phase = OPEN
+    if state.phase in OPEN_PHASES and not _same(state.peak, state.emitted_peak):
         out.append(Transition("updated", state.start_ts, state.start_lon, state.start_lat,
                               None, None, None, state.peak, state.context))
         state.emitted_peak = state.peak

@@ -143,49 +143,40 @@ class Reference:
         minutes = ts_ms // 60_000 + offsets[inverse]
         return minutes % _DAY_MIN
 
-    def permit_at(self, vehicle: np.ndarray, ts_ms: np.ndarray,
-                  minute: np.ndarray) -> np.ndarray:
-        """The permit valid for each fix's vehicle at its device time (validity window and
-        allowed hours); -1 where none. With several, the earliest-starting wins.
-
-        Vectorised: every (fix, candidate permit of its vehicle) pair is checked at once."""
-        out = np.full(len(vehicle), -1, np.int64)
-        if len(self.permit_ids) == 0 or len(vehicle) == 0:
-            return out
-        ptr, order = self._permit_csr
-        v = np.where(vehicle >= 0, vehicle, len(ptr) - 2)  # last row is empty
-        start = ptr[v]
-        counts = ptr[v + 1] - start
-        fix = np.repeat(np.arange(len(vehicle)), counts)
-        rank = np.arange(len(fix)) - np.repeat(np.cumsum(counts) - counts, counts)
-        k = order[start[fix] + rank]
-        t, m = ts_ms[fix], minute[fix]
-        ok = (t >= self.permit_from_ms[k]) & (t <= self.permit_to_ms[k])
-        h0, h1 = self._hours[k, 0], self._hours[k, 1]
-        ok &= (h0 < 0) | (h0 == h1) | np.where(h0 < h1, (m >= h0) & (m < h1), (m >= h0) | (m < h1))
-        hit = np.flatnonzero(ok)
-        first = hit[np.unique(fix[hit], return_index=True)[1]]
-        out[fix[first]] = k[first]
+    @cached_property
+    def vehicle_permits(self) -> np.ndarray:
+        """(vehicles + 1, K) permit indices per vehicle, earliest-starting first, padded with
+        -1; the last row (all -1) stands for terminals not in vehicles.csv. K is the most
+        permits any vehicle holds (at least 1)."""
+        width = max([len(ks) for ks in self.permits_by_vehicle.values()] + [1])
+        out = np.full((len(self.plates) + 1, width), -1, np.int64)
+        for v, ks in self.permits_by_vehicle.items():
+            out[v, :len(ks)] = ks
         return out
 
-    @property
-    def _permit_csr(self) -> tuple[np.ndarray, np.ndarray]:
-        cached = self.__dict__.get("_csr_cache")
-        if cached is None:
-            n_vehicles = len(self.plates)
-            order = np.concatenate([np.asarray(self.permits_by_vehicle.get(v, []), np.int64)
-                                    for v in range(n_vehicles)] + [np.zeros(0, np.int64)])
-            counts = [len(self.permits_by_vehicle.get(v, [])) for v in range(n_vehicles)] + [0]
-            ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-            self.__dict__["_csr_cache"] = cached = (ptr, order)
-            self.__dict__["_hours"] = np.array(
-                [h[0] if h else (-1, -1) for h in self.permit_hours], np.int64).reshape(-1, 2)
-        return cached
+    def permit_slots(self, vehicle: np.ndarray) -> np.ndarray:
+        """(n, K): every permit each fix's vehicle holds, valid or not, -1 padded."""
+        table = self.vehicle_permits
+        return table[np.where(vehicle >= 0, vehicle, len(table) - 1)]
 
-    @property
+    def permits_valid(self, slots: np.ndarray, ts_ms: np.ndarray) -> np.ndarray:
+        """(n, K) bool: permit ``slots[i, k]`` is valid at ``ts_ms[i]`` — inside its validity
+        window and, if it has hours, inside them (local time; a window may cross midnight)."""
+        if slots.size == 0 or len(self.permit_ids) == 0:
+            return np.zeros(slots.shape, bool)
+        k = np.maximum(slots, 0)
+        t = ts_ms[:, None]
+        m = self.local_minutes(ts_ms)[:, None]
+        ok = (slots >= 0) & (t >= self.permit_from_ms[k]) & (t <= self.permit_to_ms[k])
+        h0, h1 = self._hours[k, 0], self._hours[k, 1]
+        in_hours = np.where(h0 < h1, (m >= h0) & (m < h1), (m >= h0) | (m < h1))
+        return ok & ((h0 < 0) | (h0 == h1) | in_hours)
+
+    @cached_property
     def _hours(self) -> np.ndarray:
-        self._permit_csr  # noqa: B018 - builds the cache
-        return self.__dict__["_hours"]
+        """(permits, 2) allowed hours as local minutes of the day; (-1, -1) for all day."""
+        return np.array([h[0] if h else (-1, -1) for h in self.permit_hours],
+                        np.int64).reshape(-1, 2)
 
     def permit_site_has(self, permit: np.ndarray, fence: np.ndarray, which: str) -> np.ndarray:
         """Is ``fence`` one of ``permit``'s allowed (origin + destinations) or destination

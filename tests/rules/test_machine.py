@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from rules.machine import NEUTRAL, OFF, ON, Debounce, MachineState, feed
 
-DEBOUNCE = Debounce(open_s=60, open_n=3, close_s=30)
+DEBOUNCE = Debounce(open_s=60, open_n=3, close_s=30, close_n=3)
 
 
 def run(cond, ts, cuts):
@@ -41,25 +41,76 @@ def test_batch_boundaries_never_change_the_transitions(cond, steps, cuts):
     assert run(cond, ts, [c for c in cuts if c < len(cond)]) == whole
 
 
-@settings(max_examples=300, deadline=None)
-@given(conditions, st.integers(1, 30))
-def test_opens_only_after_duration_and_count(cond, step):
+def reference_machine(cond, ts, d: Debounce):
+    """The debounce rules of docs/rules.md, one fix at a time (an independent re-statement
+    of what ``feed`` does run by run)."""
+    phase, out = "idle", []
+    start = close_ts = count = normal = 0
+    for c, t in zip(cond.tolist(), ts.tolist(), strict=True):
+        if c == ON:
+            if phase == "idle":
+                phase, start, count = "pending", t, 0
+            elif phase == "paused":
+                phase, count = "pending", 0
+            if phase == "pending":
+                count += 1
+                if count >= d.open_n and t - start >= d.open_s * 1000:
+                    phase = "open"
+                    out.append(("opened", start))
+            else:
+                phase = "open"
+        elif c == OFF or phase in ("pending", "paused"):
+            if phase in ("pending", "open"):
+                phase = "paused" if phase == "pending" else "closing"
+                close_ts, normal = t, 0
+            if phase == "paused":
+                normal += 1
+                if normal >= d.close_n or t - close_ts >= d.close_s * 1000:
+                    phase = "idle"
+            elif phase == "closing":
+                normal += 1
+                if normal >= d.close_n and t - close_ts >= d.close_s * 1000:
+                    phase = "idle"
+                    out.append(("closed", start, close_ts))
+        elif phase == "closing":
+            phase = "open"
+    return out
+
+
+@settings(max_examples=400, deadline=None)
+@given(conditions, st.lists(st.integers(1, 30), min_size=120, max_size=120),
+       st.sampled_from([DEBOUNCE, Debounce(10, 2, 10, 2), Debounce(15, 3, 10, 2),
+                        Debounce(0, 1, 0, 1)]))
+def test_feed_agrees_with_the_fix_by_fix_statement_of_the_rules(cond, steps, debounce):
     cond = np.array(cond, np.int64)
-    ts = np.arange(len(cond), dtype=np.int64) * step * 1000
-    transitions, _ = run(cond, ts, [])
-    for t in transitions:
-        if t.kind != "opened":
-            continue
-        k = int(np.searchsorted(ts, t.start_ts))
-        # the run of ON fixes from the start lasted ≥ 60 s and ≥ 3 fixes before opening
-        run_end = k
-        while run_end < len(cond) and cond[run_end] == ON:
-            run_end += 1
-        assert run_end - k >= DEBOUNCE.open_n
-        assert ts[run_end - 1] - ts[k] >= DEBOUNCE.open_s * 1000
-    opened = sum(t.kind == "opened" for t in transitions)
-    closed = sum(t.kind == "closed" for t in transitions)
-    assert opened - closed in (0, 1)
+    ts = np.cumsum(np.array(steps[:len(cond)], np.int64) * 1000)
+    n = len(cond)
+    got = [(t.kind, t.start_ts) + ((t.end_ts,) if t.kind == "closed" else ())
+           for t in feed(MachineState(), debounce, ts, cond, np.zeros(n), np.zeros(n),
+                         np.zeros(n), np.zeros(n, np.int64)) if t.kind != "updated"]
+    assert got == reference_machine(cond, ts, debounce)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(6, 60), st.integers(0, 59), st.integers(1, 30),
+       st.sampled_from([OFF, NEUTRAL]))
+def test_a_one_report_flicker_neither_opens_nor_splits(length, where, step, normal):
+    """Debounces as the rules use them (open_n ≥ 2, close_n ≥ 2)."""
+    d = Debounce(10, 2, 10, 2)
+    length = max(length, 30 // step + 4)  # the offence comfortably exceeds the open debounce
+    ts = np.arange(length, dtype=np.int64) * step * 1000
+    quiet = np.full(length, normal, np.int64)
+    k = where % length
+    blip = quiet.copy()
+    blip[k] = ON
+    assert reference_machine(blip, ts, d) == [] == \
+        [t for t in feed(MachineState(), d, ts, blip, *([np.zeros(length)] * 3),
+                         np.zeros(length, np.int64))]
+    offence = np.full(length, ON, np.int64)
+    offence[k] = normal
+    whole = reference_machine(np.full(length, ON, np.int64), ts, d)
+    assert len([t for t in reference_machine(offence, ts, d) if t[0] == "opened"]) == \
+        len([t for t in whole if t[0] == "opened"]) == 1
 
 
 def test_engine_state_survives_snapshot_and_restore(city):
@@ -219,16 +270,18 @@ def test_exported_state_names_permits_by_id_so_another_city_order_restores_it(ci
 
     engine = RuleEngine(Reference.from_city(city))
     engine.restore({"dev1": {"machines": {"OFF_ROUTE": {"phase": 2, "context": 3}},
-                             "trip_permit": 3}})
+                             "leg": {"phase": 3, "permits": [3, 5], "origin": 2}}})
     exported = orjson.loads(orjson.dumps(engine.export_states(["dev1"])))
-    assert exported["dev1"]["trip_permit"] == city.permits[3].id
+    assert exported["dev1"]["leg"]["permits"] == [city.permits[3].id, city.permits[5].id]
+    assert exported["dev1"]["leg"]["origin"] == city.fences[2].id
     assert exported["dev1"]["machines"]["OFF_ROUTE"]["peak"] is None  # NaN is JSON null
     other = RuleEngine(Reference.from_city(
         dataclasses.replace(city, permits=list(reversed(city.permits)))))
     other.import_states(exported, now_ms=123)
     st = other.vehicles["dev1"]
     assert other.ref.permit_ids[st.machines["OFF_ROUTE"].context] == city.permits[3].id
-    assert other.ref.permit_ids[st.trip_permit] == city.permits[3].id
+    assert [other.ref.permit_ids[k] for k in st.leg.permits] == \
+        [city.permits[3].id, city.permits[5].id]
     assert np.isnan(st.machines["OFF_ROUTE"].peak) and st.last_received == 123
 
 
@@ -240,13 +293,13 @@ def test_swap_reference_keeps_open_violations_on_their_permit(city, tmp_path):
 
     engine = RuleEngine(Reference.from_city(city))
     engine.restore({"dev1": {"machines": {"OFF_ROUTE": {"phase": 2, "context": 3}},
-                             "trip_permit": 3}})
+                             "leg": {"phase": 3, "permits": [3]}}})
     wanted = city.permits[3].id
     reordered = dataclasses.replace(city, permits=list(reversed(city.permits)))
     engine.swap_reference(Reference.from_city(reordered))
     st = engine.vehicles["dev1"]
     assert engine.ref.permit_ids[st.machines["OFF_ROUTE"].context] == wanted
-    assert engine.ref.permit_ids[st.trip_permit] == wanted
+    assert [engine.ref.permit_ids[k] for k in st.leg.permits] == [wanted]
 
 
 def test_sweep_opens_signal_loss_for_a_silent_truck_and_the_next_fix_closes_it(city):

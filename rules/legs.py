@@ -1,0 +1,186 @@
+"""Loaded legs, the permits that explain them, and trips.
+
+A truck usually holds several permits (several jobs, day and night ones). A *leg* begins when
+the truck leaves a site that is the origin of one or more of its permits valid there and then:
+those permits are the leg's **candidates**, the permits that could explain it. The leg is
+judged against them until it arrives in one of their destinations: off route only outside all
+their corridors, tipping allowed in any of their origins and destinations. A candidate that
+lapses mid-leg (a night permit whose hours end at 06:00 while the truck is still on its way)
+keeps covering the leg for ``leg_grace_s``: the haul left legally.
+
+Sites have a boundary hysteresis, and only known fixes (GNSS gate) move a leg: the truck has
+left a site once it has been outside for ``site_exit_s`` and ``site_exit_fixes`` fixes and
+moved; it has arrived once ``site_enter_fixes`` fixes in a row were inside. A truck waiting
+at the gate while its GPS jitters in and out neither leaves nor arrives, and one 2-satellite
+fix at the destination ends no trip.
+
+Phases change only where site membership changes, so the Python walk runs for vehicles at a
+site boundary (or waiting out a hysteresis), never for the whole fleet on the road.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rules.facts import Facts
+from rules.settings import RuleSettings
+
+NONE, AT_ORIGIN, LEAVING, EN_ROUTE, ARRIVING, AT_DESTINATION = 0, 1, 2, 3, 4, 5
+# phases judged against the leg's candidates (at the destination too: it tips there under
+# the permit it arrived on, even if that lapsed on the way)
+JUDGED_BY_LEG = (LEAVING, EN_ROUTE, ARRIVING, AT_DESTINATION)
+# loaded implied by the leg for a truck without a load sensor: 1 loaded, 0 empty, -1 unknown
+_LOADED_BY_PHASE = np.array([-1, 0, -1, 1, 1, 0], np.int64)
+_NEVER = -(2**62)
+
+
+@dataclass(slots=True)
+class LegState:
+    """One vehicle's leg, kept in its ``VehicleState``."""
+
+    phase: int = NONE
+    permits: list[int] = field(default_factory=list)  # candidates (or the origin's permits)
+    origin: int = -1  # fence index of the site it is leaving / left
+    left_ts: int = _NEVER
+    pending_ts: int = _NEVER  # first fix of an exit or arrival not yet confirmed
+    pending_count: int = 0
+    pending_moved: bool = False
+    arrive_permit: int = -1  # the candidate whose destination it is arriving in
+    arrive_site: int = -1
+    code: int = -1  # site-membership code of the last known fix (walk trigger)
+
+
+@dataclass(frozen=True, slots=True)
+class TripStep:
+    """A trip left its origin (``arrived_ts`` None) or arrived: ``vehicle`` is the index into
+    the round's states, ``row`` the fix that confirmed it."""
+
+    vehicle: int
+    row: int
+    left_ts: int
+    permit: int
+    origin: int
+    arrived_ts: int | None = None
+    destination: int = -1
+
+
+@dataclass(slots=True)
+class LegView:
+    """What the rules read of the legs, per fix."""
+
+    loaded: np.ndarray  # loaded implied by the leg (for trucks without a load sensor)
+    cover: np.ndarray  # (n, K): the permits this fix is judged against
+    trips: list[TripStep]
+
+
+def walk_legs(f: Facts, known: np.ndarray, first: np.ndarray, slot: np.ndarray,
+              starts: np.ndarray, ends: np.ndarray, legs: list[LegState],
+              settings: RuleSettings) -> LegView:
+    """Advance every vehicle's leg over its rows (sorted by vehicle, ts)."""
+    n, width = f.slot_permit.shape
+    at_origin = (f.slot_origin & f.slot_valid).any(axis=1)
+    at_dest = f.slot_dest.any(axis=1)
+    code = at_origin + 2 * at_dest + 4 * f.in_site
+    # a vehicle is walked where its (known) site membership changes, or while it waits out
+    # a hysteresis
+    code_known = np.where(known, code, -1)
+    filled = _forward_fill(code_known, first, np.array([lg.code for lg in legs])[slot])
+    prev = np.empty(n, np.int64)
+    prev[1:] = filled[:-1]
+    prev[first] = np.array([lg.code for lg in legs], np.int64)[slot[first]]
+    changed = known & (code != prev)
+    walk = np.zeros(len(legs), bool)
+    walk[slot[changed]] = True
+    walk |= np.isin([lg.phase for lg in legs], (LEAVING, ARRIVING))
+
+    phase = np.array([lg.phase for lg in legs], np.int64)[slot]
+    table = _leg_table([lg.permits for lg in legs], width)[slot]
+    trips: list[TripStep] = []
+    for i in np.flatnonzero(walk).tolist():
+        lg = legs[i]
+        for k in range(int(starts[i]), int(ends[i])):
+            if known[k]:
+                _step(lg, f, k, bool(at_origin[k]), i, settings, trips)
+                lg.code = int(code[k])
+            phase[k] = lg.phase
+            table[k] = -1
+            table[k, :len(lg.permits)] = lg.permits[:width]
+    for i in np.flatnonzero(~walk).tolist():
+        last = int(ends[i]) - 1
+        if known[int(starts[i]):last + 1].any():
+            legs[i].code = int(filled[last])
+
+    on_leg = np.isin(phase, JUDGED_BY_LEG)
+    in_leg = (f.slot_permit[:, :, None] == table[:, None, :]).any(axis=2) & (f.slot_permit >= 0)
+    leg_cover = in_leg & f.slot_recent
+    cover = np.where((on_leg & leg_cover.any(axis=1))[:, None], leg_cover, f.slot_valid)
+    return LegView(_LOADED_BY_PHASE[phase], cover, trips)
+
+
+def _step(lg: LegState, f: Facts, k: int, at_origin: bool, vehicle: int,
+          settings: RuleSettings, trips: list[TripStep]) -> None:
+    """One known fix of one vehicle."""
+    t = int(f.ts[k])
+    if at_origin and lg.phase not in (EN_ROUTE, ARRIVING):
+        # in a site where a leg of one of its valid permits begins (loading, or back in
+        # before an exit was confirmed)
+        lg.phase = AT_ORIGIN
+        lg.permits = f.slot_permit[k][f.slot_origin[k] & f.slot_valid[k]].tolist()
+        lg.origin = int(f.site[k])
+        return
+    if lg.phase == AT_ORIGIN:
+        lg.phase, lg.pending_ts, lg.pending_count = LEAVING, t, 0
+        lg.pending_moved = False
+    if lg.phase == LEAVING:
+        lg.pending_count += 1
+        lg.pending_moved |= bool(f.speed[k] > settings.moving_kmh)
+        if t - lg.pending_ts >= settings.site_exit_s * 1000 and lg.pending_moved and \
+                lg.pending_count >= settings.site_exit_fixes:
+            lg.phase, lg.left_ts = EN_ROUTE, lg.pending_ts
+            trips.append(TripStep(vehicle, k, lg.left_ts, _first(lg.permits), lg.origin))
+        return
+    if lg.phase in (EN_ROUTE, ARRIVING):
+        into = f.slot_dest[k] & np.isin(f.slot_permit[k], lg.permits)
+        if not into.any():
+            if at_origin:  # back at an origin without arriving anywhere: a new leg begins
+                lg.phase = NONE
+                _step(lg, f, k, at_origin, vehicle, settings, trips)
+            else:
+                lg.phase = EN_ROUTE
+            return
+        if lg.phase == EN_ROUTE:
+            lg.phase, lg.pending_ts, lg.pending_count = ARRIVING, t, 0
+            lg.arrive_permit = int(f.slot_permit[k][into][0])
+            lg.arrive_site = int(f.site[k])
+        lg.pending_count += 1
+        if lg.pending_count >= settings.site_enter_fixes:
+            trips.append(TripStep(vehicle, k, lg.left_ts, lg.arrive_permit, lg.origin,
+                                  lg.pending_ts, lg.arrive_site))
+            lg.phase, lg.permits = AT_DESTINATION, [lg.arrive_permit]
+        return
+    if lg.phase == AT_DESTINATION and not f.in_site[k]:
+        lg.phase, lg.permits = NONE, []
+
+
+def _first(permits: list[int]) -> int:
+    return permits[0] if permits else -1
+
+
+def _leg_table(permits: list[list[int]], width: int) -> np.ndarray:
+    out = np.full((len(permits), width), -1, np.int64)
+    for i, ps in enumerate(permits):
+        out[i, :len(ps)] = ps[:width]
+    return out
+
+
+def _forward_fill(values: np.ndarray, first: np.ndarray, initial: np.ndarray) -> np.ndarray:
+    """Each row's value, or the last non-negative one before it in its vehicle's rows (or
+    ``initial`` for the vehicle), so unknown fixes carry the previous code."""
+    n = len(values)
+    idx = np.where(values >= 0, np.arange(n), -1)
+    group_start = np.maximum.accumulate(np.where(first, np.arange(n), 0))
+    last = np.maximum.accumulate(idx)
+    own = last >= group_start
+    return np.where(own, values[np.maximum(last, 0)], initial)

@@ -1,0 +1,69 @@
+"""What every rule reads of a fix once its vehicle's history is known: the ``Situation``.
+
+Built per round from the batch's facts, the GNSS gate and the legs (``rules.legs``): is the
+truck loaded, moving, on which permits is it judged, how far is it from their corridors,
+may it tip here. Rules only combine these columns; none of them looks at history itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from rules.facts import Facts
+from rules.legs import LegView
+from rules.settings import RuleSettings
+
+LOADED_KG = 1000.0  # a weighed load above this counts as loaded
+
+
+@dataclass(slots=True)
+class Situation:
+    """One row per fix of a round (sorted by vehicle, ts)."""
+
+    facts: Facts
+    known: np.ndarray  # GNSS gate passed: the fix may open or close something
+    loaded: np.ndarray  # 1 loaded, 0 empty, -1 unknown
+    speed_known: np.ndarray
+    moving: np.ndarray  # faster than ``moving_kmh``
+    stationary: np.ndarray  # known and slower than ``moving_kmh``
+    has_permit: np.ndarray  # judged against at least one permit
+    permit: np.ndarray  # the permit named: the best-fitting one it is judged against, or -1
+    route_m: np.ndarray  # metres to the nearest corridor it is judged against (NaN: none)
+    off_route: np.ndarray  # outside the corridor of every permit it is judged against
+    on_route: np.ndarray  # well inside (``off_route_close_ratio``) at least one of them
+    in_leg_site: np.ndarray  # in the origin or a destination of one of those permits
+    tip_allowed: np.ndarray  # tipping is allowed here
+    load_dropped: np.ndarray  # no lift sensor: the load fell, sustained (set by the dump rule)
+
+
+def situation(f: Facts, known: np.ndarray, legs: LegView, settings: RuleSettings) -> Situation:
+    s = settings
+    sensor = np.where(f.load >= 1, 1, np.where(f.load == 0, 0, -1))
+    kg = np.where(np.isnan(f.load_kg), -1, (f.load_kg > LOADED_KG).astype(np.int64))
+    loaded = np.where(sensor >= 0, sensor, np.where(kg >= 0, kg, legs.loaded))
+    speed_known = ~np.isnan(f.speed)
+    cover = legs.cover
+    has_permit = cover.any(axis=1)
+    ratio = np.where(cover, f.slot_dist / f.slot_half, np.inf)
+    best = np.argmin(ratio, axis=1) if ratio.shape[1] else np.zeros(len(f), np.int64)
+    rows = np.arange(len(f))
+    permit = np.where(has_permit, f.slot_permit[rows, best], -1)
+    route_m = np.where(has_permit, np.where(cover, f.slot_dist, np.inf).min(axis=1)
+                       if ratio.shape[1] else np.nan, np.nan)
+    best_ratio = ratio[rows, best] if ratio.shape[1] else np.full(len(f), np.inf)
+    in_leg_site = (cover & (f.slot_origin | f.slot_dest)).any(axis=1)
+    # tipping: in an origin or destination of a permit it is judged against; with none, in
+    # any disposal site or dock (the missing permit is NO_PERMIT's business)
+    tip_allowed = in_leg_site | (~has_permit & f.in_receiving)
+    return Situation(
+        facts=f, known=known, loaded=loaded, speed_known=speed_known,
+        moving=np.nan_to_num(f.speed, nan=0.0) > s.moving_kmh,
+        stationary=speed_known & (f.speed < s.moving_kmh),
+        has_permit=has_permit, permit=permit, route_m=route_m,
+        off_route=has_permit & (best_ratio > 1.0),
+        on_route=has_permit & (best_ratio < s.off_route_close_ratio),
+        in_leg_site=in_leg_site, tip_allowed=tip_allowed,
+        load_dropped=np.zeros(len(f), bool),
+    )
