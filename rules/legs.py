@@ -8,6 +8,9 @@ their corridors, tipping allowed in any of their origins and destinations. A can
 lapses mid-leg (a night permit whose hours end at 06:00 while the truck is still on its way)
 keeps covering the leg for ``leg_grace_s``: the haul left legally.
 
+A truck whose load sensor says it left the origin empty begins no leg (and no trip); one that
+becomes loaded away from any origin is judged against every permit valid at the time.
+
 Sites have a boundary hysteresis, and only known fixes (GNSS gate) move a leg: the truck has
 left a site once it has been outside for ``site_exit_s`` and ``site_exit_fixes`` fixes and
 moved; it has arrived once ``site_enter_fixes`` fixes in a row were inside. A truck waiting
@@ -26,6 +29,8 @@ import numpy as np
 
 from rules.facts import Facts
 from rules.settings import RuleSettings
+
+LOADED_KG = 1000.0  # a weighed load above this counts as loaded
 
 NONE, AT_ORIGIN, LEAVING, EN_ROUTE, ARRIVING, AT_DESTINATION = 0, 1, 2, 3, 4, 5
 # phases judged against the leg's candidates (at the destination too: it tips there under
@@ -138,6 +143,9 @@ def _step(lg: LegState, f: Facts, k: int, at_origin: bool, vehicle: int,
         lg.pending_moved |= bool(f.speed[k] > settings.moving_kmh)
         if t - lg.pending_ts >= settings.site_exit_s * 1000 and lg.pending_moved and \
                 lg.pending_count >= settings.site_exit_fixes:
+            if _empty(f, k):  # left without a load (its load sensor says so): no haul
+                lg.phase, lg.permits = NONE, []
+                return
             lg.phase, lg.left_ts = EN_ROUTE, lg.pending_ts
             trips.append(TripStep(vehicle, k, lg.left_ts, _first(lg.permits), lg.origin))
         return
@@ -162,6 +170,11 @@ def _step(lg: LegState, f: Facts, k: int, at_origin: bool, vehicle: int,
         return
     if lg.phase == AT_DESTINATION and not f.in_site[k]:
         lg.phase, lg.permits = NONE, []
+
+
+def _empty(f: Facts, k: int) -> bool:
+    """The load sensor (level or weight) says empty; unknown is not empty."""
+    return bool(f.load[k] == 0 or f.load_kg[k] <= LOADED_KG)
 
 
 def _first(permits: list[int]) -> int:

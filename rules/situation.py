@@ -12,10 +12,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from rules.facts import Facts
-from rules.legs import LegView
+from rules.legs import LOADED_KG, LegView
 from rules.settings import RuleSettings
 
-LOADED_KG = 1000.0  # a weighed load above this counts as loaded
+__all__ = ["LOADED_KG", "Situation", "situation"]
 
 
 @dataclass(slots=True)
