@@ -394,11 +394,13 @@ class RuleEngine:
         names = [devices[g] for g in group[starts].tolist()]
         events: list = []
 
+        # where each vehicle was before this round: a gap at its first row starts there
+        before = [(st.good_lon, st.good_lat) for st in sts]
         known = self._quality(f, first, slot, starts, ends, sts)
         legs = walk_legs(f, known, first, slot, starts, ends, [st.leg for st in sts], s)
         events += [self._trip(names[t.vehicle], f, t, late) for t in legs.trips]
         x = situation(f, known, legs, s)
-        events += self._signal_loss(f, first, slot, starts, sts, names,
+        events += self._signal_loss(f, first, slot, starts, sts, names, before,
                                     x.moving & ~f.in_site, late)
         lift_less = np.flatnonzero((f.lift < 0) & ((f.load >= 0) | ~np.isnan(f.load_kg)))
         for i in np.unique(slot[lift_less]).tolist():
@@ -484,7 +486,8 @@ class RuleEngine:
             arrived_ts=t.arrived_ts, late=late)
 
     def _signal_loss(self, f: Facts, first: np.ndarray, slot: np.ndarray, starts: np.ndarray,
-                     sts: list[VehicleState], names: list[str], moving_outside: np.ndarray,
+                     sts: list[VehicleState], names: list[str],
+                     before: list[tuple[float, float]], moving_outside: np.ndarray,
                      late: bool) -> list:
         events = []
         limit = self.settings.signal_loss_s * 1000
@@ -493,10 +496,10 @@ class RuleEngine:
                 k = int(starts[i])
                 start = st.signal_open_ts
                 events.append(self._event(names[i], SIGNAL_LOSS, Phase.CLOSED, start,
-                                          int(f.ts[k]), st.good_lon, st.good_lat,
+                                          int(f.ts[k]), *before[i],
                                           float(f.lon[k]), float(f.lat[k]),
                                           (f.ts[k] - start) / 1000, -1, late))
-                st.signal_periods.append((start, int(f.ts[k]), st.good_lon, st.good_lat))
+                st.signal_periods.append((start, int(f.ts[k]), *before[i]))
                 st.signal_open_ts = None
         prev_ts = np.empty(len(f), np.int64)
         prev_mo = np.empty(len(f), bool)
@@ -510,7 +513,7 @@ class RuleEngine:
             if any(p[0] == start for p in st.signal_periods):
                 continue  # already reported (by the sweep)
             lon0, lat0 = (f.lon[k - 1], f.lat[k - 1]) if not first[k] else \
-                (st.good_lon, st.good_lat)
+                before[slot[k]]
             peak = (end - start) / 1000
             events.append(self._event(names[slot[k]], SIGNAL_LOSS, Phase.OPENED, start, None,
                                       lon0, lat0, None, None, peak, -1, late))
