@@ -1088,7 +1088,87 @@ def _permits(rng: np.random.Generator, net: Network, sites: list[Site],
             corridor_m=int(rng.integers(5, 16)) * 10, valid=validity[k],
             hours=NIGHT_HOURS if night[k] else None,
         ))
-    return permits
+    context = {"origins": origins, "dests": dests, "works": works, "comp_index": comp_index,
+               "tree": tree}
+    return permits, context
+
+
+#: How many permits a vehicle holding a current permit ends up with (1–4), and their shares.
+PERMITS_PER_TRUCK = ((1, 0.3), (2, 0.3), (3, 0.25), (4, 0.15))
+EXTRA_NIGHT_SHARE = 0.3
+
+
+def _extra_permits(rng: np.random.Generator, net: Network, vehicles: list[tuple[str, str, str]],
+                   permits: list[Permit], context: dict) -> list[Permit]:
+    """More jobs for the trucks that hold a current permit, so a truck holds 1–4 at once.
+
+    Appended after the first permits (ids continue the numbering), which stay exactly as they
+    were: each extra job shares the origin of one of the truck's jobs (another destination,
+    often a transfer dock), or its destination (another site of the company), or is a new
+    pair; some are night-only (``22:00-06:00``), the rest all-day, all valid in 2026–2027."""
+    origins, dests, works = context["origins"], context["dests"], context["works"]
+    comp_index, tree = context["comp_index"], context["tree"]
+    dest_xy = np.array([d.inner_m for d in dests])
+    docks = [j for j, d in enumerate(dests) if d.kind == "transfer_dock"]
+    company = {p: c for p, _, c in vehicles}
+    held: dict[str, list[Permit]] = {}
+    for p in permits:
+        if p.valid == MAIN_VALIDITY:
+            held.setdefault(p.plate, []).append(p)
+    counts, shares = zip(*PERMITS_PER_TRUCK, strict=True)
+
+    def cost(origin: Site, j: int) -> float:
+        dist, _ = tree(j)
+        eo, do, lo = origin.edge, origin.along, net.length[origin.edge]
+        c = min(dist[net.u[eo]] + do, dist[net.v[eo]] + lo - do)
+        if dests[j].edge == eo:
+            c = min(c, abs(do - dests[j].along))
+        return float(c)
+
+    def ranked(origin: Site, pool: list[int] | None = None) -> list[int]:
+        near = np.argsort(np.hypot(*(dest_xy - origin.inner_m).T), kind="stable")
+        near = [int(j) for j in near if pool is None or int(j) in pool][:5]
+        costs = [cost(origin, j) for j in near]
+        return [near[i] for i in np.argsort(costs, kind="stable") if np.isfinite(costs[i])]
+
+    width = max(4, len(str(len(permits))))
+    extra: list[Permit] = []
+    n = len(permits)
+    for plate in sorted(held, key=lambda p: held[p][0].id):
+        mine = held[plate]
+        want = int(rng.choice(counts, p=shares))
+        sites = works[comp_index[company[plate]]] or list(range(len(origins)))
+        for _ in range(want - len(mine)):
+            base = mine[int(rng.integers(len(mine)))]
+            pairs = {(p.origin.id, p.destinations[0].id) for p in mine}
+            how = rng.choice(4, p=[0.35, 0.3, 0.15, 0.2])
+            candidates: list[tuple[Site, int]] = []
+            if how == 0:  # same origin, another destination
+                candidates = [(base.origin, j) for j in ranked(base.origin)]
+            elif how == 1:  # same destination, another origin of the company
+                j = dests.index(base.destinations[0])
+                for s in rng.permutation(sites):
+                    candidates.append((origins[int(s)], j))
+            elif how == 2 and docks:  # to a transfer dock
+                origin = origins[int(sites[int(rng.integers(len(sites)))])]
+                candidates = [(origin, j) for j in ranked(origin, docks)]
+            else:  # a new pair
+                origin = origins[int(sites[int(rng.integers(len(sites)))])]
+                candidates = [(origin, j) for j in ranked(origin)[:3]]
+            candidates = [(o, j) for o, j in candidates
+                          if (o.id, dests[j].id) not in pairs
+                          and np.isfinite(cost(o, j))]
+            if not candidates:
+                continue
+            origin, j = candidates[0]
+            permit = Permit(
+                id=f"P{n + len(extra) + 1:0{width}d}", plate=plate, origin=origin,
+                destinations=[dests[j]], route_m=_route(net, origin, dests[j], *tree(j)),
+                corridor_m=int(rng.integers(5, 16)) * 10, valid=MAIN_VALIDITY,
+                hours=NIGHT_HOURS if rng.random() < EXTRA_NIGHT_SHARE else None)
+            mine.append(permit)
+            extra.append(permit)
+    return extra
 
 
 # --------------------------------------------------------------------------------------------
@@ -1180,7 +1260,10 @@ def generate_city(out_dir: pathlib.Path, *, seed: int = DEFAULT_SEED, scale: flo
 
     companies = _companies(rng, _count("company", scale))
     vehicles = _vehicles(rng, _count("vehicle", scale), companies)
-    permits = _permits(rng, net, sites, vehicles, companies, _count("permit", scale))
+    permits, context = _permits(rng, net, sites, vehicles, companies, _count("permit", scale))
+    # extra jobs from a generator of their own: the first permits stay byte for byte the same
+    permits += _extra_permits(np.random.default_rng([seed, 2]), net, vehicles, permits,
+                              context)
     _self_check(crs, zones, permits)
 
     fences = [_fence_feature(s) for s in [*sites, *zones]]
