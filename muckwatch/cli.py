@@ -76,7 +76,12 @@ def _parser() -> argparse.ArgumentParser:
                      help="seconds between a terminal's reports, 1–30 (default 5)")
     sim.add_argument("--jitter", type=float, default=0.1,
                      help="each interval drawn from ± this share of it (default 0.1)")
-    sim.add_argument("--duration", type=float, default=30.0, help="minutes (default 30)")
+    sim.add_argument("--duration", default="30",
+                     help="how long: 90s, 45m, 6h, 7d; a bare number is minutes (default 30)")
+    sim.add_argument("--days", type=float,
+                     help="how many days instead (shifts, night jobs and parking repeat daily)")
+    sim.add_argument("--step", type=float, default=1.0,
+                     help="motion sub-step in seconds, ≤ the interval (default 1; 2 is faster)")
     sim.add_argument("--scenario", choices=["mixed", "compliant"], default="mixed",
                      help="mixed: offences and near-misses injected; compliant: none")
     sim.add_argument("--seed", type=int, default=1)
@@ -384,12 +389,12 @@ def _dispatch(args: argparse.Namespace, settings) -> int:
         return _simulate(args, settings)
 
     if args.command == "accuracy":
-        from simulator.accuracy import AccuracyError, read_jsonl, score, table
+        from simulator.accuracy import AccuracyError, evaluate, full_table, read_jsonl, read_truth
 
         if (args.violations is None) == (not args.db):
             raise UserError("give either a violations JSONL file or --db")
         try:
-            truth = read_jsonl(args.truth, ("rule", "device", "start_ts"))
+            truth, summary = read_truth(args.truth)
             if args.db:
                 from store.violations import violations_between
 
@@ -405,7 +410,8 @@ def _dispatch(args: argparse.Namespace, settings) -> int:
                 found = read_jsonl(args.violations, ("rule", "device", "start_ts"))
         except AccuracyError as e:
             raise UserError(str(e)) from None
-        print(table(score(truth, found, args.tolerance_s)))
+        hours = (summary or {}).get("compliant_truck_hours")
+        print(full_table(evaluate(truth, found, args.tolerance_s, hours)))
         return 0
 
     if args.command == "alerts":
@@ -716,11 +722,19 @@ def _simulate(args, settings) -> int:
     from ingest.receiver import BrokerError
     from muckwatch.city import load_city
     from simulator.episodes import RULES, EpisodeError
-    from simulator.mixed import MixedOptions, MixedScenario
+    from simulator.mixed import MixedOptions, MixedScenario, TruthWriter
     from simulator.publish import MqttPublisher, PublishError, stream
 
     if not 1 <= args.interval <= 30:
         raise UserError(f"--interval must be 1–30 s, not {args.interval:g}")
+    from simulator.mixed import parse_duration
+
+    try:
+        minutes = args.days * 1440 if args.days is not None else parse_duration(args.duration)
+    except ValueError as e:
+        raise UserError(f"--duration: {e}") from None
+    if not minutes > 0:
+        raise UserError("the duration must be more than zero")
     if args.start_ms == "now":
         start_ms = time.time_ns() // 1_000_000
     elif args.start_ms.isdigit():
@@ -740,7 +754,7 @@ def _simulate(args, settings) -> int:
             raise UserError(f"--rule-rate {item!r}: the rate must be a number") from None
     compliant = args.scenario == "compliant"
     options = MixedOptions(
-        trucks=args.trucks, minutes=args.duration, interval_s=args.interval,
+        trucks=args.trucks, minutes=minutes, interval_s=args.interval, step_s=args.step,
         jitter=args.jitter, seed=args.seed, start_ms=start_ms, noise_m=args.noise_m,
         skew_share=args.skew_share, tunnel_share=args.tunnel_share,
         blind_share=args.blind_share, duplicate_rate=args.duplicate_rate,
@@ -754,15 +768,15 @@ def _simulate(args, settings) -> int:
     for path in (args.truth, args.out):
         if path and not Path(path).resolve().parent.is_dir():
             raise UserError(f"cannot write {path}: directory {Path(path).parent} does not exist")
-    scenario.write_truth(args.truth)
     total_s = int(options.minutes * 60)
     bar = tqdm(total=total_s, unit="sim s", desc="simulating", file=sys.stderr,
                disable=None, smoothing=0.1)
     t0 = time.monotonic()
     try:
         if args.out:
-            summary = scenario.write(args.out, progress=bar)
+            summary = scenario.write(args.out, args.truth, progress=bar)
             where = args.out
+            written = scenario.written
         elif args.jt808:
             from simulator.jt808 import stream_jt808
 
@@ -770,8 +784,11 @@ def _simulate(args, settings) -> int:
             if not port.isdigit():
                 raise UserError(f"--jt808 wants HOST:PORT, not {args.jt808!r}")
             try:
-                sent = asyncio.run(stream_jt808(scenario.deliveries(), host or "127.0.0.1",
-                                                int(port), start_ms=start_ms, speed=args.speed))
+                with TruthWriter(args.truth, scenario.summary()) as truth:
+                    sent = asyncio.run(stream_jt808(scenario.deliveries(truth=truth),
+                                                    host or "127.0.0.1", int(port),
+                                                    start_ms=start_ms, speed=args.speed))
+                written = truth.counts
             except OSError as e:
                 raise UserError(f"cannot talk to the gateway at {args.jt808}: {e}") from None
             summary = {"messages": sent.messages, "fixes": sent.fixes, "batches": sent.batches}
@@ -784,9 +801,11 @@ def _simulate(args, settings) -> int:
                                       partitions=settings.mqtt.partitions)
             try:
                 publisher.connect()
-                result = stream(scenario.deliveries(), publisher, start_ms=start_ms,
-                                speed=args.speed, rate=args.max_rate, progress=bar,
-                                root=settings.mqtt.topic_root)
+                with TruthWriter(args.truth, scenario.summary()) as truth:
+                    result = stream(scenario.deliveries(truth=truth), publisher,
+                                    start_ms=start_ms, speed=args.speed, rate=args.max_rate,
+                                    progress=bar, root=settings.mqtt.topic_root)
+                written = truth.counts
             except PublishError as e:
                 raise BrokerError(str(e)) from None
             finally:
@@ -797,17 +816,17 @@ def _simulate(args, settings) -> int:
     finally:
         bar.close()
     wall = time.monotonic() - t0
-    positives = [t for t in scenario.truth if not t.get("negative")]
-    print(f"simulated {options.trucks} compliant trucks and {len(scenario.episodes)} scripted "
-          f"ones for "
-          f"{options.minutes:g} min at {options.interval_s:g} s ± {options.jitter:.0%}: "
+    span = f"{options.minutes / 1440:g} days" if options.minutes >= 1440 else \
+        f"{options.minutes:g} min"
+    print(f"simulated {len(scenario.fleet)} compliant trucks and {scenario.planned} scripted "
+          f"episodes for {span} at {options.interval_s:g} s ± {options.jitter:.0%}: "
           f"{summary['fixes']} fixes in {summary['messages']} messages "
           f"({summary['batches']} blind-area batches) to {where} in {wall:.1f} s "
           f"({summary['messages'] / max(wall, 1e-9):,.0f} messages/s)", file=sys.stderr)
     if args.mqtt and args.speed > 0:
         print(f"paced at {args.speed:g}× real time; fell behind by at most "
               f"{result.max_lag_s:.2f} s", file=sys.stderr)
-    print(f"truth: {len(positives)} offences, {len(scenario.truth) - len(positives)} "
+    print(f"truth: {written['offences']} offences, {written['near_misses']} "
           f"near-misses in {args.truth}", file=sys.stderr)
     return 0
 

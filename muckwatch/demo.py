@@ -34,7 +34,7 @@ from muckwatch.services import (
 from simulator.accuracy import score, table
 from simulator.episodes import demo_offenders
 from simulator.faults import bad_messages
-from simulator.fleet import Fleet
+from simulator.fleet import PARKED, Fleet
 from simulator.publish import MqttPublisher
 from store.migrate import migrate, status
 from store.reference import import_city
@@ -157,8 +157,10 @@ def drive_fleet(city, broker: PrivateMosquitto, options: DemoOptions) -> dict[st
     # offenders start 15 s before the demo (their terminals send what they buffered first),
     # so even OFF_ROUTE's one-minute debounce completes within a one-minute demo
     lead_s = 15.0
-    episodes = demo_offenders(city, dict(zip(fleet.device.tolist(), fleet.permit_id,
-                                             strict=True)),
+    working = {d: p for d, p, parked in zip(fleet.device.tolist(), fleet.permit_id,
+                                            (fleet.phase == PARKED).tolist(), strict=True)
+               if not parked}  # a parked truck may hold no permit valid now
+    episodes = demo_offenders(city, working,
                               start_ms - int(lead_s * 1000), options.duration_s + lead_s,
                               options.interval_s) if len(fleet) > 10 else []
     offenders = [e.track for e in episodes]

@@ -20,6 +20,18 @@ import shapely
 from muckwatch.city import City, Fence, parse_window
 from simulator.scenarios import TruckTrack
 
+
+@dataclass(frozen=True)
+class Profile:
+    """What a terminal reports: a lift sensor or not, a load level or a weight."""
+
+    has_lift: bool = True
+    weighs: bool = False
+    full_kg: float = 28_000.0
+
+
+STANDARD = Profile()
+
 RULES = ("OVERSPEED", "UNAUTHORISED_DUMP", "UNCOVERED_LOAD", "RESTRICTED_ZONE", "OFF_ROUTE",
          "NO_PERMIT", "SIGNAL_LOSS")
 LOADED = {"lid": 0, "lift": 0, "load": 2}
@@ -58,6 +70,10 @@ class Episodes:
         self.fences = {f.id: probe.metric(f.geometry) for f in city.fences}
         self.tree = shapely.STRtree(list(self.fences.values()))
         self.fence_list = list(city.fences)
+        sites = [g for f, g in zip(city.fences, self.fences.values(), strict=True)
+                 if f.kind != "restricted_zone"]
+        self.site_tree = shapely.STRtree(sites)
+        self.permits = {p.id: p for p in city.permits}
         self.plates = {v.device_id: v.plate for v in city.vehicles}
         self.tz = ZoneInfo(city.timezone)
 
@@ -78,16 +94,51 @@ class Episodes:
     def _near_fences(self, geom, metres: float) -> list[Fence]:
         return [self.fence_list[i] for i in self.tree.query(geom, "dwithin", metres)]
 
-    def _clear_of(self, route, track: TruckTrack, metres: float) -> tuple[float, float]:
+    def _clear_of(self, route, track: TruckTrack, metres: float, avoid=()
+                  ) -> tuple[float, float, float]:
         """A point ``metres`` beside the route that really is that far from all of it (a
-        route that doubles back could pass right by) and not near any fence."""
+        route that doubles back could pass right by), from the truck's other permit routes
+        (``avoid``: route, corridor) and not near any fence; with its fraction of the route."""
         for fraction in (0.4, 0.3, 0.5, 0.6, 0.2, 0.7, 0.8, 0.1):
             for side in (metres, -metres):
                 x, y = track.beside(route, fraction, side)
                 point = shapely.Point(x, y)
-                if route.distance(point) >= 0.9 * metres and not self._near_fences(point, 50):
-                    return x, y
+                if route.distance(point) >= 0.9 * metres and not self._near_fences(point, 50) \
+                        and all(r.distance(point) > c + 100 for r, c in avoid):
+                    return x, y, fraction
         raise EpisodeError("no point clear of the route and the fences")
+
+    # --- a real leg around the episode: loaded at the origin, tipped at the destination ------
+
+    def _outside_sites(self, fix: dict, track: TruckTrack) -> bool:
+        x, y = track.projector.to_metric([fix["lon"]], [fix["lat"]])
+        return not len(self.site_tree.query(shapely.Point(x[0], y[0]), "intersects"))
+
+    @staticmethod
+    def _load_and_drive(t: TruckTrack, route, a: float) -> None:
+        """Load at the origin (lid open, half; then closed, full) and drive the route to
+        fraction ``a``."""
+        start = route.interpolate(0.0)
+        t.go_to(start.x, start.y)
+        t.dwell(60, lid=1, lift=0, load=1)
+        t.dwell(30, **LOADED)
+        if a > 0.001:
+            t.drive(t.part(route, 0.0, a), 35, **LOADED)
+
+    @staticmethod
+    def _drive_and_tip(t: TruckTrack, route, b: float) -> None:
+        """Drive the rest of the route loaded and tip inside the destination."""
+        if b < 0.999:
+            t.drive(t.part(route, b, 1.0), 35, **LOADED)
+        t.dwell(20, **LOADED)
+        t.dwell(90, lid=1, lift=1, load=2)
+        t.dwell(20, **EMPTY)
+
+    @staticmethod
+    def _drive_empty_home(t: TruckTrack, route, b: float) -> None:
+        if b < 0.999:
+            t.drive(t.part(route, b, 1.0), 35, **EMPTY)
+        t.dwell(20, **EMPTY)
 
     def _unlimited_part(self, route, length: float) -> tuple[float, float]:
         """A stretch of the route (as fractions) that no speed-limited fence touches."""
@@ -100,25 +151,40 @@ class Episodes:
     # --- offences -------------------------------------------------------------------------
 
     def offence(self, rule: str, device: str, permit_id: str | None, begin_ms: int, seed: int,
-                k: int = 0) -> Episode:
+                k: int = 0, profile: Profile = STANDARD, avoid=()) -> Episode:
         t = TruckTrack(self.city, device, begin_ms, interval_s=self.interval_s, seed=seed)
         route = t.route(permit_id) if permit_id else None
+        kind = None
         if rule == "OVERSPEED":
+            self._load_and_drive(t, route, 0.05)
             t.drive(t.part(route, 0.05, 0.5), 75, **LOADED)
             t.drive(t.part(route, 0.5, 0.8), 40, **LOADED)
+            self._drive_and_tip(t, route, 0.8)
             what, offending = "75 km/h loaded on its route", lambda f: f["spd"] > 60
         elif rule == "UNAUTHORISED_DUMP":
-            p = route.interpolate(0.5, normalized=True)
-            t.go_to(p.x, p.y)
+            self._load_and_drive(t, route, 0.5)
             t.dwell(30, **LOADED)
-            t.dwell(120, lid=1, lift=1, load=2)
+            first = len(t.fixes)
+            if profile.has_lift:
+                t.dwell(120, lid=1, lift=1, load=2)
+                what = "tips 2 min on the roadside"
+            else:
+                t.dwell(120, lid=1, lift=0, load=0)
+                what, kind = "the load drops to empty on the roadside (no lift sensor)", \
+                    "load_drop"
+            window = (t.fixes[first]["ts"], t.fixes[-1]["ts"])
             t.dwell(60, **EMPTY)
             t.drive(t.part(route, 0.5, 0.7), 35, **EMPTY)
-            what, offending = "tips 2 min on the roadside", lambda f: f["lift"] == 1
+            self._drive_empty_home(t, route, 0.7)
+            offending = lambda f, w=window: w[0] <= f["ts"] <= w[1]  # noqa: E731
         elif rule == "UNCOVERED_LOAD":
+            self._load_and_drive(t, route, 0.1)
             t.drive(t.part(route, 0.1, 0.6), 35, lid=1, lift=0, load=2)
             t.drive(t.part(route, 0.6, 0.9), 35, **LOADED)
-            what, offending = "drives loaded with the lid open", lambda f: f["lid"] == 1
+            self._drive_and_tip(t, route, 0.9)
+            what = "drives loaded with the lid open"
+            offending = lambda f: f["lid"] == 1 and f["spd"] > 5 and f["load"] == 2 \
+                and self._outside_sites(f, t)  # noqa: E731
         elif rule == "RESTRICTED_ZONE":
             zones = [f for f in self.fence_list if f.kind == "restricted_zone"
                      and (not f.windows or "00:00-24:00" in f.windows)]
@@ -129,44 +195,74 @@ class Episodes:
             t.dwell(180, **EMPTY)
             what, offending = f"waits 3 min in {zone.id}", lambda f: True
         elif rule == "OFF_ROUTE":
-            t.go_to(*self._clear_of(route, t, 400))
+            x, y, a = self._clear_of(route, t, 400, avoid)
+            corridor = self.permits[permit_id].corridor_m
+            self._load_and_drive(t, route, a)
+            back = (t.x, t.y)
+            t.drive(shapely.LineString([back, (x, y)]), 30, **LOADED)
             t.dwell(300, **LOADED)
-            what, offending = "parked loaded 400 m off its corridor", lambda f: True
+            t.drive(shapely.LineString([(x, y), back]), 30, **LOADED)
+            self._drive_and_tip(t, route, a)
+
+            def offending(f, route=route, corridor=corridor):
+                px, py = t.projector.to_metric([f["lon"]], [f["lat"]])
+                return route.distance(shapely.Point(px[0], py[0])) > corridor \
+                    and self._outside_sites(f, t)
+            what = "parks loaded 400 m off its corridor"
         elif rule == "NO_PERMIT":
+            self._load_and_drive(t, route, 0.1)
             t.drive(t.part(route, 0.1, 0.9), 35, **LOADED)
-            what, offending = "hauls with no permit", lambda f: True
+            self._drive_and_tip(t, route, 0.9)
+            what = "hauls with no permit"
+            offending = lambda f: f["load"] == 2 and f["spd"] > 5 \
+                and self._outside_sites(f, t)  # noqa: E731
         elif rule == "SIGNAL_LOSS":
+            self._load_and_drive(t, route, 0.05)
             t.drive(t.part(route, 0.05, 0.3), 35, **LOADED)
             last = t.fixes[-1]["ts"]
             t.silence(480)
             t.drive(t.part(route, 0.5, 0.8), 35, **LOADED)
+            self._drive_and_tip(t, route, 0.8)
             what = "terminal silent 8 min while hauling"
             offending = lambda f, last=last: f["ts"] == last  # noqa: E731
         else:
             raise EpisodeError(f"unknown rule {rule!r}")
-        return Episode(t, truth_entry(rule, t, self.plates.get(device), offending, what))
+        _park(t)
+        entry = truth_entry(rule, t, self.plates.get(device), offending, what)
+        entry["kind"] = kind or "offence"
+        _apply(t, profile)
+        return Episode(t, entry)
 
     # --- near-misses ------------------------------------------------------------------------
 
     def near_miss(self, rule: str, device: str, permit_id: str | None, begin_ms: int,
-                  seed: int, k: int = 0) -> Episode:
+                  seed: int, k: int = 0, profile: Profile = STANDARD, avoid=()) -> Episode:
         """Looks like ``rule`` but is not an offence; the truth entry is a negative."""
         t = TruckTrack(self.city, device, begin_ms, interval_s=self.interval_s, seed=seed)
         route = t.route(permit_id) if permit_id else None
+        kind = None
         if rule == "OVERSPEED":
             a, b = self._unlimited_part(route, 0.3)
+            self._load_and_drive(t, route, a)
             t.drive(t.part(route, a, (a + b) / 2), 57, **LOADED)
             t.emit(82, **LOADED)  # one speed-sensor spike
             t.drive(t.part(route, (a + b) / 2, b), 57, **LOADED)
+            self._drive_and_tip(t, route, b)
             what, near = "57 km/h with one 82 km/h spike", lambda f: f["spd"] > 50
         elif rule == "UNAUTHORISED_DUMP":
-            p = route.interpolate(0.5, normalized=True)
-            t.go_to(p.x, p.y)
+            self._load_and_drive(t, route, 0.5)
             t.dwell(30, **LOADED)
-            t.emit(0.0, lid=0, lift=1, load=2)  # the lift sensor bounces once
+            if profile.has_lift:
+                t.emit(0.0, lid=0, lift=1, load=2)  # the lift sensor bounces once
+                what = "stopped on the roadside, one lift-sensor bounce"
+            else:
+                t.emit(0.0, lid=0, lift=0, load=0)  # one low load reading
+                what, kind = "stopped on the roadside, one low load reading (no lift sensor)", \
+                    "load_spike"
+            first = t.fixes[-1]["ts"]
             t.dwell(60, **LOADED)
-            what, near = "stopped on the roadside, one lift-sensor bounce", \
-                lambda f: f["spd"] == 0
+            self._drive_and_tip(t, route, 0.5)
+            near = lambda f, first=first: abs(f["ts"] - first) <= 30_000  # noqa: E731
         elif rule == "UNCOVERED_LOAD":
             t.drive(t.part(route, 0.6, 0.1), 35, lid=1, lift=0, load=0)
             what, near = "drives empty with the lid open", lambda f: f["lid"] == 1
@@ -176,24 +272,37 @@ class Episodes:
             t.dwell(180, **EMPTY)
             what, near = f"waits 3 min in {zone.id} outside its hours", lambda f: True
         elif rule == "OFF_ROUTE":
-            permit = next(p for p in self.city.permits if p.id == permit_id)
-            path = self._parallel(route, 0.6 * permit.corridor_m)
+            permit = self.permits[permit_id]
+            path, a, b = self._parallel(route, 0.6 * permit.corridor_m)
+            self._load_and_drive(t, route, a)
+            t.drive(shapely.LineString([(t.x, t.y), path.coords[0]]), 30, **LOADED)
+            first = len(t.fixes)
             t.drive(path, 30, **LOADED)
+            window = (t.fixes[first]["ts"], t.fixes[-1]["ts"])
+            end = route.interpolate(b, normalized=True)
+            t.drive(shapely.LineString([(t.x, t.y), (end.x, end.y)]), 30, **LOADED)
+            self._drive_and_tip(t, route, b)
             what = f"drives {0.6 * permit.corridor_m:.0f} m beside its route, inside the corridor"
-            near = lambda f: True  # noqa: E731
+            near = lambda f, w=window: w[0] <= f["ts"] <= w[1]  # noqa: E731
         elif rule == "NO_PERMIT":
             t.drive(t.part(route, 0.1, 0.9), 35, **EMPTY)
             what, near = "no permit, but driving empty", lambda f: True
         elif rule == "SIGNAL_LOSS":
+            self._load_and_drive(t, route, 0.05)
             t.drive(t.part(route, 0.05, 0.3), 35, **LOADED)
             last = t.fixes[-1]["ts"]
             t.silence(240)
             t.drive(t.part(route, 0.5, 0.8), 35, **LOADED)
+            self._drive_and_tip(t, route, 0.8)
             what = "terminal silent 4 min while hauling (a long tunnel)"
             near = lambda f, last=last: f["ts"] == last  # noqa: E731
         else:
             raise EpisodeError(f"unknown rule {rule!r}")
-        return Episode(t, truth_entry(rule, t, self.plates.get(device), near, what, negative=True))
+        _park(t)
+        entry = truth_entry(rule, t, self.plates.get(device), near, what, negative=True)
+        entry["kind"] = kind or "near_miss"
+        _apply(t, profile)
+        return Episode(t, entry)
 
     def _inactive_zone(self, at_ms: int, k: int) -> Fence:
         """A restricted zone whose hours do not cover the next 10 minutes, with a centre no
@@ -209,7 +318,7 @@ class Episodes:
                 return z
         raise EpisodeError("no restricted zone is outside its hours at this time")
 
-    def _parallel(self, route, metres: float) -> shapely.LineString:
+    def _parallel(self, route, metres: float) -> tuple[shapely.LineString, float, float]:
         """A stretch of up to 1.5 km beside the route, every point ``metres`` (± 20 %) from
         it, clear of restricted zones."""
         for a in (0.3, 0.4, 0.5, 0.2, 0.6, 0.1, 0.7):
@@ -224,8 +333,30 @@ class Episodes:
                 d = shapely.distance(route, points)
                 if d.min() >= 0.8 * metres and d.max() <= 1.2 * metres and not any(
                         f.kind == "restricted_zone" for f in self._near_fences(line, 30)):
-                    return line
+                    return line, a, a + span
         raise EpisodeError("no stretch of the route has a clean parallel")
+
+
+def _park(track: TruckTrack) -> None:
+    """An episode ends with the truck standing (engine off): a terminal that goes quiet
+    after driving would be a real SIGNAL_LOSS."""
+    last = track.fixes[-1]
+    if last["spd"] > 0:
+        track.dwell(30, lid=last.get("lid"), lift=last.get("lift"), load=last.get("load"))
+
+
+def _apply(track: TruckTrack, profile: Profile) -> None:
+    """The terminal's sensors: no lift key without a lift sensor, a weight instead of a
+    level on a weighing terminal."""
+    if profile.has_lift and not profile.weighs:
+        return
+    for f in track.fixes:
+        if not profile.has_lift:
+            f.pop("lift", None)
+        if profile.weighs and "load" in f:
+            level = f.pop("load")
+            kg = {0: 80.0, 1: 0.45 * profile.full_kg, 2: profile.full_kg}[level]
+            f["load_kg"] = round(kg + float(track.rng.normal(0, 60)), 0) if level else kg
 
 
 def demo_offenders(city: City, devices_with_permits: dict[str, str], start_ms: int,

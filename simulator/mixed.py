@@ -1,29 +1,34 @@
 """The mixed scenario: a compliant fleet, scripted offences and near-misses with their ground
 truth, and the ways real terminals deliver — the input of ``muckwatch accuracy``.
 
-* The compliant fleet (``simulator.fleet``) carries the noise that must *not* become a
-  violation: GPS noise, multipath jumps, lid flickers, junction stops, jittered reports,
-  skewed clocks. ``tunnel_share`` of its trucks lose GPS for 30–150 s (those fixes never
-  exist); ``blind_share`` pass a 2–8 minute blind area (no mobile network) whose fixes are
-  held by the terminal and delivered as **one batch** on the batch topic 5–60 s after it ends.
-  ``duplicate_rate`` of the messages are delivered twice (a resend after a lost PUBACK).
+* The compliant fleet (``simulator.fleet``) works its permits (several per truck, a job per
+  loaded leg, shifts and parking with ``daily``) and carries the noise that must *not* become
+  a violation (``simulator.fleet.Noise``), each occurrence written to the truth as a
+  near-miss with its ``kind``. Per truck and per two hours of the run, ``tunnel_share`` of the
+  trucks lose GPS for 30–150 s (those fixes never exist) and ``blind_share`` pass a 2–8
+  minute blind area (no mobile network) whose fixes are held by the terminal and delivered
+  as **one batch** on the batch topic 5–60 s after it ends. ``duplicate_rate`` of the
+  messages are delivered twice (a resend after a lost PUBACK).
 * Offences and near-misses (``simulator.episodes``) are injected per rule, either
   ``per_rule`` of each or at a **rate** (offences per 100 truck-hours of the compliant fleet,
-  drawn from a Poisson distribution), each on its own truck at a random time. Every
-  ``blind_episode_every``-th offence is committed inside a blind area and reaches the system
-  only as a late batch.
+  drawn from a Poisson distribution), at random times over the whole run, by trucks set
+  aside for them (each truck one episode at a time, a loaded one starting at its permit's
+  origin and ending tipped at its destination). Every ``blind_episode_every``-th offence is
+  committed inside a blind area and reaches the system only as a late batch.
 
-Deliveries are produced in delivery order as simulated time advances, so the same stream
-feeds a TRACK.jsonl file or live MQTT, for fleets of tens of thousands of trucks, without
-holding the scenario in memory.
+Deliveries are produced in delivery order as simulated time advances, episodes are built only
+shortly before they start and the truth is written as it happens, so the same stream feeds a
+TRACK.jsonl file or live MQTT, for a week or for tens of thousands of trucks, without holding
+the scenario in memory.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import orjson
@@ -31,8 +36,8 @@ import orjson
 from ingest.partitions import partition_topic
 from ingest.wire import TOPIC_ROOT
 from muckwatch.city import City
-from simulator.episodes import RULES, Episode, Episodes
-from simulator.fleet import Fleet
+from simulator.episodes import RULES, Episode, EpisodeError, Episodes, Profile
+from simulator.fleet import Fleet, Noise, permit_valid_until
 
 __all__ = ["RULES", "Delivery", "MixedOptions", "MixedScenario"]
 
@@ -47,7 +52,7 @@ class MixedOptions:
     start_ms: int = 1_795_053_600_000  # 2026-11-19 10:00 +08
     noise_m: float = 8.0
     jump_rate: float = 0.002
-    flicker_rate: float = 0.002
+    flicker_rate: float = 0.0  # share of fixes with a lid flicker (on top of noise)
     skew_share: float = 0.05
     tunnel_share: float = 0.1
     blind_share: float = 0.1
@@ -56,6 +61,12 @@ class MixedOptions:
     rates: dict[str, float] = field(default_factory=dict)  # rule → per 100 truck-hours
     near_misses: bool = True
     blind_episode_every: int = 4
+    noise: Noise = field(default_factory=Noise)
+    daily: bool = True  # shifts, night-only jobs at night, parking between shifts
+    no_lift_share: float = 0.1  # terminals without a lift sensor
+    weighing_share: float = 0.1  # terminals that weigh the load instead of a level
+    step_s: float = 1.0  # motion sub-step
+    episode_gap_s: float = 1800.0  # an episode truck rests this long between episodes
 
 
 MAX_BATCH_FIXES = 200  # a long blind-area backlog goes as several messages (≈ 26 KB each)
@@ -103,8 +114,38 @@ class Delivery:
         return orjson.dumps({**self.payload, "dev": self.device})
 
 
+_UNITS = {"s": 1 / 60, "m": 1.0, "min": 1.0, "h": 60.0, "d": 1440.0}
+
+
+def parse_duration(text: str) -> float:
+    """``90s``, ``45m``, ``6h``, ``7d`` → minutes; a bare number is minutes."""
+    text = str(text).strip().lower()
+    number = text.rstrip("abcdefghijklmnopqrstuvwxyz")
+    unit = text[len(number):] or "m"
+    if unit not in _UNITS:
+        raise ValueError(f"{text!r}: the unit must be s, m, h or d")
+    try:
+        value = float(number)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number with a unit (90s, 45m, 6h, 7d)") from None
+    return value * _UNITS[unit]
+
+
+_WINDOW_MS = 7_200_000  # tunnels and blind areas: per truck, per two hours of the run
+
+
+@dataclass(frozen=True)
+class _Planned:
+    begin_ms: int
+    rule: str
+    negative: bool
+    k: int
+    n: int  # its number in the plan (seeds the episode)
+
+
 class MixedScenario:
-    """Plan a scenario (trucks, episodes, truth) up front; stream its deliveries on demand."""
+    """Plan a scenario (trucks, when which episode happens) up front; build episodes and
+    stream deliveries and truth on demand."""
 
     def __init__(self, city: City, options: MixedOptions) -> None:
         self.options = o = options
@@ -117,114 +158,240 @@ class MixedScenario:
             counts[rule] = int(rng.poisson(rate * truck_hours / 100)) if rate is not None \
                 else o.per_rule
         with_permit = {p.plate for p in city.permits}
-        no_permit = [v.device_id for v in city.vehicles if v.plate not in with_permit]
-        per_kind = 2 if o.near_misses else 1
-        if counts["NO_PERMIT"] * per_kind > len(no_permit):
-            counts["NO_PERMIT"] = len(no_permit) // per_kind
+        self._no_permit = [v.device_id for v in city.vehicles if v.plate not in with_permit]
+        if not self._no_permit:
+            counts["NO_PERMIT"] = 0
         self.counts = counts
-        scripted = (sum(counts.values()) - counts["NO_PERMIT"]) * per_kind
-        self.fleet = Fleet(city, trucks=o.trucks + scripted, start_ms=o.start_ms, seed=o.seed,
+        self.fleet = Fleet(city, trucks=o.trucks, start_ms=o.start_ms, seed=o.seed,
                            interval_s=o.interval_s, jitter=o.jitter, noise_m=o.noise_m,
                            jump_rate=o.jump_rate, flicker_rate=o.flicker_rate,
-                           skew_share=o.skew_share)
-        if len(self.fleet) < o.trucks + scripted:
-            raise ValueError(f"the city has {len(self.fleet)} trucks with a permit valid now; "
-                             f"{o.trucks} compliant + {scripted} scripted asked")
+                           skew_share=o.skew_share, noise=o.noise, daily=o.daily,
+                           no_lift_share=o.no_lift_share, weighing_share=o.weighing_share,
+                           step_s=o.step_s)
         n_fleet = len(self.fleet)
-        # scripted trucks are the last ones of the fleet; their fleet reports are dropped
-        pool = list(zip(self.fleet.device[n_fleet - scripted:].tolist(),
-                        self.fleet.permit_id[n_fleet - scripted:], strict=True))
-        self._silenced = np.zeros(n_fleet, bool)
-        self._silenced[n_fleet - scripted:] = True
+        if n_fleet < o.trucks:
+            raise ValueError(f"the city has {n_fleet} trucks with a permit valid now or later "
+                             f"today; {o.trucks} compliant asked")
+        self.truck_hours = n_fleet * o.minutes / 60
+        # the episode trucks: vehicles with a permit that are not in the compliant fleet
+        tz = ZoneInfo(city.timezone)
+        self._tz = tz
+        busy = set(self.fleet.device.tolist())
+        by_plate = {v.plate: v.device_id for v in city.vehicles}
+        pool: dict[str, list] = {}
+        for p in city.permits:
+            device = by_plate.get(p.plate)
+            if device is not None and device not in busy:
+                pool.setdefault(device, []).append(p)
+        self._pool = pool
+        scripted = sum(counts.values()) - counts["NO_PERMIT"]
+        if scripted and not pool:
+            raise ValueError(f"the city has {len(busy)} trucks with a permit, all of them in "
+                             f"the compliant fleet: none is left for the {scripted} scripted "
+                             "episodes (ask for fewer --trucks)")
+        profiles = np.random.default_rng(o.seed + 300)
+        self._profile = {}
+        for device in [*pool, *self._no_permit]:
+            has_lift = profiles.random() >= o.no_lift_share
+            weighs = profiles.random() < o.weighing_share
+            self._profile[device] = Profile(has_lift, weighs, float(profiles.uniform(24e3, 32e3)))
         seconds = o.minutes * 60
-        episodes = Episodes(city, o.interval_s)
-        self.episodes: list[tuple[Episode, bool]] = []  # (episode, inside a blind area)
         latest = max(60.0, seconds - 900.0)
-        n_offence = 0
+        plan = []
         for rule in RULES:
             for k in range(counts[rule]):
                 for negative in ((False, True) if o.near_misses else (False,)):
-                    if rule == "NO_PERMIT":
-                        device = no_permit.pop(0)  # drives some compliant truck's route
-                        permit_id = self.fleet.permit_id[(2 * k + negative) % o.trucks]
-                    else:
-                        device, permit_id = pool.pop(0)
                     begin = o.start_ms + int(rng.uniform(60.0, latest) * 1000)
-                    seed = o.seed * 1000 + len(self.episodes)
-                    make = episodes.near_miss if negative else episodes.offence
-                    episode = make(rule, device, permit_id, begin, seed, k)
-                    episode.track.fixes = [f for f in episode.track.fixes
-                                           if f["ts"] < o.start_ms + seconds * 1000]
-                    if episode.track.fixes and \
-                            episode.truth["end_ts"] > episode.track.fixes[-1]["ts"]:
-                        episode.truth["end_ts"] = episode.track.fixes[-1]["ts"]  # cut off
-                    blind = False
-                    if not negative:
-                        blind = (o.blind_episode_every > 0 and rule != "SIGNAL_LOSS"
-                                 and n_offence % o.blind_episode_every == 1)
-                        n_offence += 1
-                    if blind:
-                        episode.truth["blind_area"] = True
-                    self.episodes.append((episode, blind))
-        self.truth = [e.truth for e, _ in self.episodes
-                      if e.track.fixes and e.truth["start_ts"] < o.start_ms + seconds * 1000]
-
-        # the compliant fleet's tunnels (lost fixes) and blind areas (held, sent as a batch)
-        plan = np.random.default_rng(o.seed + 100)
-        n = n_fleet
-        self._tunnel = np.full((n, 2), -1, np.int64)
-        self._blind = np.full((n, 3), -1, np.int64)  # from, to, delivered at
-        for i in range(n):
-            if self._silenced[i]:
-                continue
-            if plan.random() < o.tunnel_share:
-                a = o.start_ms + int(plan.uniform(0.05, 0.9) * seconds * 1000)
-                self._tunnel[i] = a, a + int(plan.uniform(30, 150) * 1000)
-            if plan.random() < o.blind_share:
-                a = o.start_ms + int(plan.uniform(0.05, 0.8) * seconds * 1000)
-                b = a + int(plan.uniform(120, 480) * 1000)
-                # sent 5–60 s after it ends; by the end of the scenario at the latest
-                self._blind[i] = a, b, min(b + int(plan.uniform(5, 60) * 1000), self.end_ms)
-        self._dup_rng = np.random.default_rng(o.seed + 200)
+                    plan.append((begin, rule, negative, k))
+        plan.sort()
+        self._plan = [_Planned(b, r, neg, k, n) for n, (b, r, neg, k) in enumerate(plan)]
+        self.planned = len(self._plan)
+        self._truth: list[dict] | None = None
+        self.written: dict[str, int] = {}
 
     @property
     def end_ms(self) -> int:
         return self.options.start_ms + int(self.options.minutes * 60_000)
 
-    def scripted_deliveries(self) -> list[Delivery]:
-        """The episodes' fixes, each sent when it is made — or, for an offence inside a blind
+    def summary(self) -> dict:
+        """The truth file's first line: what the compliant fleet did, for per-hour rates."""
+        o = self.options
+        return {"summary": {
+            "compliant_truck_hours": round(self.truck_hours, 3),
+            "compliant_trucks": len(self.fleet), "start_ms": o.start_ms, "end_ms": self.end_ms,
+            "interval_s": o.interval_s, "seed": o.seed, "days": round(o.minutes / 1440, 4)}}
+
+    # --- episodes ---------------------------------------------------------------------------
+
+    def _episodes(self) -> Iterator[tuple[Episode, bool]]:
+        """The planned episodes in start order, each built on a truck free at that time with a
+        permit valid for the whole of it; an episode no truck can take is left out."""
+        o = self.options
+        builder = Episodes(self.city, o.interval_s)
+        free_at: dict[str, int] = {}
+        seq: dict[str, int] = {}
+        queue = [(p.begin_ms, p.n, p, 0) for p in self._plan]
+        heapq.heapify(queue)
+        n_offence = 0
+        routes = [p.id for p in self.fleet.permits] or [p.id for p in self.city.permits]
+        while queue:
+            begin, _, plan, tries = heapq.heappop(queue)
+            if begin >= self.end_ms - 60_000:
+                continue
+            pick = self._pick(plan, begin, free_at, routes)
+            if pick is None:
+                if tries < 12:  # try again in 10 minutes
+                    heapq.heappush(queue, (begin + 600_000, plan.n, plan, tries + 1))
+                continue
+            device, permit_id, avoid = pick
+            make = builder.near_miss if plan.negative else builder.offence
+            try:
+                episode = make(plan.rule, device, permit_id, begin, o.seed * 1000 + plan.n,
+                               plan.k, profile=self._profile[device], avoid=avoid)
+            except EpisodeError:
+                continue
+            episode.track.fixes = [f for f in episode.track.fixes if f["ts"] < self.end_ms]
+            if not episode.track.fixes or episode.truth["start_ts"] >= self.end_ms:
+                continue
+            if episode.truth["end_ts"] > episode.track.fixes[-1]["ts"]:
+                episode.truth["end_ts"] = episode.track.fixes[-1]["ts"]  # cut off
+            free_at[device] = episode.track.fixes[-1]["ts"] + int(o.episode_gap_s * 1000)
+            for f in episode.track.fixes:  # the terminal's sequence numbers go on counting
+                f["seq"] = seq.get(device, 0)
+                seq[device] = f["seq"] + 1
+            blind = False
+            if not plan.negative:
+                blind = (o.blind_episode_every > 0 and plan.rule != "SIGNAL_LOSS"
+                         and n_offence % o.blind_episode_every == 1)
+                n_offence += 1
+            if blind:
+                episode.truth["blind_area"] = True
+            yield episode, blind
+
+    def _pick(self, plan: _Planned, begin: int, free_at: dict[str, int], routes: list[str]):
+        """(device, permit id, the truck's other routes valid then) for an episode."""
+        hours = 2 * 3_600_000
+        if plan.rule == "NO_PERMIT":
+            for device in self._no_permit:
+                if free_at.get(device, 0) <= begin:
+                    return device, routes[(2 * plan.k + plan.negative) % len(routes)], ()
+            return None
+        for device, permits in self._pool.items():
+            if free_at.get(device, 0) > begin:
+                continue
+            valid = [p for p in permits
+                     if (u := permit_valid_until(p, begin, self._tz)) is not None
+                     and u >= begin + hours]
+            if not valid:
+                continue
+            chosen = valid[(plan.n + len(free_at)) % len(valid)]
+            avoid = [(_metric_route(self.city, p), p.corridor_m)
+                     for p in permits if p is not chosen
+                     and permit_valid_until(p, begin, self._tz) is not None]
+            return device, chosen.id, avoid
+        return None
+
+    @property
+    def truth(self) -> list[dict]:
+        """The episodes' truth (offences and their near-misses, not the fleet's noise)."""
+        if self._truth is None:
+            self._truth = [e.truth for e, _ in self._episodes()]
+        return self._truth
+
+    @property
+    def episodes(self) -> list[tuple[Episode, bool]]:
+        return list(self._episodes())
+
+    def _scripted(self, episode: Episode, blind: bool) -> list[Delivery]:
+        """An episode's fixes, each sent when it is made — or, for an offence inside a blind
         area, held from the track's start until 30 s after the offence (at most its first
         4 minutes) and sent as one batch a minute later."""
+        fixes = [{k: v for k, v in f.items() if k != "dev"} for f in episode.track.fixes]
+        device = episode.track.device
         out = []
-        for episode, blind in self.episodes:
-            fixes = [{k: v for k, v in f.items() if k != "dev"} for f in episode.track.fixes]
-            device = episode.track.device
-            if blind:
-                t = episode.truth
-                until = min(t["end_ts"], t["start_ts"] + 240_000) + 30_000
-                held = [f for f in fixes if f["ts"] <= until]
-                fixes = [f for f in fixes if f["ts"] > until]
-                if held:
-                    out.append(Delivery(min(until + 60_000, self.end_ms), device, held))
-            out += [Delivery(f["ts"], device, f) for f in fixes]
+        if blind:
+            t = episode.truth
+            until = min(t["end_ts"], t["start_ts"] + 240_000) + 30_000
+            held = [f for f in fixes if f["ts"] <= until]
+            fixes = [f for f in fixes if f["ts"] > until]
+            if held:
+                out.append(Delivery(min(until + 60_000, self.end_ms), device, held))
+        out += [Delivery(f["ts"], device, f) for f in fixes]
         return out
 
-    def deliveries(self, step_s: float = 1.0) -> Iterator[Delivery]:
-        """Every message of the scenario, in delivery order."""
+    def scripted_deliveries(self) -> list[Delivery]:
+        return [d for e, blind in self._episodes() for d in self._scripted(e, blind)]
+
+    # --- the stream -------------------------------------------------------------------------
+
+    def _windows(self, w: int, truth: Callable[[dict], None] | None) -> None:
+        """Tunnels and blind areas of every truck for the ``w``-th two hours of the run."""
         o, fleet = self.options, self.fleet
+        plan = np.random.default_rng([o.seed + 100, w])
+        a0 = o.start_ms + w * _WINDOW_MS
+        span = min(_WINDOW_MS, self.end_ms - a0)
+        for i in range(len(fleet)):
+            self._tunnel[i] = -1
+            self._blind[i] = -1
+            skew = int(fleet.skew_ms[i])
+            if plan.random() < o.tunnel_share:
+                a = a0 + int(plan.uniform(0.05, 0.9) * span)
+                self._tunnel[i] = a, a + int(plan.uniform(30, 150) * 1000)
+                if truth is not None:
+                    truth({"rule": "SIGNAL_LOSS", "device": fleet.device[i],
+                           "plate": fleet.plate[i], "start_ts": int(self._tunnel[i, 0]) + skew,
+                           "end_ts": int(self._tunnel[i, 1]) + skew,
+                           "what": "no GPS for 30–150 s (a tunnel)", "negative": True,
+                           "kind": "tunnel"})
+            if plan.random() < o.blind_share:
+                a = a0 + int(plan.uniform(0.05, 0.8) * span)
+                b = a + int(plan.uniform(120, 480) * 1000)
+                # sent 5–60 s after it ends; by the end of the scenario at the latest
+                self._blind[i] = a, b, min(b + int(plan.uniform(5, 60) * 1000), self.end_ms)
+                if truth is not None:
+                    truth({"rule": "SIGNAL_LOSS", "device": fleet.device[i],
+                           "plate": fleet.plate[i], "start_ts": a + skew, "end_ts": b + skew,
+                           "what": "a 2–8 min blind area, its fixes sent as one late batch",
+                           "negative": True, "kind": "blind_area"})
+
+    def deliveries(self, step_s: float = 1.0,
+                   truth: Callable[[dict], None] | None = None) -> Iterator[Delivery]:
+        """Every message of the scenario, in delivery order; ``truth`` (if given) receives
+        every truth row as it happens (episodes when they are built, noise as it occurs)."""
+        o, fleet = self.options, self.fleet
+        n = len(fleet)
+        self._tunnel = np.full((n, 2), -1, np.int64)
+        self._blind = np.full((n, 3), -1, np.int64)
+        window = 0
+        self._windows(window, truth)
         queue: list[tuple[int, int, Delivery]] = []
         counter = itertools.count()
-        for d in self.scripted_deliveries():
-            heapq.heappush(queue, (d.at_ms, next(counter), d))
+        episodes = self._episodes()
+        upcoming = next(episodes, None)
         held: dict[int, list[dict]] = {}
-        duplicate = self._dup_rng
+        duplicate = self._dup_rng = np.random.default_rng(o.seed + 200)
+        fleet.events.clear()
         while fleet.now_ms < self.end_ms:
+            # episodes are built two minutes before they start
+            while upcoming is not None and upcoming[0].track.fixes[0]["ts"] \
+                    <= fleet.now_ms + 120_000:
+                if truth is not None:
+                    truth(upcoming[0].truth)
+                for d in self._scripted(*upcoming):
+                    heapq.heappush(queue, (d.at_ms, next(counter), d))
+                upcoming = next(episodes, None)
+            if fleet.now_ms >= o.start_ms + (window + 1) * _WINDOW_MS:
+                window += 1
+                self._windows(window, truth)
             tick = fleet.advance(min(step_s, (self.end_ms - fleet.now_ms) / 1000))
+            if truth is not None:
+                for row in fleet.events:
+                    truth(row)
+            fleet.events.clear()
             true_ms = tick.ts - fleet.skew_ms[tick.truck]
             truck = tick.truck
-            keep = ~self._silenced[truck]
             tunnel = self._tunnel[truck]
-            keep &= ~((true_ms >= tunnel[:, 0]) & (true_ms < tunnel[:, 1]))
+            keep = ~((true_ms >= tunnel[:, 0]) & (true_ms < tunnel[:, 1])) | (tick.phase == 5)
             blind = self._blind[truck]
             in_blind = (true_ms >= blind[:, 0]) & (true_ms < blind[:, 1])
             fixes = tick.wire_fixes()
@@ -232,29 +399,38 @@ class MixedScenario:
                 device, fix = fixes[row]
                 if in_blind[row]:
                     i = int(truck[row])
-                    if i not in held:
-                        held[i] = []
+                    key = (i, int(blind[row, 0]))
+                    if key not in held:
+                        held[key] = []
                         heapq.heappush(queue, (int(blind[row, 2]), next(counter),
-                                               Delivery(int(blind[row, 2]), device, held[i])))
-                    held[i].append(fix)
+                                               Delivery(int(blind[row, 2]), device, held[key])))
+                    held[key].append(fix)
                 else:
                     heapq.heappush(queue, (int(true_ms[row]), next(counter),
                                            Delivery(int(true_ms[row]), device, fix)))
             while queue and queue[0][0] <= fleet.now_ms:
                 d = heapq.heappop(queue)[2]
+                if d.is_batch:
+                    held.pop(next((k for k, v in held.items() if v is d.payload), None), None)
                 yield from _split(d)
                 if duplicate.random() < o.duplicate_rate:
                     yield from _split(d)
+        fleet.close()
+        if truth is not None:
+            for row in fleet.events:
+                truth(row)
+        fleet.events.clear()
         while queue:  # everything left falls due at the end
             yield from _split(heapq.heappop(queue)[2])
 
     def write(self, track_path, truth_path=None, progress=None) -> dict[str, int]:
-        """TRACK.jsonl (delivery order) and, if given, truth.jsonl; ``progress`` (a tqdm bar
-        over simulated seconds) advances as it goes. Returns counts for a summary."""
+        """TRACK.jsonl (delivery order) and, if given, truth.jsonl (a summary line, then a row
+        per offence and near-miss as they happen); ``progress`` (a tqdm bar over simulated
+        seconds) advances as it goes. Returns counts for a summary."""
         summary = {"messages": 0, "fixes": 0, "batches": 0}
         start, total_s, shown = self.options.start_ms, int(self.options.minutes * 60), 0
-        with open(track_path, "wb") as f:
-            for d in self.deliveries():
+        with open(track_path, "wb") as f, TruthWriter(truth_path, self.summary()) as truth:
+            for d in self.deliveries(self.options.step_s, truth=truth):
                 f.write(d.line() + b"\n")
                 summary["messages"] += 1
                 summary["fixes"] += d.fixes
@@ -263,10 +439,50 @@ class MixedScenario:
                         > shown:
                     progress.update(now_s - shown)
                     shown = now_s
-        if truth_path is not None:
-            self.write_truth(truth_path)
+        self.written = truth.counts
         return summary
 
     def write_truth(self, truth_path) -> None:
-        with open(truth_path, "wb") as f:
-            f.writelines(orjson.dumps(t) + b"\n" for t in self.truth)
+        """The episodes' truth alone (no noise: that needs the stream), with the summary."""
+        with TruthWriter(truth_path, self.summary()) as truth:
+            for row in self.truth:
+                truth(row)
+
+
+class TruthWriter:
+    """Writes truth rows as they come (a summary line first); counts offences, near-misses
+    and near-misses per kind. ``path`` None: counts only."""
+
+    def __init__(self, path, summary: dict) -> None:
+        self.path = path
+        self.summary = summary
+        self.counts: dict[str, int] = {"offences": 0, "near_misses": 0}
+        self._f = None
+
+    def __enter__(self) -> TruthWriter:
+        if self.path is not None:
+            self._f = open(self.path, "wb")
+            self._f.write(orjson.dumps(self.summary) + b"\n")
+        return self
+
+    def __call__(self, row: dict) -> None:
+        key = "near_misses" if row.get("negative") else "offences"
+        self.counts[key] += 1
+        if self._f is not None:
+            self._f.write(orjson.dumps(row) + b"\n")
+
+    def __exit__(self, *exc) -> None:
+        if self._f is not None:
+            self._f.close()
+
+
+_ROUTES: dict[tuple[int, str], object] = {}
+
+
+def _metric_route(city: City, permit):
+    key = (id(city), permit.id)
+    if key not in _ROUTES:
+        from simulator.scenarios import TruckTrack
+
+        _ROUTES[key] = TruckTrack(city, "-", 0).route(permit.id)
+    return _ROUTES[key]

@@ -15,6 +15,15 @@ import shapely.ops
 from geofence.projection import Projector
 from muckwatch.city import City
 
+_PROJECTORS: dict[int, Projector] = {}
+
+
+def _projector(epsg: int) -> Projector:
+    """One per CRS: building the transformers costs ~0.1 s, and episodes are many."""
+    if epsg not in _PROJECTORS:
+        _PROJECTORS[epsg] = Projector(epsg)
+    return _PROJECTORS[epsg]
+
 
 class TruckTrack:
     def __init__(self, city: City, device: str, start_ms: int, *, interval_s: float = 5.0,
@@ -25,7 +34,7 @@ class TruckTrack:
         self.interval_ms = int(interval_s * 1000)
         self.noise_m = noise_m
         self.rng = np.random.default_rng(seed)
-        self.projector = Projector(city.metric_epsg)
+        self.projector = _projector(city.metric_epsg)
         self.fixes: list[dict] = []
         self.x = 0.0
         self.y = 0.0
