@@ -1,5 +1,5 @@
 # The two commands: `make demo` and `make test`. Both do all set-up they need.
-.PHONY: setup demo test bench bench-long bench-compression bench-handover lint services-up services-down clean
+.PHONY: setup demo test accuracy bench bench-long bench-compression bench-handover lint services-up services-down clean
 
 setup:
 	@bash scripts/setup.sh
@@ -10,6 +10,10 @@ demo: setup
 test: setup
 	.venv/bin/ruff check .
 	.venv/bin/python -m pytest
+
+# the rules against a simulated week of the sample city (≈ 10–15 minutes): docs/accuracy.md
+accuracy: setup
+	.venv/bin/python -m simulator.accuracy_run
 
 bench: setup
 	@bash scripts/setup.sh --bench
