@@ -30,7 +30,7 @@ import numpy as np
 from muckwatch.batches import FixBatch
 from rules.chain import BY_KEY, MACHINE_RULES, severity
 from rules.events import Memberships, Phase, TripEvent, ViolationEvent
-from rules.facts import Facts, compute_facts
+from rules.facts import Facts, compute_facts, permit_facts
 from rules.legs import LegState, walk_legs
 from rules.machine import ON, OPEN_PHASES, PAUSED, PENDING, MachineState, feed
 from rules.reference import Reference
@@ -385,6 +385,8 @@ class RuleEngine:
         rule through its debounce machine → SIGNAL_LOSS."""
         s = self.settings
         n = len(f)
+        if n == 0:
+            return []
         first = np.ones(n, bool)
         first[1:] = group[1:] != group[:-1]
         starts = np.flatnonzero(first)
@@ -397,9 +399,10 @@ class RuleEngine:
         # where each vehicle was before this round: a gap at its first row starts there
         before = [(st.good_lon, st.good_lat) for st in sts]
         known = self._quality(f, first, slot, starts, ends, sts)
-        legs = walk_legs(f, known, first, slot, starts, ends, [st.leg for st in sts], s)
+        pf = permit_facts(f, self.ref, s)
+        legs = walk_legs(f, pf, known, first, slot, starts, ends, [st.leg for st in sts], s)
         events += [self._trip(names[t.vehicle], f, t, late) for t in legs.trips]
-        x = situation(f, known, legs, s)
+        x = situation(f, pf, known, legs, self.ref.corridors, s)
         events += self._signal_loss(f, first, slot, starts, sts, names, before,
                                     x.moving & ~f.in_site, late)
         lift_less = np.flatnonzero((f.lift < 0) & ((f.load >= 0) | ~np.isnan(f.load_kg)))
@@ -407,12 +410,19 @@ class RuleEngine:
             a, b = int(starts[i]), int(ends[i])
             x.load_dropped[a:b] = load_dropped(sts[i], f, a, b, s)
 
+        # vehicles with a machine not idle, per rule: one pass over the vehicles that have any
+        running: dict[str, list[int]] = {}
+        for i, st in enumerate(sts):
+            if st.machines:
+                for key, m in st.machines.items():
+                    if m.phase:
+                        running.setdefault(key, []).append(i)
         for rule in MACHINE_RULES:
             key = rule.machine_key
             c = rule.condition(x, s)
             on = c.known & (c.cond == ON)
             busy = np.bincount(slot[on], minlength=len(starts)) > 0
-            busy |= np.array([st.busy(key) for st in sts], bool)
+            busy[running.get(key, [])] = True
             for i in np.flatnonzero(busy).tolist():
                 a, b = int(starts[i]), int(ends[i])
                 rows = a + np.flatnonzero(c.known[a:b])

@@ -6,8 +6,10 @@ held back for reordering. What depends on a vehicle's history (GNSS jumps, the l
 the permits that explain it, "loaded" without a load sensor) is decided later, in device-time
 order, by the engine (``rules.legs``).
 
-A vehicle may hold several permits, so the permit facts are (fixes × K) matrices, column k
-being the k-th permit the fix's vehicle holds (``Reference.vehicle_permits``).
+A vehicle may hold several permits, so the permit facts (``permit_facts``) are (fixes × K)
+matrices, column k being the k-th permit the fix's vehicle holds
+(``Reference.vehicle_permits``); they are computed per round for the released fixes only,
+so the reorder window does not carry them.
 """
 
 from __future__ import annotations
@@ -27,8 +29,7 @@ SITE_KINDS = ("construction_site", *RECEIVING_KINDS)
 
 @dataclass
 class Facts:
-    """One row per fix; columns are numpy arrays of equal length (the ``slot_*`` ones are
-    (n, K))."""
+    """One row per fix; columns are numpy arrays of equal length."""
 
     device: np.ndarray  # object
     vehicle: np.ndarray  # int64, -1 unknown terminal
@@ -42,17 +43,11 @@ class Facts:
     load_kg: np.ndarray
     static_ok: np.ndarray  # bool: enough satellites and a usable HDOP
     site: np.ndarray  # fence index of the site the fix is in, -1 none
+    site2: np.ndarray  # a second site it is in (overlapping fences), -1 none
     in_site: np.ndarray  # bool: inside any construction/disposal/dock fence
     in_receiving: np.ndarray  # bool: inside a disposal site or transfer dock
     zone: np.ndarray  # fence index of an active restricted zone the fix is in, -1 none
     speed_limit: np.ndarray  # km/h in force at the fix
-    slot_permit: np.ndarray  # (n, K) the vehicle's permits, -1 padded
-    slot_valid: np.ndarray  # (n, K) valid at the fix's device time (validity and hours)
-    slot_recent: np.ndarray  # (n, K) valid at some point in the last ``leg_grace_s``
-    slot_dist: np.ndarray  # (n, K) metres to the permit's corridor centreline
-    slot_half: np.ndarray  # (n, K) the corridor's half-width
-    slot_origin: np.ndarray  # (n, K) inside the permit's origin site
-    slot_dest: np.ndarray  # (n, K) inside one of the permit's destinations
 
     def __len__(self) -> int:
         return len(self.ts)
@@ -62,19 +57,40 @@ class Facts:
 
     @staticmethod
     def concat(parts: list[Facts]) -> Facts:
-        width = max(p.slot_permit.shape[1] for p in parts)
-        return Facts(**{f.name: np.concatenate([_widen(getattr(p, f.name), width)
-                                                for p in parts])
+        return Facts(**{f.name: np.concatenate([getattr(p, f.name) for p in parts])
                         for f in fields(Facts)})
 
 
-def _widen(column: np.ndarray, width: int) -> np.ndarray:
-    """Pad a (n, K) column to ``width`` slots (held fixes from before a city reload)."""
-    if column.ndim == 1 or column.shape[1] == width:
-        return column
-    fill = -1 if column.dtype.kind == "i" else (np.nan if column.dtype.kind == "f" else False)
-    pad = np.full((len(column), width - column.shape[1]), fill, column.dtype)
-    return np.concatenate([column, pad], axis=1)
+@dataclass(slots=True)
+class PermitFacts:
+    """(n, K) matrices: column k is the k-th permit the fix's vehicle holds. Computed per
+    round for the fixes released to the rules (not carried through the reorder window)."""
+
+    permit: np.ndarray  # the vehicle's permits, -1 padded
+    valid: np.ndarray  # valid at the fix's device time (validity and hours)
+    origin: np.ndarray  # inside the permit's origin site
+    dest: np.ndarray  # inside one of the permit's destinations
+
+
+def permit_facts(f: Facts, ref: Reference, settings: RuleSettings) -> PermitFacts:
+    """Every permit each fix's vehicle holds: validity now and whether the fix is in its
+    origin or one of its destinations (corridor distances are measured later, only for the
+    permits a fix is judged against: ``rules.situation``)."""
+    slots = ref.permit_slots(f.vehicle)
+    valid = ref.permits_valid(slots, f.ts)
+    origin = np.zeros(slots.shape, bool)
+    dest = np.zeros(slots.shape, bool)
+    for site in (f.site, f.site2):
+        at = np.flatnonzero(site >= 0)
+        if not len(at):
+            continue
+        for k in range(slots.shape[1]):
+            p = slots[at, k]
+            has = p >= 0
+            fx, fence, pk = at[has], site[at[has]], p[has]
+            origin[fx[ref.permit_origin[pk] == fence], k] = True
+            dest[fx[ref.permit_site_has(pk, fence, "destination")], k] = True
+    return PermitFacts(slots, valid, origin, dest)
 
 
 def compute_facts(fixes: FixBatch, memberships: Memberships, ref: Reference,
@@ -92,30 +108,11 @@ def compute_facts(fixes: FixBatch, memberships: Memberships, ref: Reference,
     is_site = np.isin(kind, SITE_KINDS)
     site = np.full(n, -1, np.int64)
     site[member_fix[is_site][::-1]] = member_fence[is_site][::-1]  # first site per fix
+    site2 = np.full(n, -1, np.int64)
+    other = is_site & (member_fence != site[member_fix])
+    site2[member_fix[other]] = member_fence[other]
     in_receiving = np.zeros(n, bool)
     in_receiving[member_fix[np.isin(kind, RECEIVING_KINDS)]] = True
-
-    # every permit the vehicle holds: validity now and lately, corridor distance, and
-    # whether the fix is in its origin or one of its destinations
-    slots = ref.permit_slots(vehicle)
-    valid = ref.permits_valid(slots, fixes.ts)
-    recent = valid | ref.permits_valid(slots, fixes.ts - int(settings.leg_grace_s * 1000))
-    rows, cols = np.nonzero(recent)  # lapsed permits can explain no leg: not measured
-    dist = np.full(slots.shape, np.nan)
-    half = np.full(slots.shape, np.nan)
-    if len(rows):
-        dist[rows, cols] = ref.corridors.distance_m(slots[rows, cols], fixes.lon[rows],
-                                                    fixes.lat[rows])
-        half[rows, cols] = ref.corridors.half_width_m[slots[rows, cols]]
-    origin = np.zeros(slots.shape, bool)
-    dest = np.zeros(slots.shape, bool)
-    site_fix, site_fence = member_fix[is_site], member_fence[is_site]
-    for k in range(slots.shape[1]):
-        p = slots[site_fix, k]
-        has = p >= 0
-        f, fence, pk = site_fix[has], site_fence[has], p[has]
-        origin[f[ref.permit_origin[pk] == fence], k] = True
-        dest[f[ref.permit_site_has(pk, fence, "destination")], k] = True
 
     # restricted zones whose local-time window is active now
     zone = np.full(n, -1, np.int64)
@@ -137,7 +134,6 @@ def compute_facts(fixes: FixBatch, memberships: Memberships, ref: Reference,
         device=fixes.device, vehicle=vehicle, ts=fixes.ts, lon=fixes.lon, lat=fixes.lat,
         speed=fixes.speed.astype(np.float64), lid=fixes.lid, lift=fixes.lift, load=fixes.load,
         load_kg=fixes.load_kg.astype(np.float64), static_ok=static_ok, site=site,
-        in_site=site >= 0, in_receiving=in_receiving, zone=zone, speed_limit=limit,
-        slot_permit=slots, slot_valid=valid, slot_recent=recent, slot_dist=dist,
-        slot_half=half, slot_origin=origin, slot_dest=dest,
+        site2=site2, in_site=site >= 0, in_receiving=in_receiving, zone=zone,
+        speed_limit=limit,
     )

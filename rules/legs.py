@@ -6,7 +6,7 @@ those permits are the leg's **candidates**, the permits that could explain it. T
 judged against them until it arrives in one of their destinations: off route only outside all
 their corridors, tipping allowed in any of their origins and destinations. A candidate that
 lapses mid-leg (a night permit whose hours end at 06:00 while the truck is still on its way)
-keeps covering the leg for ``leg_grace_s``: the haul left legally.
+keeps covering the leg until ``leg_grace_s`` after the departure: the haul left legally.
 
 A truck whose load sensor says it left the origin empty begins no leg (and no trip); one that
 becomes loaded away from any origin is judged against every permit valid at the time.
@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rules.facts import Facts
+from rules.facts import Facts, PermitFacts
 from rules.settings import RuleSettings
 
 LOADED_KG = 1000.0  # a weighed load above this counts as loaded
@@ -80,51 +80,60 @@ class LegView:
     trips: list[TripStep]
 
 
-def walk_legs(f: Facts, known: np.ndarray, first: np.ndarray, slot: np.ndarray,
+def walk_legs(f: Facts, pf: PermitFacts, known: np.ndarray, first: np.ndarray, slot: np.ndarray,
               starts: np.ndarray, ends: np.ndarray, legs: list[LegState],
               settings: RuleSettings) -> LegView:
     """Advance every vehicle's leg over its rows (sorted by vehicle, ts)."""
-    n, width = f.slot_permit.shape
-    at_origin = (f.slot_origin & f.slot_valid).any(axis=1)
-    at_dest = f.slot_dest.any(axis=1)
+    n, width = pf.permit.shape
+    at_origin = (pf.origin & pf.valid).any(axis=1)
+    at_dest = pf.dest.any(axis=1)
     code = at_origin + 2 * at_dest + 4 * f.in_site
     # a vehicle is walked where its (known) site membership changes, or while it waits out
     # a hysteresis
     code_known = np.where(known, code, -1)
-    filled = _forward_fill(code_known, first, np.array([lg.code for lg in legs])[slot])
+    codes = np.array([lg.code for lg in legs], np.int64)
+    phases = np.array([lg.phase for lg in legs], np.int64)
+    filled = _forward_fill(code_known, first, codes[slot])
     prev = np.empty(n, np.int64)
     prev[1:] = filled[:-1]
-    prev[first] = np.array([lg.code for lg in legs], np.int64)[slot[first]]
+    prev[first] = codes[slot[first]]
     changed = known & (code != prev)
     walk = np.zeros(len(legs), bool)
     walk[slot[changed]] = True
-    walk |= np.isin([lg.phase for lg in legs], (LEAVING, ARRIVING))
+    walk |= (phases == LEAVING) | (phases == ARRIVING)
 
-    phase = np.array([lg.phase for lg in legs], np.int64)[slot]
-    table = _leg_table([lg.permits for lg in legs], width)[slot]
+    phase = phases[slot]
+    table = _leg_table(legs, width)[slot]
+    left = np.array([lg.pending_ts if lg.phase == LEAVING else lg.left_ts for lg in legs],
+                    np.int64)[slot]
     trips: list[TripStep] = []
     for i in np.flatnonzero(walk).tolist():
         lg = legs[i]
         for k in range(int(starts[i]), int(ends[i])):
             if known[k]:
-                _step(lg, f, k, bool(at_origin[k]), i, settings, trips)
+                _step(lg, f, pf, k, bool(at_origin[k]), i, settings, trips)
                 lg.code = int(code[k])
             phase[k] = lg.phase
+            left[k] = lg.pending_ts if lg.phase == LEAVING else lg.left_ts
             table[k] = -1
             table[k, :len(lg.permits)] = lg.permits[:width]
-    for i in np.flatnonzero(~walk).tolist():
-        last = int(ends[i]) - 1
-        if known[int(starts[i]):last + 1].any():
-            legs[i].code = int(filled[last])
+    # the others kept their code; only a first sight (code -1) learns it
+    last_code = filled[ends - 1]
+    for i in np.flatnonzero(~walk & (last_code != codes)).tolist():
+        legs[i].code = int(last_code[i])
 
     on_leg = np.isin(phase, JUDGED_BY_LEG)
-    in_leg = (f.slot_permit[:, :, None] == table[:, None, :]).any(axis=2) & (f.slot_permit >= 0)
-    leg_cover = in_leg & f.slot_recent
-    cover = np.where((on_leg & leg_cover.any(axis=1))[:, None], leg_cover, f.slot_valid)
+    in_leg = (pf.permit[:, :, None] == table[:, None, :]).any(axis=2) & \
+        (pf.permit >= 0)
+    # a candidate covers the leg while valid, and for leg_grace_s after the departure even
+    # if it lapsed on the way
+    grace = (f.ts - left <= settings.leg_grace_s * 1000)[:, None]
+    leg_cover = in_leg & (pf.valid | grace)
+    cover = np.where((on_leg & leg_cover.any(axis=1))[:, None], leg_cover, pf.valid)
     return LegView(_LOADED_BY_PHASE[phase], cover, trips)
 
 
-def _step(lg: LegState, f: Facts, k: int, at_origin: bool, vehicle: int,
+def _step(lg: LegState, f: Facts, pf: PermitFacts, k: int, at_origin: bool, vehicle: int,
           settings: RuleSettings, trips: list[TripStep]) -> None:
     """One known fix of one vehicle."""
     t = int(f.ts[k])
@@ -132,7 +141,7 @@ def _step(lg: LegState, f: Facts, k: int, at_origin: bool, vehicle: int,
         # in a site where a leg of one of its valid permits begins (loading, or back in
         # before an exit was confirmed)
         lg.phase = AT_ORIGIN
-        lg.permits = f.slot_permit[k][f.slot_origin[k] & f.slot_valid[k]].tolist()
+        lg.permits = pf.permit[k][pf.origin[k] & pf.valid[k]].tolist()
         lg.origin = int(f.site[k])
         return
     if lg.phase == AT_ORIGIN:
@@ -150,17 +159,17 @@ def _step(lg: LegState, f: Facts, k: int, at_origin: bool, vehicle: int,
             trips.append(TripStep(vehicle, k, lg.left_ts, _first(lg.permits), lg.origin))
         return
     if lg.phase in (EN_ROUTE, ARRIVING):
-        into = f.slot_dest[k] & np.isin(f.slot_permit[k], lg.permits)
+        into = pf.dest[k] & np.isin(pf.permit[k], lg.permits)
         if not into.any():
             if at_origin:  # back at an origin without arriving anywhere: a new leg begins
                 lg.phase = NONE
-                _step(lg, f, k, at_origin, vehicle, settings, trips)
+                _step(lg, f, pf, k, at_origin, vehicle, settings, trips)
             else:
                 lg.phase = EN_ROUTE
             return
         if lg.phase == EN_ROUTE:
             lg.phase, lg.pending_ts, lg.pending_count = ARRIVING, t, 0
-            lg.arrive_permit = int(f.slot_permit[k][into][0])
+            lg.arrive_permit = int(pf.permit[k][into][0])
             lg.arrive_site = int(f.site[k])
         lg.pending_count += 1
         if lg.pending_count >= settings.site_enter_fixes:
@@ -181,10 +190,12 @@ def _first(permits: list[int]) -> int:
     return permits[0] if permits else -1
 
 
-def _leg_table(permits: list[list[int]], width: int) -> np.ndarray:
-    out = np.full((len(permits), width), -1, np.int64)
-    for i, ps in enumerate(permits):
-        out[i, :len(ps)] = ps[:width]
+def _leg_table(legs: list[LegState], width: int) -> np.ndarray:
+    """(vehicles, K) each vehicle's leg permits, -1 padded."""
+    out = np.full((len(legs), width), -1, np.int64)
+    for i, lg in enumerate(legs):
+        if lg.permits:
+            out[i, :len(lg.permits)] = lg.permits[:width]
     return out
 
 

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rules.facts import Facts
+from geofence.corridor import Corridors
+from rules.facts import Facts, PermitFacts
 from rules.legs import LOADED_KG, LegView
 from rules.settings import RuleSettings
 
@@ -38,7 +39,8 @@ class Situation:
     load_dropped: np.ndarray  # no lift sensor: the load fell, sustained (set by the dump rule)
 
 
-def situation(f: Facts, known: np.ndarray, legs: LegView, settings: RuleSettings) -> Situation:
+def situation(f: Facts, pf: PermitFacts, known: np.ndarray, legs: LegView,
+              corridors: Corridors, settings: RuleSettings) -> Situation:
     s = settings
     sensor = np.where(f.load >= 1, 1, np.where(f.load == 0, 0, -1))
     kg = np.where(np.isnan(f.load_kg), -1, (f.load_kg > LOADED_KG).astype(np.int64))
@@ -46,14 +48,20 @@ def situation(f: Facts, known: np.ndarray, legs: LegView, settings: RuleSettings
     speed_known = ~np.isnan(f.speed)
     cover = legs.cover
     has_permit = cover.any(axis=1)
-    ratio = np.where(cover, f.slot_dist / f.slot_half, np.inf)
-    best = np.argmin(ratio, axis=1) if ratio.shape[1] else np.zeros(len(f), np.int64)
+    # corridor distance of every permit each fix is judged against (most fixes: one)
+    rows, cols = np.nonzero(cover)
+    dist = np.full(cover.shape, np.inf)
+    ratio = np.full(cover.shape, np.inf)
+    if len(rows):
+        p = pf.permit[rows, cols]
+        dist[rows, cols] = corridors.distance_m(p, f.lon[rows], f.lat[rows])
+        ratio[rows, cols] = dist[rows, cols] / corridors.half_width_m[p]
+    best = np.argmin(ratio, axis=1)  # the best-fitting corridor (K ≥ 1 columns always)
     rows = np.arange(len(f))
-    permit = np.where(has_permit, f.slot_permit[rows, best], -1)
-    route_m = np.where(has_permit, np.where(cover, f.slot_dist, np.inf).min(axis=1)
-                       if ratio.shape[1] else np.nan, np.nan)
-    best_ratio = ratio[rows, best] if ratio.shape[1] else np.full(len(f), np.inf)
-    in_leg_site = (cover & (f.slot_origin | f.slot_dest)).any(axis=1)
+    permit = np.where(has_permit, pf.permit[rows, best], -1)
+    route_m = np.where(has_permit, dist.min(axis=1), np.nan)
+    best_ratio = ratio[rows, best]
+    in_leg_site = (cover & (pf.origin | pf.dest)).any(axis=1)
     # tipping: in an origin or destination of a permit it is judged against; with none, in
     # any disposal site or dock (the missing permit is NO_PERMIT's business)
     tip_allowed = in_leg_site | (~has_permit & f.in_receiving)
