@@ -23,7 +23,7 @@ class RuleSettings:
     site_exit_s: float = 30.0  # outside a site this long (known fixes, having moved) …
     site_exit_fixes: int = 2  # … and this many fixes before the truck has left it
     site_enter_fixes: int = 2  # known fixes inside before it has arrived
-    leg_grace_s: float = 3600.0  # a permit lapsing mid-leg covers it until this long after departure
+    leg_grace_s: float = 3600.0  # a lapsing permit covers its leg until this long after departure
     # OFF_ROUTE
     off_route_open_s: float = 60.0
     off_route_open_fixes: int = 3
