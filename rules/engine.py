@@ -21,9 +21,7 @@ same ids and the store can upsert.
 
 from __future__ import annotations
 
-import copy
 import hashlib
-from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
@@ -31,12 +29,19 @@ from muckwatch.batches import FixBatch
 from rules.chain import BY_KEY, MACHINE_RULES, severity
 from rules.events import Memberships, Phase, TripEvent, ViolationEvent
 from rules.facts import Facts, compute_facts, permit_facts
-from rules.legs import LegState, walk_legs
-from rules.machine import ON, OPEN_PHASES, PAUSED, PENDING, MachineState, feed
+from rules.legs import walk_legs
+from rules.machine import ON, OPEN_PHASES, PAUSED, PENDING, feed
 from rules.reference import Reference
 from rules.settings import RuleSettings
 from rules.signal_loss import SignalLoss
 from rules.situation import situation
+from rules.state import (
+    VehicleState,
+    id_indexes,
+    shallow_dict,
+    state_from_json,
+    state_to_json,
+)
 from rules.unauthorised_dump import load_dropped
 
 __all__ = ["Memberships", "RuleEngine", "late_windows", "violation_id"]
@@ -48,76 +53,6 @@ SIGNAL_LOSS = SignalLoss.name
 def violation_id(device: str, rule: str, start_ts: int) -> str:
     digest = hashlib.sha1(f"{device}|{rule}|{start_ts}".encode()).hexdigest()[:20]
     return f"{rule[:3].lower()}-{digest}"
-
-
-@dataclass(slots=True)
-class VehicleState:
-    """Everything the engine remembers about one vehicle; bounded and serialisable.
-
-    Slots and machines created on first use keep 100,000 vehicles in a few hundred MB: most
-    vehicles never come near most rules (docs/performance.md)."""
-
-    machines: dict[str, MachineState] = field(default_factory=dict)  # rule key → its machine
-    last_ts: int = _NEVER
-    last_received: int = _NEVER  # wall clock when the newest live fix arrived
-    last_moving_outside: bool = False
-    good_ts: int = _NEVER
-    good_lon: float = 0.0
-    good_lat: float = 0.0
-    leg: LegState = field(default_factory=LegState)
-    # lift-less terminals (rules.unauthorised_dump.load_dropped): the last load report, when
-    # the load sensor last said loaded, the last weight and the most it weighed lately
-    prev_load: int = -1
-    last_loaded_ts: int = _NEVER
-    prev_kg: float = float("nan")
-    max_kg: float = float("nan")
-    max_kg_ts: int = _NEVER
-    signal_open_ts: int | None = None
-    # recently closed violations (rule, start, end, end_lon, end_lat, peak, start_lon,
-    # start_lat), for late data
-    recent_closed: list[tuple] = field(default_factory=list)
-    # SIGNAL_LOSS periods reported (start, end, lon, lat), for a backfill that fills them
-    signal_periods: list[tuple] = field(default_factory=list)
-    gaps: list[tuple[int, int, dict]] = field(default_factory=list)
-
-    def machine(self, rule: str) -> MachineState:
-        """The rule's machine, created idle on first use."""
-        m = self.machines.get(rule)
-        if m is None:
-            m = self.machines[rule] = MachineState()
-        return m
-
-    def busy(self, rule: str) -> bool:
-        m = self.machines.get(rule)
-        return m is not None and m.phase != 0
-
-    def to_dict(self) -> dict:
-        return {
-            "machines": {r: m.to_dict() for r, m in self.machines.items()},
-            "leg": asdict(self.leg),
-            **{f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self)
-               if f.name not in ("machines", "leg")},
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict, fresh: bool = False) -> VehicleState:
-        """``fresh``: ``data`` is ours to take apart (just parsed), no copy needed."""
-        data = dict(data) if fresh else copy.deepcopy(data)
-        machines = {r: MachineState.from_dict(m) for r, m in data.pop("machines", {}).items()
-                    if r in BY_KEY}
-        leg = data.pop("leg", None)
-        data = {k: v for k, v in data.items() if k in _STATE_FIELDS}
-        state = cls(machines=machines, leg=LegState(**leg) if leg else LegState(), **data)
-        state.signal_periods = [_padded(p, 4, 0.0) for p in state.signal_periods]
-        state.recent_closed = [_padded(c, 8, 0.0) for c in state.recent_closed]
-        state.gaps = [tuple(g) for g in state.gaps]
-        return state
-
-
-def _padded(values, length: int, fill) -> tuple:
-    """A tuple of ``length`` (snapshots written before a field was added have fewer)."""
-    values = tuple(values)
-    return values + (fill,) * (length - len(values))
 
 
 class RuleEngine:
@@ -224,7 +159,7 @@ class RuleEngine:
         for d in devices:
             st = self.vehicles.get(d)
             if st is not None:
-                out[d] = _state_to_json(_shallow(st), ref)
+                out[d] = state_to_json(shallow_dict(st), ref)
         return out
 
     def import_states(self, data: dict[str, dict], now_ms: int | None = None) -> None:
@@ -233,16 +168,16 @@ class RuleEngine:
         ``now_ms``: silence (SIGNAL_LOSS) is measured from when this worker took the vehicle
         over, not from the previous owner's last message: the broker may have been holding
         the vehicle's fixes for us all along."""
-        indexes = _id_indexes(self.ref)
+        indexes = id_indexes(self.ref)
         for d, raw in data.items():
-            st = VehicleState.from_dict(_state_from_json(raw, indexes), fresh=True)
+            st = VehicleState.from_dict(state_from_json(raw, indexes), fresh=True)
             if now_ms is not None:
                 st.last_received = max(st.last_received, now_ms)
             self.vehicles[d] = st
 
     def export_empty_state(self) -> dict:
         """A vehicle seen but not yet evaluated (its fixes are in the reorder window)."""
-        return _state_to_json(VehicleState().to_dict(), self.ref)
+        return state_to_json(VehicleState().to_dict(), self.ref)
 
     def forget(self, devices: list[str]) -> None:
         """Drop these vehicles' state (their fixes still in the reorder window stay): a
@@ -684,107 +619,6 @@ def late_windows(state: dict) -> list[tuple[int, int]]:
     """The device-time gaps (exclusive bounds) in which an exported state still accepts
     late fixes."""
     return [(int(a), int(b)) for a, b, _ in state.get("gaps", [])]
-
-
-_FLOAT_FIELDS = ("good_lon", "good_lat", "max_kg", "prev_kg")
-_MACHINE_FLOATS = ("start_lon", "start_lat", "peak", "emitted_peak", "close_lon", "close_lat")
-
-
-def _json_float(x):
-    return None if isinstance(x, float) and x != x else x
-
-
-def _shallow(st: VehicleState) -> dict:
-    """``to_dict`` without the deep copy: for a state serialised right away (4× faster)."""
-    out = {name: getattr(st, name) for name in _STATE_FIELDS}
-    out["machines"] = {rule: {name: getattr(m, name) for name in _MACHINE_FIELDS}
-                       for rule, m in st.machines.items()}
-    out["leg"] = {name: getattr(st.leg, name) for name in _LEG_FIELDS}
-    return out
-
-
-_STATE_FIELDS = tuple(f.name for f in fields(VehicleState))
-_MACHINE_FIELDS = tuple(f.name for f in fields(MachineState))
-_LEG_FIELDS = tuple(f.name for f in fields(LegState))
-
-
-def _is_zone(key: str) -> bool:
-    rule = BY_KEY.get(key)
-    return rule is not None and rule.context_kind == "zone"
-
-
-def _state_to_json(data: dict, ref: Reference | None) -> dict:
-    """``VehicleState.to_dict()`` → JSON: contexts by id, NaN as null (recursively: gaps
-    carry whole saved states)."""
-    permits = ref.permit_ids if ref is not None else []
-    fences = ref.fence_ids if ref is not None else []
-
-    def name(index: int, ids) -> str | None:
-        return str(ids[index]) if 0 <= index < len(ids) else None
-
-    out = dict(data)
-    out["machines"] = {
-        rule: {**{k: _json_float(v) for k, v in m.items()},
-               "context": name(m["context"], fences if _is_zone(rule) else permits)}
-        for rule, m in data["machines"].items()}
-    leg = dict(data["leg"])
-    leg["permits"] = [name(k, permits) for k in leg["permits"]]
-    leg["arrive_permit"] = name(leg["arrive_permit"], permits)
-    leg["origin"] = name(leg["origin"], fences)
-    leg["arrive_site"] = name(leg["arrive_site"], fences)
-    out["leg"] = leg
-    for k in _FLOAT_FIELDS:
-        out[k] = _json_float(data[k])
-    out["recent_closed"] = [[_json_float(x) for x in c] for c in data["recent_closed"]]
-    out["gaps"] = [[a, b, _state_to_json(s, ref)] for a, b, s in data["gaps"]]
-    return out
-
-
-def _id_indexes(ref: Reference | None) -> tuple[dict, dict]:
-    """Permit id → index and fence id → index of this worker's reference."""
-    if ref is None:
-        return {}, {}
-    return ({p: k for k, p in enumerate(ref.permit_ids)},
-            {f: k for k, f in enumerate(ref.fence_ids)})
-
-
-def _state_from_json(data: dict, indexes: tuple[dict, dict]) -> dict:
-    """The inverse of ``_state_to_json`` against this worker's reference (``_id_indexes``);
-    a permit or zone that no longer exists becomes -1 (the violation keeps its id, loses its
-    context)."""
-    permits, fences = indexes
-
-    def index(value, ids: dict) -> int:
-        if isinstance(value, int):  # a state written before contexts were named
-            return value
-        return ids.get(value, -1) if value is not None else -1
-
-    def num(x):
-        return float("nan") if x is None else x
-
-    out = dict(data)
-    out["machines"] = {
-        rule: {**m, **{k: num(m[k]) for k in _MACHINE_FLOATS if k in m},
-               "context": index(m.get("context"),
-                                fences if _is_zone(rule) else permits)}
-        for rule, m in data.get("machines", {}).items()}
-    if "leg" in data:
-        leg = dict(data["leg"])
-        leg["permits"] = [k for k in (index(p, permits) for p in leg.get("permits", []))
-                          if k >= 0]
-        leg["arrive_permit"] = index(leg.get("arrive_permit"), permits)
-        leg["origin"] = index(leg.get("origin"), fences)
-        leg["arrive_site"] = index(leg.get("arrive_site"), fences)
-        out["leg"] = leg
-    for k in _FLOAT_FIELDS:
-        if k in data:
-            out[k] = num(data[k])
-    if "recent_closed" in data:
-        out["recent_closed"] = [tuple(num(x) if i == 5 else x for i, x in enumerate(c))
-                                for c in data["recent_closed"]]
-    if "gaps" in data:
-        out["gaps"] = [(a, b, _state_from_json(s, indexes)) for a, b, s in data["gaps"]]
-    return out
 
 
 def _nanmax_pair(a: float, b: float) -> float:
