@@ -375,3 +375,18 @@ def test_a_terminal_clock_running_behind_is_not_silence(city):
     assert engine.sweep(arrived + 240_000) == []
     opened = engine.sweep(arrived + 301_000)
     assert [(e.rule, e.start_ts) for e in opened] == [("SIGNAL_LOSS", t.fixes[-1]["ts"])]
+
+
+def test_every_rule_in_the_chain_is_documented_with_its_evidence_and_thresholds():
+    from pathlib import Path
+
+    from rules.chain import MACHINE_RULES, SIGNAL_LOSS
+    from rules.settings import RuleSettings
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "rules.md").read_text()
+    for rule in (*MACHINE_RULES, SIGNAL_LOSS):
+        assert f"`{rule.name}`" in text and rule.evidence in text, rule.name
+    for rule in MACHINE_RULES:
+        d = rule.debounce(RuleSettings())
+        assert d.open_n >= 2 and d.close_n >= 2 and d.close_s > 0, \
+            f"{rule.machine_key}: a one-report flicker must neither open nor split it"
