@@ -108,6 +108,21 @@ class Episodes:
                     return x, y, fraction
         raise EpisodeError("no point clear of the route and the fences")
 
+    def _leave_zone(self, t: TruckTrack, zone: Fence) -> None:
+        """Drive out of the zone to 200 m past its nearest edge (clear of every zone): a
+        truck that fell silent inside would still be inside as far as anyone knows."""
+        area = self.fences[zone.id]
+        here = shapely.Point(t.x, t.y)
+        edge = area.boundary.interpolate(area.boundary.project(here))
+        dx, dy = edge.x - t.x, edge.y - t.y
+        norm = float(np.hypot(dx, dy)) or 1.0
+        zones = [self.fences[f.id] for f in self.fence_list if f.kind == "restricted_zone"]
+        for metres in (200, 400, 700, 1000, 1500):
+            x, y = edge.x + dx / norm * metres, edge.y + dy / norm * metres
+            if not any(z.distance(shapely.Point(x, y)) < 50 for z in zones):
+                break
+        t.drive(shapely.LineString([(t.x, t.y), (x, y)]), 20, **EMPTY)
+
     # --- a real leg around the episode: loaded at the origin, tipped at the destination ------
 
     def _outside_sites(self, fix: dict, track: TruckTrack) -> bool:
@@ -193,7 +208,10 @@ class Episodes:
             zone = zones[k % len(zones)]
             t.go_to(*t.centre(zone.id))
             t.dwell(180, **EMPTY)
-            what, offending = f"waits 3 min in {zone.id}", lambda f: True
+            last = t.fixes[-1]["ts"]
+            self._leave_zone(t, zone)
+            what = f"waits 3 min in {zone.id}"
+            offending = lambda f, last=last: f["ts"] <= last  # noqa: E731
         elif rule == "OFF_ROUTE":
             x, y, a = self._clear_of(route, t, 400, avoid)
             corridor = self.permits[permit_id].corridor_m
@@ -270,7 +288,10 @@ class Episodes:
             zone = self._inactive_zone(begin_ms, k)
             t.go_to(*t.centre(zone.id))
             t.dwell(180, **EMPTY)
-            what, near = f"waits 3 min in {zone.id} outside its hours", lambda f: True
+            last = t.fixes[-1]["ts"]
+            self._leave_zone(t, zone)
+            what = f"waits 3 min in {zone.id} outside its hours"
+            near = lambda f, last=last: f["ts"] <= last  # noqa: E731
         elif rule == "OFF_ROUTE":
             permit = self.permits[permit_id]
             path, a, b = self._parallel(route, 0.6 * permit.corridor_m)
