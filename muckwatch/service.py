@@ -21,11 +21,13 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
+
 from alerts.outbox import AlertRouter
 from alerts.worker import DeliveryWorker, WorkerOptions
 from ingest.partitions import PartitionSpecError, parse_partition_set
 from ingest.receiver import BrokerError, MqttReceiver, PartitionedReceiver
-from ingest.wire import WireDecoder, subscriptions
+from ingest.wire import RawBatch, WireDecoder, subscriptions
 from muckwatch.batches import DeviceStatus, FixBatch, Rejects
 from muckwatch.city import City, load_city
 from muckwatch.config import ConfigError, Settings
@@ -37,6 +39,11 @@ from rules.reference import Reference
 from store.database import DatabaseError, Store
 
 log = logging.getLogger(__name__)
+
+# with no message for this long the pipeline runs on an empty batch, so the rules' wall clock
+# still advances: fixes in the reorder window are released, SIGNAL_LOSS found on a quiet broker
+IDLE_TICK_S = 1.0
+_IDLE = RawBatch([], [], np.zeros(0, np.int64))
 
 
 BATCH_MS_BUCKETS = ("1", "2", "5", "10", "20", "50", "100", "200", "500", "1000", "+Inf")
@@ -301,16 +308,22 @@ class IngestService:
                  len(self.pipeline.alerts.subscriptions),
                  ", delivery worker on" if worker_task else "", spread)
         try:
+            next_batch = None
             while not self._stop.is_set():
-                next_batch = asyncio.ensure_future(self.receiver.next_batch())
+                next_batch = next_batch or asyncio.ensure_future(self.receiver.next_batch())
                 stop_wait = asyncio.ensure_future(self._stop.wait())
-                done, _ = await asyncio.wait({next_batch, stop_wait},
+                done, _ = await asyncio.wait({next_batch, stop_wait}, timeout=IDLE_TICK_S,
                                              return_when=asyncio.FIRST_COMPLETED)
                 stop_wait.cancel()
-                if next_batch not in done:
+                if stop_wait in done:
                     next_batch.cancel()
                     break
-                batch = next_batch.result()
+                if next_batch not in done:
+                    # no traffic for a while: the rules' clock still runs — fixes waiting
+                    # out the reorder window are released, silent terminals found
+                    await self._process_until_committed(_IDLE)
+                    continue
+                batch, next_batch = next_batch.result(), None
                 if len(batch):
                     await self._process_until_committed(batch)
             # drain: whatever is already buffered is processed and acked before leaving
@@ -400,6 +413,8 @@ class IngestService:
                     await asyncio.wait_for(self._stop.wait(), delay)
                 delay = min(delay * 2, self.settings.ingest.retry_backoff_max_s)
                 continue
+            if batch is _IDLE and not result.events:
+                return  # an idle tick that found nothing: not a batch worth counting
             self.receiver.ack(batch)
             self.stats.add(result)
             self.metrics.observe_batch(result.messages, result.stage_ms, result.violation_events)

@@ -343,7 +343,8 @@ class RuleEngine:
         lift_less = np.flatnonzero((f.lift < 0) & ((f.load >= 0) | ~np.isnan(f.load_kg)))
         for i in np.unique(slot[lift_less]).tolist():
             a, b = int(starts[i]), int(ends[i])
-            x.load_dropped[a:b] = load_dropped(sts[i], f, a, b, s)
+            x.load_dropped[a:b] = load_dropped(sts[i], f, a, b, x.tip_allowed[a:b],
+                                               x.moving[a:b], s)
 
         # vehicles with a machine not idle, per rule: one pass over the vehicles that have any
         running: dict[str, list[int]] = {}

@@ -58,13 +58,17 @@ class UnauthorisedDumpByLoad(UnauthorisedDump):
         return Condition(c, known, np.zeros(len(f)), x.permit)
 
 
-def load_dropped(st, f, a: int, b: int, s: RuleSettings) -> np.ndarray:
+def load_dropped(st, f, a: int, b: int, allowed: np.ndarray, moving: np.ndarray,
+                 s: RuleSettings) -> np.ndarray:
     """Rows ``a:b`` of one lift-less vehicle: has the load fallen (see the module doc)?
 
     Walks its fixes in order, remembering in its state when the load sensor last said loaded
     (``st.last_loaded_ts``) and the most it weighed lately (``st.max_kg``). Both are taken
     from two reports in a row (the lower of the two), so one spike of a load sensor on an
-    empty truck never makes it "was loaded"."""
+    empty truck never makes it "was loaded". A drop seen where tipping is allowed, or a truck
+    that drives on after it, is spent: the memory is cleared, so the empty truck waiting at
+    the next red light after tipping in its disposal site is not "dropping" its load again.
+    ``allowed`` and ``moving`` are the rows' own columns (``a:b``)."""
     out = np.zeros(b - a, bool)
     window = s.dump_load_window_s * 1000
     keep = 1 - s.dump_load_drop
@@ -89,4 +93,6 @@ def load_dropped(st, f, a: int, b: int, s: RuleSettings) -> np.ndarray:
                 st.max_kg_ts = t  # still loaded: the maximum stays current
             if st.max_kg > LOADED_KG and kg <= keep * st.max_kg:
                 out[k - a] = True
+        if out[k - a] and (allowed[k - a] or moving[k - a]):
+            st.last_loaded_ts, st.max_kg = _NEVER, float("nan")  # spent
     return out

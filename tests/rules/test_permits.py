@@ -245,6 +245,10 @@ def test_overspeed_severity_follows_the_zones_limit(city):
     assert len(v) == 1 and v[0]["severity"] == 2 and v[0]["peak"] == 25
 
 
+def _site(city, t: TruckTrack, fence_id):
+    return t.metric(next(f for f in city.fences if f.id == fence_id).geometry)
+
+
 def lift_less(t: TruckTrack):
     for f in t.fixes:
         f.pop("lift", None)
@@ -330,3 +334,21 @@ def test_a_one_report_flicker_in_a_violating_haul_changes_no_count(city, sensor,
     normal, odd = SENSORS[sensor]
     t.fixes[k][sensor] = odd if t.fixes[k].get(sensor) == normal else normal
     assert sorted(v["rule"] for v in run(city, t)) == before
+
+
+def test_a_lift_less_truck_emptied_in_its_disposal_site_is_not_dumping_at_the_next_red_light(
+        city):
+    """make accuracy's first week: 1,192 false dumps, nearly all this — the load fell inside
+    the destination, and the empty truck stopping at a red light minutes later still counted
+    as 'the load fell' (within dump_load_window_s)."""
+    city = with_permits(city)
+    t = haul(city, "P0001")  # tips in DS01: load 2 → 0 inside the site
+    route = t.route("P0001")
+    out = next(f for f in (k / 200 for k in range(200, 0, -1))
+               if not shapely.contains_xy(_site(city, t, "DS01"),
+                                          *route.interpolate(f, normalized=True).coords[0]))
+    t.drive(t.part(route, 1.0, out - 0.005), 30, lid=0, lift=0, load=0)
+    t.dwell(60, lid=0, lift=0, load=0)  # a red light just outside, empty, a minute later
+    t.drive(t.part(route, out - 0.005, out - 0.05), 35, lid=0, lift=0, load=0)
+    lift_less(t)
+    assert run(city, t) == []
