@@ -134,6 +134,7 @@ def score(truth: list[dict], violations: list[dict],
 def evaluate(truth: list[dict], violations: list[dict], tolerance_s: float = 60.0,
              truck_hours: float | None = None) -> Report:
     tolerance_ms = tolerance_s * 1000
+    truth = [t for t in truth if "summary" not in t]  # a truth file's summary line
     rules = sorted({t["rule"] for t in truth} | {v["rule"] for v in violations})
     out = {r: RuleAccuracy(r, start_errors_s=[]) for r in rules}
     kinds: dict[str, KindAccuracy] = {}
