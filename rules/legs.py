@@ -140,9 +140,10 @@ def _step(lg: LegState, f: Facts, pf: PermitFacts, k: int, at_origin: bool, vehi
     if at_origin and lg.phase not in (EN_ROUTE, ARRIVING):
         # in a site where a leg of one of its valid permits begins (loading, or back in
         # before an exit was confirmed)
-        lg.phase = AT_ORIGIN
-        lg.permits = pf.permit[k][pf.origin[k] & pf.valid[k]].tolist()
-        lg.origin = int(f.site[k])
+        here = pf.permit[k][pf.origin[k] & pf.valid[k]].tolist()
+        if lg.phase in (AT_ORIGIN, LEAVING):  # still (or again) in the sites it loads at
+            here = lg.permits + [p for p in here if p not in lg.permits]
+        lg.phase, lg.permits, lg.origin = AT_ORIGIN, here, int(f.site[k])
         return
     if lg.phase == AT_ORIGIN:
         lg.phase, lg.pending_ts, lg.pending_count = LEAVING, t, 0
@@ -155,14 +156,20 @@ def _step(lg: LegState, f: Facts, pf: PermitFacts, k: int, at_origin: bool, vehi
             if _empty(f, k):  # left without a load (its load sensor says so): no haul
                 lg.phase, lg.permits = NONE, []
                 return
+            # the candidates are the permits valid as it leaves (it may have parked in the
+            # site overnight since it came in)
+            lg.permits = [int(p) for p in pf.permit[k][pf.valid[k]] if p in lg.permits]
             lg.phase, lg.left_ts = EN_ROUTE, lg.pending_ts
             trips.append(TripStep(vehicle, k, lg.left_ts, _first(lg.permits), lg.origin))
         return
     if lg.phase in (EN_ROUTE, ARRIVING):
         into = pf.dest[k] & np.isin(pf.permit[k], lg.permits)
         if not into.any():
-            if at_origin:  # back at an origin without arriving anywhere: a new leg begins
-                lg.phase = NONE
+            if at_origin:
+                # in an origin without having arrived anywhere: still loaded (its sensor
+                # says so), it may be passing through another of its sites, so the leg
+                # keeps its candidates and gains this site's; otherwise a new leg begins
+                lg.phase = AT_ORIGIN if _loaded(f, k) else NONE
                 _step(lg, f, pf, k, at_origin, vehicle, settings, trips)
             else:
                 lg.phase = EN_ROUTE
@@ -184,6 +191,11 @@ def _step(lg: LegState, f: Facts, pf: PermitFacts, k: int, at_origin: bool, vehi
 def _empty(f: Facts, k: int) -> bool:
     """The load sensor (level or weight) says empty; unknown is not empty."""
     return bool(f.load[k] == 0 or f.load_kg[k] <= LOADED_KG)
+
+
+def _loaded(f: Facts, k: int) -> bool:
+    """The load sensor (level or weight) says loaded; unknown is not loaded."""
+    return bool(f.load[k] >= 1 or f.load_kg[k] > LOADED_KG)
 
 
 def _first(permits: list[int]) -> int:

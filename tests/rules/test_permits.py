@@ -352,3 +352,21 @@ def test_a_lift_less_truck_emptied_in_its_disposal_site_is_not_dumping_at_the_ne
     t.drive(t.part(route, out - 0.005, out - 0.05), 35, lid=0, lift=0, load=0)
     lift_less(t)
     assert run(city, t) == []
+
+
+def test_a_loaded_truck_passing_through_its_other_jobs_site_keeps_its_leg(city):
+    """粤B65020 in make accuracy: loaded at P0211's origin, its way to DS04 crossed the site
+    where its other job begins; the leg became that job's, and tipping in DS04 a dump."""
+    other = other_job(city, permit(city, "P0001").origin, "DS01")
+    c = with_permits(city, job(city, other.id, "X1"))
+    t = haul(c, "P0001", to=0.5)
+    t.drive(shapely.LineString([(t.x, t.y), t.centre(other.origin)]), 35, lid=0, lift=0,
+            load=2)
+    t.dwell(30, lid=0, lift=0, load=2)  # through the other site, still loaded
+    t.drive(shapely.LineString([(t.x, t.y), t.beside(t.route("P0001"), 0.5, 0)]), 35,
+            lid=0, lift=0, load=2)
+    t.drive(t.part(t.route("P0001"), 0.5, 1.0), 35, lid=0, lift=0, load=2)
+    t.go_to(*t.centre("DS01"))
+    t.dwell(90, lid=1, lift=1, load=2)
+    t.dwell(20, lid=0, lift=0, load=0)
+    assert "UNAUTHORISED_DUMP" not in {v["rule"] for v in run(c, t)}
