@@ -132,6 +132,7 @@ def parse_duration(text: str) -> float:
 
 
 _WINDOW_MS = 7_200_000  # tunnels and blind areas: per truck, per two hours of the run
+_MIN_ROUTE_M = 5000.0  # episodes prefer routes at least this long
 
 
 @dataclass(frozen=True)
@@ -233,7 +234,9 @@ class MixedScenario:
         queue = [(p.begin_ms, p.n, p, 0) for p in self._plan]
         heapq.heapify(queue)
         n_offence = 0
-        routes = [p.id for p in self.fleet.permits] or [p.id for p in self.city.permits]
+        routes = [p.id for p in self.fleet.permits
+                  if _metric_route(self.city, p).length >= _MIN_ROUTE_M] \
+            or [p.id for p in self.fleet.permits] or [p.id for p in self.city.permits]
         while queue:
             begin, _, plan, tries = heapq.heappop(queue)
             if begin >= self.end_ms - 60_000:
@@ -282,6 +285,9 @@ class MixedScenario:
             valid = [p for p in permits
                      if (u := permit_valid_until(p, begin, self._tz)) is not None
                      and u >= begin + hours]
+            # a route long enough that each offence lasts well past its rule's debounce
+            valid = [p for p in valid if _metric_route(self.city, p).length >= _MIN_ROUTE_M] \
+                or valid
             if not valid:
                 continue
             chosen = valid[(plan.n + len(free_at)) % len(valid)]

@@ -166,7 +166,9 @@ def test_acceptance_300_trucks_two_hours(tmp_path):
 
     generate_city(tmp_path / "city", scale=3.0)
     city = load_city(tmp_path / "city")
-    scenario = MixedScenario(city, MixedOptions(trucks=300, minutes=120, per_rule=5, seed=11))
+    # the whole fleet at work (no shifts): the bar is about a busy city's two hours
+    scenario = MixedScenario(city, MixedOptions(trucks=300, minutes=120, per_rule=5, seed=11,
+                                                daily=False))
     pairs = [(d.topic(), d.body()) for d in scenario.deliveries()]
     violations, counts = replay(city, [pairs[i:i + 2000] for i in range(0, len(pairs), 2000)])
     assert counts["fixes"] > 400_000
