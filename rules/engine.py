@@ -306,8 +306,7 @@ class RuleEngine:
             if keep_gaps:
                 for k in np.flatnonzero(rows & gap).tolist():
                     st = states[group[k]]
-                    snap = st.to_dict()
-                    snap["gaps"] = []
+                    snap = st.to_dict(gaps=False)
                     st.gaps.append((st.last_ts, int(f.ts[k]), snap))
                     if len(st.gaps) > self.max_gap_snapshots:
                         _prune_gaps(st.gaps, self.max_gap_snapshots)
@@ -496,8 +495,7 @@ class RuleEngine:
                                 late=True, keep_gaps=False)
             if gap_index is not None and int(rows.ts[-1]) < gap_end:
                 # more of the blind area may still come: it resumes from here
-                resume = temp.to_dict()
-                resume["gaps"] = []
+                resume = temp.to_dict(gaps=False)
                 live.gaps[gap_index] = (int(rows.ts[-1]), gap_end, resume)
             for key, m in temp.machines.items():
                 if m.phase not in OPEN_PHASES:  # neither OPEN nor CLOSING at the end of late data

@@ -23,7 +23,7 @@ site boundary (or waiting out a hysteresis), never for the whole fleet on the ro
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
@@ -55,6 +55,20 @@ class LegState:
     arrive_permit: int = -1  # the candidate whose destination it is arriving in
     arrive_site: int = -1
     code: int = -1  # site-membership code of the last known fix (walk trigger)
+
+    def to_dict(self) -> dict:
+        out = {name: getattr(self, name) for name in _LEG_FIELDS}
+        out["permits"] = list(self.permits)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> LegState:
+        state = cls(**{k: v for k, v in data.items() if k in _LEG_FIELDS})
+        state.permits = list(state.permits)
+        return state
+
+
+_LEG_FIELDS = tuple(f.name for f in fields(LegState))
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ proportional to condition changes, not to fixes.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import NamedTuple
 
 import numpy as np
@@ -61,14 +61,15 @@ class MachineState:
     context: int = -1  # e.g. the permit or zone the violation belongs to
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {name: getattr(self, name) for name in _ORDER}
 
     @classmethod
     def from_dict(cls, data: dict) -> MachineState:
         return cls(**{k: v for k, v in data.items() if k in _FIELDS})
 
 
-_FIELDS = frozenset(f.name for f in fields(MachineState))
+_ORDER = tuple(f.name for f in fields(MachineState))
+_FIELDS = frozenset(_ORDER)
 
 
 class Transition(NamedTuple):

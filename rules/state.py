@@ -8,8 +8,7 @@ reloaded city bundle (docs/scaling.md: hand-over between workers).
 
 from __future__ import annotations
 
-import copy
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 
 from rules.chain import BY_KEY
 from rules.legs import LegState
@@ -60,26 +59,32 @@ class VehicleState:
         m = self.machines.get(rule)
         return m is not None and m.phase != 0
 
-    def to_dict(self) -> dict:
-        return {
-            "machines": {r: m.to_dict() for r, m in self.machines.items()},
-            "leg": asdict(self.leg),
-            **{f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self)
-               if f.name not in ("machines", "leg")},
-        }
+    def to_dict(self, gaps: bool = True) -> dict:
+        """A plain-dict copy that shares nothing mutable with the state. Gap snapshots are
+        never changed in place (a resumed gap gets a new one), so they are shared, not
+        copied; ``gaps=False`` leaves them out (a snapshot taken *at* a gap). No deep copy:
+        with trucks parked in sites reporting every few minutes a snapshot is taken at most
+        fixes, and deep-copying every saved state within it was quadratic."""
+        out = {name: getattr(self, name) for name in _SCALAR_FIELDS}
+        out["machines"] = {r: m.to_dict() for r, m in self.machines.items()}
+        out["leg"] = self.leg.to_dict()
+        out["recent_closed"] = list(self.recent_closed)
+        out["signal_periods"] = list(self.signal_periods)
+        out["gaps"] = list(self.gaps) if gaps else []
+        return out
 
     @classmethod
     def from_dict(cls, data: dict, fresh: bool = False) -> VehicleState:
-        """``fresh``: ``data`` is ours to take apart (just parsed), no copy needed."""
-        data = dict(data) if fresh else copy.deepcopy(data)
-        machines = {r: MachineState.from_dict(m) for r, m in data.pop("machines", {}).items()
+        """The inverse of ``to_dict``; ``data`` is left as it was (``fresh`` is accepted for
+        callers that parsed it just now)."""
+        machines = {r: MachineState.from_dict(m) for r, m in data.get("machines", {}).items()
                     if r in BY_KEY}
-        leg = data.pop("leg", None)
-        data = {k: v for k, v in data.items() if k in _STATE_FIELDS}
-        state = cls(machines=machines, leg=LegState(**leg) if leg else LegState(), **data)
-        state.signal_periods = [_padded(p, 4, 0.0) for p in state.signal_periods]
-        state.recent_closed = [_padded(c, 8, 0.0) for c in state.recent_closed]
-        state.gaps = [tuple(g) for g in state.gaps]
+        leg = data.get("leg")
+        state = cls(machines=machines, leg=LegState.from_dict(leg) if leg else LegState(),
+                    **{k: data[k] for k in _SCALAR_FIELDS if k in data})
+        state.signal_periods = [_padded(p, 4, 0.0) for p in data.get("signal_periods", [])]
+        state.recent_closed = [_padded(c, 8, 0.0) for c in data.get("recent_closed", [])]
+        state.gaps = [tuple(g) for g in data.get("gaps", [])]
         return state
 
 
@@ -107,6 +112,8 @@ def shallow_dict(st: VehicleState) -> dict:
 
 
 _STATE_FIELDS = tuple(f.name for f in fields(VehicleState))
+_SCALAR_FIELDS = tuple(n for n in _STATE_FIELDS if n not in (
+    "machines", "leg", "recent_closed", "signal_periods", "gaps"))
 _MACHINE_FIELDS = tuple(f.name for f in fields(MachineState))
 _LEG_FIELDS = tuple(f.name for f in fields(LegState))
 
