@@ -18,7 +18,7 @@ import numpy as np
 import shapely
 
 from muckwatch.city import City, Fence, parse_window
-from simulator.scenarios import TruckTrack
+from simulator.scenarios import TruckTrack, inner_spot
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,7 @@ class Episodes:
         self.permits = {p.id: p for p in city.permits}
         self.plates = {v.device_id: v.plate for v in city.vehicles}
         self.tz = ZoneInfo(city.timezone)
+        self._spots: dict[tuple[float, float], tuple[float, float]] = {}
 
     def _local_minute(self, ms: int) -> int:
         at = datetime.fromtimestamp(ms / 1000, self.tz)
@@ -129,30 +130,52 @@ class Episodes:
         x, y = track.projector.to_metric([fix["lon"]], [fix["lat"]])
         return not len(self.site_tree.query(shapely.Point(x[0], y[0]), "intersects"))
 
-    @staticmethod
-    def _load_and_drive(t: TruckTrack, route, a: float) -> None:
-        """Load at the origin (lid open, half; then closed, full) and drive the route to
-        fraction ``a``."""
+    def _spot(self, route, end: bool) -> tuple[float, float]:
+        """Where a truck on ``route`` loads (its origin) or tips (``end``: its destination):
+        well inside the site, reached in a straight line from where the route meets it."""
+        xy = shapely.get_coordinates(route)[-1 if end else 0]
+        key = (float(xy[0]), float(xy[1]))
+        if key not in self._spots:
+            here = shapely.Point(key)
+            sites = self.site_tree.geometries.take(self.site_tree.query(here, "intersects"))
+            self._spots[key] = inner_spot(sites[0], key) if sites else key
+        return self._spots[key]
+
+    def _load_and_drive(self, t: TruckTrack, route, a: float) -> None:
+        """Load well inside the origin (lid open, half; then closed, full), drive to where
+        the route leaves the site and on along the route to fraction ``a``."""
         start = route.interpolate(0.0)
-        t.go_to(start.x, start.y)
+        t.go_to(*self._spot(route, end=False))
         t.dwell(60, lid=1, lift=0, load=1)
         t.dwell(30, **LOADED)
+        if np.hypot(start.x - t.x, start.y - t.y) > 1.0:
+            t.drive(shapely.LineString([(t.x, t.y), (start.x, start.y)]), 15, **LOADED)
         if a > 0.001:
             t.drive(t.part(route, 0.0, a), 35, **LOADED)
 
-    @staticmethod
-    def _drive_and_tip(t: TruckTrack, route, b: float) -> None:
-        """Drive the rest of the route loaded and tip inside the destination."""
+    def _into_site(self, t: TruckTrack, route, **sensors) -> None:
+        """From the last fix (a fix falls every interval, so the route's last metres are
+        driven between fixes) to the route's end, and on to a spot well inside the
+        destination."""
+        spot = self._spot(route, end=True)
+        path = shapely.LineString([(t.x, t.y), tuple(shapely.get_coordinates(route)[-1]), spot])
+        if path.length > 1.0:
+            t.drive(path, 15, **sensors)
+        t.go_to(*spot)  # the next fix stands there (drive's last fix may fall short of it)
+
+    def _drive_and_tip(self, t: TruckTrack, route, b: float) -> None:
+        """Drive the rest of the route loaded and tip well inside the destination."""
         if b < 0.999:
             t.drive(t.part(route, b, 1.0), 35, **LOADED)
+        self._into_site(t, route, **LOADED)
         t.dwell(20, **LOADED)
         t.dwell(90, lid=1, lift=1, load=2)
         t.dwell(20, **EMPTY)
 
-    @staticmethod
-    def _drive_empty_home(t: TruckTrack, route, b: float) -> None:
+    def _drive_empty_home(self, t: TruckTrack, route, b: float) -> None:
         if b < 0.999:
             t.drive(t.part(route, b, 1.0), 35, **EMPTY)
+        self._into_site(t, route, **EMPTY)
         t.dwell(20, **EMPTY)
 
     def _unlimited_part(self, route, length: float) -> tuple[float, float]:

@@ -2,14 +2,15 @@
 
 A truck holds 1–4 permits (jobs). It works one job per loaded leg: it loads at that permit's
 origin site (lid open, then closed, load half → full), drives the permit's route, tips inside
-its destination (lift raised, load → empty) and then picks its next job among its permits
-that are valid — validity and ``hours`` in the city's timezone — for the whole of the next
-leg with a margin: the same job again (it drives the route back empty), or another one (it
-drives empty from where it is to that job's origin: back along a route they share, or a
-straight run clear of every restricted zone). It never drives a permit loaded outside that
-permit's validity. With ``daily`` each truck works a shift (day or night; trucks whose jobs
-are night-only work nights) and parks inside the site it is at between shifts, reporting only
-every 60–300 s; a truck with no job it may start also parks.
+its destination (lift raised, load → empty) — both well inside the site, at the spot farthest
+from its edges reached in a straight line from the route's end — and then picks its next job
+among its permits that are valid — validity and ``hours`` in the city's timezone — for the
+whole of the next leg with a margin: the same job again (it drives the route back empty), or
+another one (it drives empty from where it is to that job's origin: back along a route they
+share, or a straight run clear of every restricted zone). It never drives a permit loaded
+outside that permit's validity. With ``daily`` each truck works a shift (day or night; trucks
+whose jobs are night-only work nights) and parks inside the site it is at between shifts,
+reporting only every 60–300 s; a truck with no job it may start also parks.
 
 On the road a truck accelerates (0.6 m/s²) to its own cruising speed (25–45 km/h), brakes
 (1.5 m/s²) for red lights (one every ``junction_spacing_m`` on average, 5–60 s wait) and for
@@ -44,6 +45,7 @@ import pyproj
 import shapely
 
 from muckwatch.city import City, parse_window
+from simulator.scenarios import inner_spot
 
 # phases of a truck's day
 LOADING, OUTBOUND, TIPPING, RETURNING, TRANSFER, PARKED = 0, 1, 2, 3, 4, 5
@@ -260,9 +262,23 @@ class Fleet:
         zones = [fence_m(f.id) for f in city.fences if f.kind == "restricted_zone"]
         self._zones = shapely.STRtree(zones) if zones else None
         xs, ys, cum, length, exit_s, entry_s = [], [], [], [], [], []
+        spots: dict[tuple, tuple[float, float]] = {}
+
+        def spot(fid: str, x: float, y: float) -> tuple[float, float]:
+            if (fid, x, y) not in spots:
+                spots[(fid, x, y)] = inner_spot(fence_m(fid), (x, y))
+            return spots[(fid, x, y)]
+
         for r, p in enumerate(self.permits):
             coords = shapely.get_coordinates(p.route)
             x, y = self._to_metric.transform(coords[:, 0], coords[:, 1])
+            # it loads and tips well inside the sites, not where the route meets them
+            load = spot(p.origin, float(x[0]), float(y[0]))
+            tip = spot(p.destinations[0], float(x[-1]), float(y[-1]))
+            x = np.concatenate([[load[0]], x, [tip[0]]])
+            y = np.concatenate([[load[1]], y, [tip[1]]])
+            keep = np.concatenate([[True], np.hypot(np.diff(x), np.diff(y)) > 1e-6])
+            x, y = x[keep], y[keep]
             d = np.concatenate([[0.0], np.cumsum(np.hypot(np.diff(x), np.diff(y)))])
             xs.append(x)
             ys.append(y)

@@ -25,6 +25,39 @@ def _projector(epsg: int) -> Projector:
     return _PROJECTORS[epsg]
 
 
+def inner_spot(site: shapely.Geometry, at: tuple[float, float], step_m: float = 5.0
+               ) -> tuple[float, float]:
+    """Where a truck that entered ``site`` (metric) at ``at`` loads or tips: the point of
+    the site's part holding ``at`` farthest from every edge (holes included) that it reaches
+    in a straight line without leaving the site; ``at`` itself if nothing is deeper.
+
+    A permit's route ends just inside its fence (its access point); a truck stopping there
+    stands a few GPS errors from the boundary — or, on a narrow dock, right on it."""
+    here = shapely.Point(at)
+    parts = shapely.get_parts(site)
+    holding = [p for p in parts if p.covers(here)]
+    if not holding:
+        return float(at[0]), float(at[1])
+    part = holding[0]
+    x0, y0, x1, y1 = part.bounds
+    step = max(step_m, float(np.sqrt(part.area / 5000)))
+    gx, gy = np.meshgrid(np.arange(x0 + step / 2, x1, step), np.arange(y0 + step / 2, y1, step))
+    points = shapely.points(gx.ravel(), gy.ravel())
+    points = points[shapely.contains(part, points)]
+    if not len(points):
+        return float(at[0]), float(at[1])
+    depth = shapely.distance(part.boundary, points)
+    deeper = np.flatnonzero(depth > part.boundary.distance(here) + 1.0)
+    deeper = deeper[np.argsort(-depth[deeper], kind="stable")]
+    xy = shapely.get_coordinates(points[deeper])
+    lines = shapely.linestrings(np.stack([np.broadcast_to([at[0], at[1]], xy.shape), xy], 1))
+    reachable = np.flatnonzero(shapely.covers(part, lines))
+    if not len(reachable):
+        return float(at[0]), float(at[1])
+    x, y = xy[reachable[0]]
+    return float(x), float(y)
+
+
 class TruckTrack:
     def __init__(self, city: City, device: str, start_ms: int, *, interval_s: float = 5.0,
                  noise_m: float = 0.0, seed: int = 0) -> None:

@@ -31,6 +31,16 @@ def run(city, minutes: float, seed: int = 3, **options) -> tuple[Fleet, FleetTic
     return fleet, FleetTick.concat(ticks)
 
 
+def on_the_road(city, permit, to_metric, points):
+    """The points outside the permit's origin and destination: inside them a truck drives to
+    where it loads or tips (well inside, off the route's end), and no corridor applies."""
+    fences = {f.id: f.geometry for f in city.fences}
+    sites = shapely.union_all([fences[permit.origin], *(fences[d] for d in permit.destinations)])
+    sites = shapely.transform(sites, lambda xy: np.column_stack(
+        to_metric.transform(xy[:, 0], xy[:, 1])))
+    return points[~shapely.covers(sites, points)]
+
+
 def test_trucks_stay_inside_their_permit_corridors(city):
     fleet, tick = run(city, 30, noise_m=3.0)
     to_metric = pyproj.Transformer.from_crs(4326, city.metric_epsg, always_xy=True)
@@ -42,19 +52,26 @@ def test_trucks_stay_inside_their_permit_corridors(city):
         route = shapely.transform(permit.route, lambda xy: np.column_stack(
             to_metric.transform(xy[:, 0], xy[:, 1])))
         mine = loaded & (tick.permit == j)
-        distance = shapely.distance(route, shapely.points(x[mine], y[mine]))
-        assert distance.max() < permit.corridor_m / 2, permit.id
+        points = on_the_road(city, permit, to_metric, shapely.points(x[mine], y[mine]))
+        assert (shapely.distance(route, points) < permit.corridor_m / 2).all(), permit.id
 
 
-def test_multi_permit_trucks_switch_jobs_and_drive_loaded_only_on_a_valid_permit(city):
-    """A day and a half of shifts: loaded fixes only on the job's permit, inside its corridor,
-    at device times the permit is valid (hours in the city's timezone); trucks switch jobs,
-    night-only jobs are worked at night, trucks park between shifts."""
+@pytest.fixture(scope="module")
+def shifts(city) -> tuple[Fleet, FleetTick]:
+    """A day and a half of shifts, 40 trucks reporting every 30 s; GPS noise off, so the
+    positions are the trucks' true ones."""
+    fleet = Fleet(city, trucks=40, start_ms=START, seed=4, interval_s=30, step_s=3,
+                  daily=True, noise_m=0.0)
+    return fleet, FleetTick.concat([fleet.advance(600) for _ in range(6 * 36)])
+
+
+def test_multi_permit_trucks_switch_jobs_and_drive_loaded_only_on_a_valid_permit(city, shifts):
+    """Loaded fixes only on the job's permit, inside its corridor, at device times the permit
+    is valid (hours in the city's timezone); trucks switch jobs, night-only jobs are worked at
+    night, trucks park between shifts."""
     from zoneinfo import ZoneInfo
 
-    fleet = Fleet(city, trucks=40, start_ms=START, seed=4, interval_s=30, step_s=3,
-                  daily=True, noise_m=3.0)
-    tick = FleetTick.concat([fleet.advance(600) for _ in range(6 * 36)])
+    fleet, tick = shifts
     tz = ZoneInfo(city.timezone)
     to_metric = pyproj.Transformer.from_crs(4326, city.metric_epsg, always_xy=True)
     x, y = to_metric.transform(tick.lon, tick.lat)
@@ -67,8 +84,8 @@ def test_multi_permit_trucks_switch_jobs_and_drive_loaded_only_on_a_valid_permit
                    for ts in tick.ts[mine].tolist()), permit.id
         route = shapely.transform(permit.route, lambda xy: np.column_stack(
             to_metric.transform(xy[:, 0], xy[:, 1])))
-        assert shapely.distance(route, shapely.points(x[mine], y[mine])).max() \
-            < permit.corridor_m / 2, permit.id
+        points = on_the_road(city, permit, to_metric, shapely.points(x[mine], y[mine]))
+        assert (shapely.distance(route, points) < permit.corridor_m / 2).all(), permit.id
     jobs: dict[int, set] = {}
     for truck, j in zip(tick.truck[loaded].tolist(), tick.permit[loaded].tolist(), strict=True):
         jobs.setdefault(truck, set()).add(j)
@@ -84,6 +101,29 @@ def test_multi_permit_trucks_switch_jobs_and_drive_loaded_only_on_a_valid_permit
     gaps = np.diff(tick.ts[order])[same]
     assert gaps.min() >= 59_000 and gaps.max() <= 301_000, "parked: a report every 1–5 min"
     assert (tick.speed[parked] == 0).all() and (tick.load[parked] == 0).all()
+
+
+def test_shifts_load_and_tip_well_inside_the_right_fence(city, shifts):
+    """Every loading fix inside the job's origin, every tipping fix inside its destination,
+    at least 20 m in (GPS noise σ is 8 m): a truck drives from where its route meets the
+    site to a spot well inside, not only to the route's end (tests/simulator/test_sites.py
+    for the episodes)."""
+    fleet, tick = shifts
+    to_metric = pyproj.Transformer.from_crs(4326, city.metric_epsg, always_xy=True)
+    fences = {f.id: shapely.transform(f.geometry, lambda xy: np.column_stack(
+        to_metric.transform(xy[:, 0], xy[:, 1]))) for f in city.fences}
+    points = shapely.points(*to_metric.transform(tick.lon, tick.lat))
+    checked = {}
+    for phase in (LOADING, TIPPING):
+        rows = np.flatnonzero(tick.phase == phase)
+        for j in np.unique(tick.permit[rows]).tolist():
+            permit = fleet.permits[j]
+            site = fences[permit.origin if phase == LOADING else permit.destinations[0]]
+            mine = points[rows[tick.permit[rows] == j]]
+            assert shapely.contains(site, mine).all(), (permit.id, phase)
+            assert shapely.distance(site.boundary, mine).min() >= 20.0, (permit.id, phase)
+        checked[phase] = len(rows)
+    assert min(checked.values()) > 200, checked
 
 
 def test_sensor_states_follow_the_cycle(city):
