@@ -3,9 +3,10 @@
 It starts a private Mosquitto (from the repository's mosquitto.conf) and a private PostgreSQL
 cluster (or uses ``MUCKWATCH_DSN``), migrates, loads the sample city, runs ``muckwatch run`` as
 a real separate process, drives the sample city's trucks along their permit routes through the
-broker — plus one blind-area backfill batch, duplicate deliveries and one malformed message per
-rejection reason — stops the ingest with SIGTERM, checks that every valid fix landed exactly
-once, prints what happened and shuts down everything it started.
+broker — plus one blind-area backfill batch, duplicate deliveries, one malformed message per
+rejection reason and an offender for each of the seven rules — stops the ingest with SIGTERM,
+checks that every valid fix landed exactly once, prints what happened (and the rules' accuracy
+against the offenders' truth) and shuts down everything it started.
 """
 
 from __future__ import annotations
@@ -154,23 +155,24 @@ def drive_fleet(city, broker: PrivateMosquitto, options: DemoOptions) -> dict[st
                   interval_s=options.interval_s, jitter=0.0)
     publisher = MqttPublisher("127.0.0.1", broker.port).connect()
     ticks = max(1, int(options.duration_s / options.interval_s))
-    # offenders start 15 s before the demo (their terminals send what they buffered first),
-    # so even OFF_ROUTE's one-minute debounce completes within a one-minute demo
-    lead_s = 15.0
+    # offenders' tracks begin before the demo (their terminals send what they buffered
+    # first), each early enough that its rule's debounce — NO_PERMIT's two minutes, too — has
+    # run out by the end of the demo; SIGNAL_LOSS's truck went silent 6 minutes before it
     working = {d: p for d, p, parked in zip(fleet.device.tolist(), fleet.permit_id,
                                             (fleet.phase == PARKED).tolist(), strict=True)
                if not parked}  # a parked truck may hold no permit valid now
-    episodes = demo_offenders(city, working,
-                              start_ms - int(lead_s * 1000), options.duration_s + lead_s,
+    episodes = demo_offenders(city, working, start_ms, ticks * options.interval_s,
                               options.interval_s) if len(fleet) > 10 else []
     offenders = [e.track for e in episodes]
+    first_ts = min([start_ms, *(t.fixes[0]["ts"] for t in offenders if t.fixes)])
     sent_upto = dict.fromkeys(range(len(offenders)), 0)
     offender_devices = {t.device for t in offenders}
-    say(f"● Simulator      {len(fleet) - len(offenders)} trucks on their permit routes and "
-        f"{len(offenders)} offenders, one fix every {options.interval_s:g} s for "
-        f"{options.duration_s:g} s")
+    in_fleet = len(offender_devices & set(fleet.device.tolist()))
+    say(f"● Simulator      {len(fleet) - in_fleet} trucks on their permit routes and "
+        f"{len(offenders)} offenders ({', '.join(e.truth['rule'] for e in episodes)}), "
+        f"one fix every {options.interval_s:g} s for {options.duration_s:g} s")
     # the first truck drives through a 'tunnel': its fixes are held and sent as one backfill
-    blind_device = fleet.device[0]
+    blind_device = next(d for d in fleet.device.tolist() if d not in offender_devices)
     blind_from, blind_to = ticks // 3, ticks // 3 + max(2, ticks // 6)
     held: list[dict] = []
     unique = messages = duplicates = 0
@@ -223,10 +225,10 @@ def drive_fleet(city, broker: PrivateMosquitto, options: DemoOptions) -> dict[st
     publisher.flush()
     publisher.close()
     return {"messages": messages + 2 * len(fleet), "unique_fixes": unique,
-            "started_at": started_at,
-            "first_ts": start_ms - int(lead_s * 1000), "last_ts": fleet.now_ms,
+            "started_at": started_at, "first_ts": first_ts, "last_ts": fleet.now_ms,
             "duplicates": duplicates, "bad": len(bad_messages("a", "b", 0)),
             "backfill": len(held), "trucks": len(fleet),
+            "vehicles": len(fleet) + len(offender_devices) - in_fleet,
             "truth": [e.truth for e in episodes]}
 
 
@@ -272,7 +274,7 @@ def report(dsn, sent, stats, summary, database) -> None:
         found = violations_between(conn, sent["first_ts"], sent["last_ts"] + 1)
     say("")
     say("What happened")
-    say(f"  published       {sent['messages']:>8} messages by {sent['trucks']} trucks "
+    say(f"  published       {sent['messages']:>8} messages by {sent['vehicles']} trucks "
         f"({sent['backfill']} fixes in one backfill batch, {sent['duplicates']} resent, "
         f"{sent['bad']} malformed)")
     say(f"  ingest received {stats['messages']:>8} messages in {stats['batches']} batches")

@@ -403,44 +403,115 @@ def _apply(track: TruckTrack, profile: Profile) -> None:
             f["load_kg"] = round(kg + float(track.rng.normal(0, 60)), 0) if level else kg
 
 
+#: How long each demo offence must have lasted (device time) by the end of the demo for its
+#: rule to have opened: the rule's debounce (docs/rules.md; UNAUTHORISED_DUMP's truck stands
+#: 8 s before it tips) plus ``_DEMO_MARGIN_S`` for the reorder window and a few more fixes.
+_DEMO_OPENS_S = {"OVERSPEED": 15, "UNAUTHORISED_DUMP": 18, "UNCOVERED_LOAD": 30,
+                 "RESTRICTED_ZONE": 20, "OFF_ROUTE": 60, "NO_PERMIT": 120}
+_DEMO_MARGIN_S = 15.0
+DEMO_LEAD_S = 15.0  # every offender's terminal has at least this much buffered at the start
+DEMO_SILENCE_S = 360.0  # the SIGNAL_LOSS truck's silence (the rule: more than 300 s)
+_DEMO_ORDER = ("OVERSPEED", "UNAUTHORISED_DUMP", "UNCOVERED_LOAD", "RESTRICTED_ZONE",
+               "OFF_ROUTE", "SIGNAL_LOSS", "NO_PERMIT")
+
+
+def demo_lead_s(rule: str, seconds: float) -> float:
+    """How long before the demo's start (device time) a demo offender's track begins: its
+    terminal sends what it buffered first, so even a short demo shows the offence opened."""
+    if rule == "SIGNAL_LOSS":
+        return DEMO_SILENCE_S + 20.0 - min(10.0, seconds / 2)  # back a few s into the demo
+    return max(DEMO_LEAD_S, _DEMO_OPENS_S[rule] + _DEMO_MARGIN_S - seconds)
+
+
 def demo_offenders(city: City, devices_with_permits: dict[str, str], start_ms: int,
                    seconds: float, interval_s: float = 1.0) -> list[Episode]:
-    """Five trucks that break a rule each within a minute, for ``muckwatch demo``:
-    OVERSPEED, UNAUTHORISED_DUMP, UNCOVERED_LOAD, RESTRICTED_ZONE and OFF_ROUTE, with their
-    truth. ``devices_with_permits`` maps device id → its permit id (the fleet's choice)."""
+    """Seven trucks that break a rule each during a demo of ``seconds`` from ``start_ms``
+    (device time, the wall clock), for ``muckwatch demo``, with their truth:
+
+    * OVERSPEED, UNAUTHORISED_DUMP, UNCOVERED_LOAD, RESTRICTED_ZONE and OFF_ROUTE: trucks of
+      the fleet (``devices_with_permits``: device id → the permit it works now) offending
+      from the first fix of a track that begins ``demo_lead_s`` before the demo — what their
+      terminals buffered, sent first — so each offence has outlasted its rule's debounce by
+      the end of even a short demo;
+    * NO_PERMIT: a vehicle that holds no permit hauls loaded along a route, from two minutes
+      and more before the end (the rule's debounce is 120 s);
+    * SIGNAL_LOSS: a truck of the fleet hauled loaded on its route 6½ minutes before the
+      demo (device time), fell silent for 6 minutes — a terminal shielded while it drives
+      on — and reappears a few seconds into the demo, further along its route. The rule finds
+      the loss in the gap between its two fixes (device time, more than 300 s after a fix
+      moving outside sites) when the second arrives; a terminal silent *now* would be found
+      by the ingest's sweep after 300 s of wall-clock silence, too long for a one-minute
+      demo.
+
+    Every track ends at the end of the demo."""
     plates = {v.device_id: v.plate for v in city.vehicles}
-    picks = list(devices_with_permits.items())[-5:]
-    episodes = []
+    permits = {p.id: p for p in city.permits}
+    end_ms = start_ms + int(seconds * 1000)
+    # all-day jobs first (a track may begin minutes before the demo), the last trucks first
+    fleet = sorted(reversed(list(devices_with_permits.items())),
+                   key=lambda dp: permits[dp[1]].hours is not None)
     zone = next((f for f in city.fences if f.kind == "restricted_zone"
                  and (not f.windows or "00:00-24:00" in f.windows)), None)
-    for n, (device, permit_id) in enumerate(picks):
-        t = TruckTrack(city, device, start_ms, interval_s=interval_s)
+    holders = {p.plate for p in city.permits}
+    unpermitted = next((v.device_id for v in city.vehicles if v.plate not in holders), None)
+    probe = TruckTrack(city, "-", 0)
+    long_routes = sorted(devices_with_permits.values(),
+                         key=lambda pid: -probe.route(pid).length)
+    episodes = []
+    for n, rule in enumerate(_DEMO_ORDER):
+        if rule == "NO_PERMIT":
+            if unpermitted is None or not long_routes:
+                continue
+            device, permit_id = unpermitted, long_routes[0]
+        elif rule == "SIGNAL_LOSS":  # the longest route left: it drives on while silent
+            rest = sorted(fleet[n:], key=lambda dp: -probe.route(dp[1]).length)
+            if not rest:
+                continue
+            device, permit_id = rest[0]
+        elif n < len(fleet):
+            device, permit_id = fleet[n]
+        else:
+            continue
+        begin = start_ms - int(demo_lead_s(rule, seconds) * 1000)
+        span = (end_ms - begin) / 1000
+        t = TruckTrack(city, device, begin, interval_s=interval_s)
         route = t.route(permit_id)
-        fixes = int(seconds / interval_s) + 1
-        if n == 0:
+        if rule == "OVERSPEED":
             t.drive(t.part(route, 0.1, 0.9), 75, **LOADED)
-            rule, what, hit = "OVERSPEED", "75 km/h on its route", lambda f: f["spd"] > 60
-        elif n == 1:
+            what, hit = "75 km/h on its route", lambda f: f["spd"] > 60
+        elif rule == "UNAUTHORISED_DUMP":
             p = route.interpolate(0.5, normalized=True)
             t.go_to(p.x, p.y)
             t.dwell(8, **LOADED)
-            t.dwell(max(seconds - 20, 15), lid=1, lift=1, load=2)
+            t.dwell(max(span - 20, 15), lid=1, lift=1, load=2)
             t.dwell(10, **EMPTY)
-            rule, what, hit = "UNAUTHORISED_DUMP", "tips on the roadside", \
-                lambda f: f["lift"] == 1
-        elif n == 2:
+            what, hit = "tips on the roadside", lambda f: f["lift"] == 1
+        elif rule == "UNCOVERED_LOAD":
             t.drive(t.part(route, 0.2, 0.8), 35, lid=1, lift=0, load=2)
-            rule, what, hit = "UNCOVERED_LOAD", "drives loaded with the lid open", \
-                lambda f: f["lid"] == 1
-        elif n == 3 and zone is not None:
+            what, hit = "drives loaded with the lid open", lambda f: f["lid"] == 1
+        elif rule == "RESTRICTED_ZONE":
+            if zone is None:
+                continue
             t.go_to(*t.centre(zone.id))
-            t.dwell(seconds + 5, **EMPTY)
-            rule, what, hit = "RESTRICTED_ZONE", f"waits in {zone.id}", lambda f: True
-        else:
+            t.dwell(span + 5, **EMPTY)
+            what, hit = f"waits in {zone.id}", lambda f: True
+        elif rule == "OFF_ROUTE":
             t.go_to(*t.beside(route, 0.4, 400))
-            t.dwell(seconds + 5, **LOADED)
-            rule, what, hit = "OFF_ROUTE", "parked loaded 400 m off its corridor", \
-                lambda f: True
-        del t.fixes[fixes:]
+            t.dwell(span + 5, **LOADED)
+            what, hit = "parked loaded 400 m off its corridor", lambda f: True
+        elif rule == "NO_PERMIT":
+            t.drive(t.part(route, 0.1, 0.9), 35, **LOADED)
+            what, hit = "hauls loaded with no permit", \
+                lambda f: f["load"] == 2 and f["spd"] > 5
+        else:  # SIGNAL_LOSS: at a pace its route holds for the whole track, silence included
+            kmh = max(10.0, min(35.0, 0.8 * route.length / span * 3.6))
+            t.drive(t.part(route, 0.1, 0.9), kmh, **LOADED)
+            last = begin + 20_000
+            back = begin + int((DEMO_SILENCE_S + 20) * 1000)
+            t.fixes = [f for f in t.fixes if f["ts"] <= last or f["ts"] >= back]
+            last = max(f["ts"] for f in t.fixes if f["ts"] <= last)
+            what = f"terminal silent {DEMO_SILENCE_S / 60:.0f} min while hauling, before the demo"
+            hit = lambda f, last=last: f["ts"] == last  # noqa: E731
+        t.fixes = [f for f in t.fixes if f["ts"] <= end_ms]
         episodes.append(Episode(t, truth_entry(rule, t, plates.get(device), hit, what)))
     return episodes

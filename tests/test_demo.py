@@ -1,4 +1,5 @@
-"""`make demo`'s job, shortened: everything starts, every valid fix lands once, all stops."""
+"""`make demo`'s job, shortened: everything starts, every valid fix lands once, each of the
+seven rules finds its offender, all stops."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from simulator.episodes import RULES
 
 pytestmark = pytest.mark.e2e
 
@@ -31,6 +34,14 @@ def test_short_demo_reports_and_cleans_up(run_dir, dsn, database):
                  "Accuracy", "precision", "Look at it", "● Stopped"):
         assert line in text
     assert "✗" not in text
+    # every rule has its offender, found (TP 1, FN 0) even in a six-second demo
+    accuracy = text.split("Accuracy", 1)[1].split("Look at it", 1)[0]
+    rows = {line.split()[0]: line.split()[1:4] for line in accuracy.splitlines()[2:]
+            if line.strip()}
+    for rule in RULES:
+        assert rule in rows, (rule, accuracy)
+        tp, _fp, fn = rows[rule]
+        assert (tp, fn) == ("1", "0"), (rule, accuracy)
     # nothing the demo started is left running
     assert processes_mentioning(str(demo_dir)) == []
 
