@@ -58,9 +58,9 @@ def test_trucks_stay_inside_their_permit_corridors(city):
 
 @pytest.fixture(scope="module")
 def shifts(city) -> tuple[Fleet, FleetTick]:
-    """A day and a half of shifts, 40 trucks reporting every 30 s; GPS noise off, so the
-    positions are the trucks' true ones."""
-    fleet = Fleet(city, trucks=40, start_ms=START, seed=4, interval_s=30, step_s=3,
+    """A day and a half of shifts, 40 trucks reporting every 30 s (motion in 5 s steps);
+    GPS noise off, so the positions are the trucks' true ones."""
+    fleet = Fleet(city, trucks=40, start_ms=START, seed=4, interval_s=30, step_s=5,
                   daily=True, noise_m=0.0)
     return fleet, FleetTick.concat([fleet.advance(600) for _ in range(6 * 36)])
 

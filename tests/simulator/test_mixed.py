@@ -113,9 +113,9 @@ def test_truth_file_has_a_summary_and_every_noise_class(city, tmp_path):
     noise = Noise(lift_bounce_per_h=6, lid_flicker_per_h=6, load_spike_per_h=6,
                   kg_spike_per_h=12, speed_spike_per_h=6, bad_gnss_per_h=6,
                   gate_jitter_share=0.3, red_light_truth_share=0.05)
-    options = MixedOptions(trucks=30, minutes=parse_duration("14h"), interval_s=20, seed=8,
+    options = MixedOptions(trucks=20, minutes=parse_duration("14h"), interval_s=20, seed=8,
                            per_rule=1, noise=noise, weighing_share=0.3, no_lift_share=0.3,
-                           tunnel_share=0.3, blind_share=0.3, step_s=2.0,
+                           tunnel_share=0.3, blind_share=0.3, step_s=4.0,
                            start_ms=START - 6 * 3_600_000)  # 04:00: a night, then a day
     s = MixedScenario(city, options)
     s.write(tmp_path / "t.jsonl", tmp_path / "truth.jsonl")
