@@ -29,7 +29,7 @@ from muckwatch.batches import FixBatch
 from rules.chain import BY_KEY, MACHINE_RULES, severity
 from rules.events import Memberships, Phase, TripEvent, ViolationEvent
 from rules.facts import Facts, compute_facts, permit_facts
-from rules.legs import walk_legs
+from rules.legs import merge_late_leg, walk_legs
 from rules.machine import ON, OPEN_PHASES, PAUSED, PENDING, feed
 from rules.reference import Reference
 from rules.settings import RuleSettings
@@ -444,7 +444,7 @@ class RuleEngine:
                                           int(f.ts[k]), *before[i],
                                           float(f.lon[k]), float(f.lat[k]),
                                           (f.ts[k] - start) / 1000, -1, late))
-                st.signal_periods.append((start, int(f.ts[k]), *before[i]))
+                st.signal_periods.append((start, int(f.ts[k]), *before[i], start))
                 st.signal_open_ts = None
         prev_ts = np.empty(len(f), np.int64)
         prev_mo = np.empty(len(f), bool)
@@ -465,7 +465,7 @@ class RuleEngine:
             events.append(self._event(names[slot[k]], SIGNAL_LOSS, Phase.CLOSED, start, end,
                                       lon0, lat0, float(f.lon[k]), float(f.lat[k]), peak, -1,
                                       late))
-            st.signal_periods.append((start, end, float(lon0), float(lat0)))
+            st.signal_periods.append((start, end, float(lon0), float(lat0), start))
             del st.signal_periods[:-20]
         return events
 
@@ -497,6 +497,8 @@ class RuleEngine:
                 # more of the blind area may still come: it resumes from here
                 resume = temp.to_dict(gaps=False)
                 live.gaps[gap_index] = (int(rows.ts[-1]), gap_end, resume)
+            if gap_end is not None:
+                merge_late_leg(live.leg, temp.leg, first)
             for key, m in temp.machines.items():
                 if m.phase not in OPEN_PHASES:  # neither OPEN nor CLOSING at the end of late data
                     continue
@@ -549,19 +551,28 @@ class RuleEngine:
         return events
 
     def _retract_filled_gaps(self, device: str, live: VehicleState, rows: Facts) -> list:
-        """A SIGNAL_LOSS whose gap the late fixes fill was a link outage, not a GNSS one."""
+        """A SIGNAL_LOSS whose gap the late fixes fill was a link outage, not a GNSS one.
+
+        A long backlog comes as several messages (≤ 200 fixes each, oldest first), so each
+        period remembers how far from its start the late fixes have covered it without a
+        silence of ``signal_loss_s`` (``reach``); it is retracted once that reaches its
+        end."""
         events = []
         limit = self.settings.signal_loss_s * 1000
         kept = []
         for period in live.signal_periods:
-            start, end, lon, lat = period
-            inside = rows.ts[(rows.ts > start) & (rows.ts < end)]
-            if len(inside) == 0:
-                kept.append(period)
-                continue
-            times = np.concatenate([[start], inside, [end]])
-            if np.diff(times).max() > limit:
-                kept.append(period)
+            start, end, lon, lat, reach = period
+            reach = max(int(reach), start)
+            inside = rows.ts[(rows.ts > reach) & (rows.ts < end)]
+            if len(inside):
+                steps = np.diff(np.concatenate([[reach], inside]))
+                broken = np.flatnonzero(steps > limit)
+                if len(broken) == 0:
+                    reach = int(inside[-1])
+                elif broken[0] > 0:
+                    reach = int(inside[broken[0] - 1])
+            if end - reach > limit:
+                kept.append((start, end, lon, lat, reach))
                 continue
             events.append(self._event(device, SIGNAL_LOSS, Phase.RETRACTED, start, end,
                                       lon, lat, None, None, (end - start) / 1000, -1, True))

@@ -33,6 +33,7 @@ from rules.settings import RuleSettings
 LOADED_KG = 1000.0  # a weighed load above this counts as loaded
 
 NONE, AT_ORIGIN, LEAVING, EN_ROUTE, ARRIVING, AT_DESTINATION = 0, 1, 2, 3, 4, 5
+ON_LEG = (LEAVING, EN_ROUTE, ARRIVING)
 # phases judged against the leg's candidates (at the destination too: it tips there under
 # the permit it arrived on, even if that lapsed on the way)
 JUDGED_BY_LEG = (LEAVING, EN_ROUTE, ARRIVING, AT_DESTINATION)
@@ -200,6 +201,20 @@ def _step(lg: LegState, f: Facts, pf: PermitFacts, k: int, at_origin: bool, vehi
         return
     if lg.phase == AT_DESTINATION and not f.in_site[k]:
         lg.phase, lg.permits = NONE, []
+
+
+def merge_late_leg(live: LegState, late: LegState, gap_start: int) -> None:
+    """Late fixes (a blind-area backlog) were evaluated on a copy of the state; the live leg
+    was judged meanwhile without them. If the live leg still is the one that spans the gap
+    (it left before the gap) and the late fixes show the truck on a leg too — it loaded at
+    another of its sites in the blind area — the live leg gains those candidates: judged
+    against more permits, never fewer, so a blind area can only spare a truck, not accuse
+    it."""
+    if live.phase not in (EN_ROUTE, ARRIVING) or late.phase not in (*ON_LEG, AT_ORIGIN):
+        return
+    if live.left_ts > gap_start:
+        return  # a new leg began after the gap: the late data is not about it
+    live.permits = live.permits + [p for p in late.permits if p not in live.permits]
 
 
 def _empty(f: Facts, k: int) -> bool:

@@ -44,7 +44,7 @@ class VehicleState:
     # recently closed violations (rule, start, end, end_lon, end_lat, peak, start_lon,
     # start_lat), for late data
     recent_closed: list[tuple] = field(default_factory=list)
-    # SIGNAL_LOSS periods reported (start, end, lon, lat), for a backfill that fills them
+    # SIGNAL_LOSS periods reported (start, end, lon, lat, how far a backfill has filled it)
     signal_periods: list[tuple] = field(default_factory=list)
     gaps: list[tuple[int, int, dict]] = field(default_factory=list)
 
@@ -82,7 +82,7 @@ class VehicleState:
         leg = data.get("leg")
         state = cls(machines=machines, leg=LegState.from_dict(leg) if leg else LegState(),
                     **{k: data[k] for k in _SCALAR_FIELDS if k in data})
-        state.signal_periods = [_padded(p, 4, 0.0) for p in data.get("signal_periods", [])]
+        state.signal_periods = [_padded(p, 5, 0) for p in data.get("signal_periods", [])]
         state.recent_closed = [_padded(c, 8, 0.0) for c in data.get("recent_closed", [])]
         state.gaps = [tuple(g) for g in data.get("gaps", [])]
         return state

@@ -12,6 +12,7 @@ import dataclasses
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
+import pytest
 import shapely
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -370,3 +371,37 @@ def test_a_loaded_truck_passing_through_its_other_jobs_site_keeps_its_leg(city):
     t.dwell(90, lid=1, lift=1, load=2)
     t.dwell(20, lid=0, lift=0, load=0)
     assert "UNAUTHORISED_DUMP" not in {v["rule"] for v in run(c, t)}
+
+
+@pytest.mark.parametrize("batch", [1, 50])
+def test_a_blind_area_in_which_the_truck_loaded_at_its_other_jobs_site(city, batch):
+    """粤B65020 again, with its blind area: the loading at the second job's site arrives as
+    a backlog after the live fixes; the live leg must learn the new candidates before the
+    truck tips at that job's destination (the result depended on the batch size)."""
+    other = other_job(city, permit(city, "P0001").origin, "DS01")
+    c = with_permits(city, job(city, other.id, "X1"))
+    t = haul(c, "X1", to=0.6)  # X1's job, then the truck will load again at P0001's origin
+    a = len(t.fixes)  # from here on the blind area: the drive to P0001's origin, loading…
+    t.drive(shapely.LineString([(t.x, t.y), t.centre(permit(c, "P0001").origin)]), 40,
+            lid=0, lift=0, load=2)
+    t.dwell(60, lid=1, lift=0, load=1)
+    t.dwell(30, lid=0, lift=0, load=2)
+    t.drive(t.part(t.route("P0001"), 0.0, 0.3), 35, lid=0, lift=0, load=2)
+    b = len(t.fixes)  # a..b: the blind area
+    t.drive(t.part(t.route("P0001"), 0.3, 1.0), 35, lid=0, lift=0, load=2)
+    t.go_to(*t.centre("DS01"))
+    t.dwell(20, lid=0, lift=0, load=2)
+    t.dwell(90, lid=1, lift=1, load=2)
+    t.dwell(20, lid=0, lift=0, load=0)
+    lines = t.lines()
+    # the terminal sends its backlog as messages of ≤ 100 fixes (docs/protocol.md)
+    backlog = ["[" + ",".join(lines[i:min(i + 100, b)]) + "]" for i in range(a, b, 100)]
+    order = lines[:a] + lines[b:b + 12] + backlog + lines[b + 12:]
+    topics = [f"muck/v1/{device(c)}/telemetry" + ("/batch" if x.startswith("[") else "")
+              for x in order]
+    pairs = list(zip(topics, (x.encode() for x in order), strict=True))
+    violations, _ = replay(c, [pairs[i:i + batch] for i in range(0, len(pairs), batch)])
+    # the backlog (several messages) fills the whole silence: no SIGNAL_LOSS survives
+    assert "SIGNAL_LOSS" not in {v["rule"] for v in violations}
+    assert "UNAUTHORISED_DUMP" not in {v["rule"] for v in violations}, \
+        [(v["rule"], v["start_ts"], v["permit"], v["late"]) for v in violations]
