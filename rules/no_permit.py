@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rules.machine import OFF, ON, Debounce
+from rules.machine import OFF, ON
 from rules.rule import Condition, Rule
 from rules.settings import RuleSettings
 from rules.situation import Situation
@@ -13,11 +13,8 @@ from rules.situation import Situation
 
 class NoPermit(Rule):
     name = "NO_PERMIT"
+    settings = "no_permit"
     evidence = "a loaded truck on the road while none of its permits was valid"
-
-    def debounce(self, s: RuleSettings) -> Debounce:
-        return Debounce(s.no_permit_open_s, s.no_permit_open_fixes, s.no_permit_close_s,
-                        s.no_permit_close_fixes)
 
     def condition(self, x: Situation, s: RuleSettings) -> Condition:
         f = x.facts

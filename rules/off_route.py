@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rules.machine import NEUTRAL, OFF, ON, Debounce
+from rules.machine import NEUTRAL, OFF, ON
 from rules.rule import Condition, Rule
 from rules.settings import RuleSettings
 from rules.situation import Situation
@@ -14,11 +14,8 @@ FAR_M = 1000.0  # further than this from every corridor is grave
 
 class OffRoute(Rule):
     name = "OFF_ROUTE"
+    settings = "off_route"
     evidence = "the track leaving and rejoining the corridor; peak = metres from the centreline"
-
-    def debounce(self, s: RuleSettings) -> Debounce:
-        return Debounce(s.off_route_open_s, s.off_route_open_fixes, s.off_route_close_s,
-                        s.off_route_close_fixes)
 
     def condition(self, x: Situation, s: RuleSettings) -> Condition:
         # clear of the corridor only well inside it (hysteresis), so a truck driving along

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rules.machine import OFF, ON, Debounce
+from rules.machine import OFF, ON
 from rules.rule import Condition, Rule
 from rules.settings import RuleSettings
 from rules.situation import Situation
@@ -14,11 +14,8 @@ from rules.situation import Situation
 
 class Overspeed(Rule):
     name = "OVERSPEED"
+    settings = "overspeed"
     evidence = "speed above the limit in force; peak = km/h over that limit"
-
-    def debounce(self, s: RuleSettings) -> Debounce:
-        return Debounce(s.overspeed_open_s, s.overspeed_open_fixes, s.overspeed_close_s,
-                        s.overspeed_close_fixes)
 
     def condition(self, x: Situation, s: RuleSettings) -> Condition:
         f = x.facts

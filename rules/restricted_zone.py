@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rules.machine import OFF, ON, Debounce
+from rules.machine import OFF, ON
 from rules.rule import Condition, Rule
 from rules.settings import RuleSettings
 from rules.situation import Situation
@@ -12,12 +12,9 @@ from rules.situation import Situation
 
 class RestrictedZone(Rule):
     name = "RESTRICTED_ZONE"
+    settings = "restricted"
     context_kind = "zone"
     evidence = "the track entering and leaving the zone while its window was active"
-
-    def debounce(self, s: RuleSettings) -> Debounce:
-        return Debounce(s.restricted_open_s, s.restricted_open_fixes, s.restricted_close_s,
-                        s.restricted_close_fixes)
 
     def condition(self, x: Situation, s: RuleSettings) -> Condition:
         f = x.facts

@@ -37,13 +37,18 @@ class Rule:
     key: ClassVar[str] = ""  # its debounce machine's name in the vehicle state (default: name)
     context_kind: ClassVar[str] = "permit"  # what ``Condition.context`` indexes
     evidence: ClassVar[str] = ""  # what the evidence track shows an officer (docs/rules.md)
+    # its thresholds in [rules]: {settings}_open_s, _open_fixes, _close_s, _close_fixes
+    settings: ClassVar[str] = ""
 
     @property
     def machine_key(self) -> str:
         return self.key or self.name
 
     def debounce(self, s: RuleSettings) -> Debounce:
-        raise NotImplementedError
+        """Both directions, from the rule's own keys in ``[rules]``."""
+        p = self.settings
+        return Debounce(getattr(s, f"{p}_open_s"), getattr(s, f"{p}_open_fixes"),
+                        getattr(s, f"{p}_close_s"), getattr(s, f"{p}_close_fixes"))
 
     def condition(self, x: Situation, s: RuleSettings) -> Condition:
         raise NotImplementedError

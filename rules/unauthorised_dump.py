@@ -24,10 +24,8 @@ class UnauthorisedDump(Rule):
     """Judged by the lift sensor."""
 
     name = "UNAUTHORISED_DUMP"
+    settings = "dump"
     evidence = "the stop, the lift rising and falling, the drive away"
-
-    def debounce(self, s: RuleSettings) -> Debounce:
-        return Debounce(s.dump_open_s, s.dump_open_fixes, s.dump_close_s, s.dump_close_fixes)
 
     def condition(self, x: Situation, s: RuleSettings) -> Condition:
         f = x.facts

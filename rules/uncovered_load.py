@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rules.machine import OFF, ON, Debounce
+from rules.machine import OFF, ON
 from rules.rule import Condition, Rule
 from rules.settings import RuleSettings
 from rules.situation import Situation
@@ -13,11 +13,8 @@ from rules.situation import Situation
 
 class UncoveredLoad(Rule):
     name = "UNCOVERED_LOAD"
+    settings = "uncovered"
     evidence = "lid open, load on, speed above 5 km/h, on the road; peak = top speed"
-
-    def debounce(self, s: RuleSettings) -> Debounce:
-        return Debounce(s.uncovered_open_s, s.uncovered_open_fixes, s.uncovered_close_s,
-                        s.uncovered_close_fixes)
 
     def condition(self, x: Situation, s: RuleSettings) -> Condition:
         f = x.facts

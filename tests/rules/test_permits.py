@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 from datetime import datetime, timedelta, timezone
 
-import numpy as np
 import pytest
 import shapely
 from hypothesis import given, settings
@@ -66,26 +65,6 @@ def run(city, t: TruckTrack, batch=50):
     return violations
 
 
-def events(city, t: TruckTrack):
-    """Every event (violations and trips) of the track, in one batch per 50 fixes."""
-    from ingest.wire import RawBatch, WireDecoder
-    from muckwatch.pipeline import GeofenceStage, Sequencer
-    from rules.engine import RuleEngine
-    from rules.reference import Reference
-
-    decoder, sequencer = WireDecoder(max_future_ms=2**62), Sequencer()
-    geofence, engine = GeofenceStage.for_city(city), RuleEngine(Reference.from_city(city))
-    lines = [line.encode() for line in t.lines()]
-    out = []
-    for i in range(0, len(lines), 50):
-        chunk = lines[i:i + 50]
-        raw = RawBatch([f"muck/v1/{device(city)}/telemetry"] * len(chunk), chunk,
-                       np.zeros(len(chunk), np.int64))
-        fixes = sequencer.sequence(decoder.decode(raw, now_ms=0).fixes)
-        out += engine.evaluate(fixes, geofence.classify(fixes), now_ms=None)
-    return out + engine.flush()
-
-
 def haul(city, pid, start=START, dest_index=0, to=1.0, noise=None, **track):
     """PLATE loads at ``pid``'s origin, drives its route to ``to`` and tips in its
     destination (when ``to`` is 1.0)."""
@@ -120,7 +99,7 @@ def test_a_truck_driving_its_second_permits_job_is_not_off_route_nor_dumping(cit
     assert run(c, haul(c, "P0001")) == []
 
 
-def test_two_jobs_in_one_day(city):
+def test_two_jobs_in_one_day(city, all_events):
     other = other_job(city, permit(city, "P0001").origin, "DS01")
     c = with_permits(city, job(city, other.id, "X1"))
     t = haul(c, "P0001")
@@ -135,7 +114,7 @@ def test_two_jobs_in_one_day(city):
     t.dwell(90, lid=1, lift=1, load=2)
     t.dwell(20, lid=0, lift=0, load=0)
     assert run(c, t) == []
-    trips = [e for e in events(c, t) if isinstance(e, TripEvent) and e.arrived_ts]
+    trips = [e for e in all_events(c, t.lines()) if isinstance(e, TripEvent) and e.arrived_ts]
     assert [(e.permit_id, e.destination) for e in trips] == \
         [("P0001", "DS01"), ("X1", x1.destinations[0])]
 
@@ -272,7 +251,8 @@ def test_one_low_weight_reading_is_not_a_dump_but_a_sustained_drop_is(city):
     assert [x["rule"] for x in v] == ["UNAUTHORISED_DUMP"]
 
 
-def test_a_poor_fix_at_the_destination_ends_no_trip_and_gate_jitter_makes_one_trip(city):
+def test_a_poor_fix_at_the_destination_ends_no_trip_and_gate_jitter_makes_one_trip(city,
+                                                                                   all_events):
     city = with_permits(city)
     t = TruckTrack(city, device(city), START, interval_s=INTERVAL)
     p = permit(city, "P0001")
@@ -294,7 +274,7 @@ def test_a_poor_fix_at_the_destination_ends_no_trip_and_gate_jitter_makes_one_tr
     t.go_to(dx, dy)
     t.dwell(60, lid=1, lift=1, load=2)
     t.dwell(20, lid=0, lift=0, load=0)
-    trips = [e for e in events(city, t) if isinstance(e, TripEvent)]
+    trips = [e for e in all_events(city, t.lines()) if isinstance(e, TripEvent)]
     left = {e.id for e in trips}
     assert len(left) == 1
     arrived = [e for e in trips if e.arrived_ts is not None]

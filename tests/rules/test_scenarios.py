@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import random
 
-import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -300,15 +299,12 @@ def test_replay_cli_on_the_shipped_example(tmp_path):
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 
 
-def test_retractions_carry_the_violations_real_position(city):
+def test_retractions_carry_the_violations_real_position(city, all_events):
     """An ``area`` (district) subscriber matches alerts by start position: a retraction
     positioned at (0, 0) never reached it. The SIGNAL_LOSS that a backfill retracts starts
     where the truck went silent."""
-    from ingest.wire import RawBatch, WireDecoder
-    from muckwatch.pipeline import GeofenceStage, Sequencer
-    from rules.engine import RuleEngine
+
     from rules.events import Phase, ViolationEvent
-    from rules.reference import Reference
 
     t = truck(city)
     route = t.route(PERMIT)
@@ -318,18 +314,8 @@ def test_retractions_carry_the_violations_real_position(city):
     loaded_trip(t, route, 0.3, 0.6)  # held by the terminal: a blind area of several minutes
     held = len(t.fixes)
     loaded_trip(t, route, 0.6, 1.0)
-    lines = [line.encode() for line in t.lines()]
-    delivered = lines[:split] + lines[held:] + lines[split:held]
-    decoder, sequencer = WireDecoder(max_future_ms=2**62), Sequencer()
-    geofence, engine = GeofenceStage.for_city(city), RuleEngine(Reference.from_city(city))
-    events = []
-    for i in range(0, len(delivered), 40):
-        chunk = delivered[i:i + 40]
-        raw = RawBatch([f"muck/v1/{t.device}/telemetry"] * len(chunk), chunk,
-                       np.zeros(len(chunk), np.int64))
-        fixes = sequencer.sequence(decoder.decode(raw, now_ms=0).fixes)
-        events += engine.evaluate(fixes, geofence.classify(fixes), now_ms=None)
-    events += engine.flush()
+    lines = t.lines()
+    events = all_events(city, lines[:split] + lines[held:] + lines[split:held], batch=40)
     retracted = [e for e in events if isinstance(e, ViolationEvent)
                  and e.phase == Phase.RETRACTED]
     assert [e.rule for e in retracted] == ["SIGNAL_LOSS"]
