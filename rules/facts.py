@@ -69,6 +69,7 @@ class PermitFacts:
     permit: np.ndarray  # the vehicle's permits, -1 padded
     valid: np.ndarray  # valid at the fix's device time (validity and hours)
     origin: np.ndarray  # inside the permit's origin site
+    origin_site: np.ndarray  # the permit's origin site (fence index), -1 for padding
     dest: np.ndarray  # inside one of the permit's destinations
 
 
@@ -90,7 +91,9 @@ def permit_facts(f: Facts, ref: Reference, settings: RuleSettings) -> PermitFact
             fx, fence, pk = at[has], site[at[has]], p[has]
             origin[fx[ref.permit_origin[pk] == fence], k] = True
             dest[fx[ref.permit_site_has(pk, fence, "destination")], k] = True
-    return PermitFacts(slots, valid, origin, dest)
+    origin_site = np.where(slots >= 0, ref.permit_origin[np.maximum(slots, 0)], -1) \
+        if len(ref.permit_ids) else np.full(slots.shape, -1, np.int64)
+    return PermitFacts(slots, valid, origin, origin_site, dest)
 
 
 def compute_facts(fixes: FixBatch, memberships: Memberships, ref: Reference,

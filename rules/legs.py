@@ -173,7 +173,11 @@ def _step(lg: LegState, f: Facts, pf: PermitFacts, k: int, at_origin: bool, vehi
                 return
             # the candidates are the permits valid as it leaves (it may have parked in the
             # site overnight since it came in)
-            lg.permits = [int(p) for p in pf.permit[k][pf.valid[k]] if p in lg.permits]
+            # (and every permit of that site valid now: a night permit whose hours began
+            # while the truck stood in the site)
+            ok = pf.valid[k] & ((pf.origin_site[k] == lg.origin) | np.isin(pf.permit[k],
+                                                                          lg.permits))
+            lg.permits = [int(p) for p in pf.permit[k][ok]]
             lg.phase, lg.left_ts = EN_ROUTE, lg.pending_ts
             trips.append(TripStep(vehicle, k, lg.left_ts, _first(lg.permits), lg.origin))
         return
