@@ -82,7 +82,11 @@ VALUES (%(id)s, %(device_id)s, %(plate)s, %(company_id)s, %(permit_id)s, %(origi
         timestamptz 'epoch' + %(arrived_ts)s * interval '1 millisecond', %(late)s)
 ON CONFLICT (id, left_at) DO UPDATE SET
     destination = COALESCE(excluded.destination, trips.destination),
-    arrived_at = COALESCE(excluded.arrived_at, trips.arrived_at)
+    arrived_at = COALESCE(excluded.arrived_at, trips.arrived_at),
+    -- on arrival the trip names the permit whose destination it reached (docs/rules.md)
+    permit_id = CASE WHEN trips.arrived_at IS NULL AND excluded.arrived_at IS NOT NULL
+                     THEN COALESCE(excluded.permit_id, trips.permit_id)
+                     ELSE trips.permit_id END
 """
 
 

@@ -133,3 +133,21 @@ def test_unreachable_database_is_one_clear_error():
         assert f"127.0.0.1:{port}/nope" in str(e)
     else:
         raise AssertionError("expected DatabaseError")
+
+
+def test_an_arrival_names_the_permit_whose_destination_the_trip_reached(dsn, db, device_id):
+    """A leg may be explained by several permits until it arrives (docs/rules.md): the trip
+    row starts with the first candidate and ends with the one whose destination it is; a
+    replayed departure never undoes that."""
+    from rules.events import TripEvent
+
+    left = TripEvent(id=f"tri-{device_id}", device_id=device_id, plate=None, company_id=None,
+                     permit_id="P-A", origin="CS1", left_ts=T0)
+    arrived = TripEvent(id=left.id, device_id=device_id, plate=None, company_id=None,
+                        permit_id="P-B", origin="CS1", left_ts=T0, destination="DS2",
+                        arrived_ts=T0 + 600_000)
+    for events in ([left], [arrived], [left]):
+        write(dsn, FixBatch.empty(), events=events)
+    row = db.execute("SELECT permit_id, destination FROM trips WHERE id = %s",
+                     (left.id,)).fetchone()
+    assert row == ("P-B", "DS2")
