@@ -66,10 +66,11 @@ def run(city, t: TruckTrack, batch=50):
 
 
 def haul(city, pid, start=START, dest_index=0, to=1.0, noise=None, **track):
-    """PLATE loads at ``pid``'s origin, drives its route to ``to`` and tips in its
-    destination (when ``to`` is 1.0)."""
-    t = TruckTrack(city, device(city), start, interval_s=INTERVAL, **track)
+    """The permit's truck (PLATE in most scenes) loads at ``pid``'s origin, drives its route
+    to ``to`` and tips in its destination (when ``to`` is 1.0)."""
     p = permit(city, pid)
+    truck = next(v.device_id for v in city.vehicles if v.plate == p.plate)
+    t = TruckTrack(city, truck, start, interval_s=INTERVAL, **track)
     route = t.route(pid)
     t.go_to(*t.centre(p.origin))
     t.dwell(60, lid=1, lift=0, load=1)
@@ -438,3 +439,36 @@ def test_the_batch_size_never_changes_the_violations_on_a_simulated_city(city):
     many = violations(5000)
     assert len(many) > 0
     assert violations(3) == many
+
+
+
+def _jobs_valid_at(city, ts_ms):
+    """(permit id, start) of every permit held by a truck with several permits, with a
+    start time inside the permit's hours on 2026-11-18 (night permits at 23:00)."""
+    from collections import Counter
+
+    held = Counter(p.plate for p in city.permits)
+    at = datetime.fromtimestamp(ts_ms / 1000, CST)
+    out = []
+    for p in city.permits:
+        start = ts_ms + (13 * 3_600_000 if p.hours == "22:00-06:00" else 0)
+        if held[p.plate] < 2 or (p.hours not in (None, "22:00-06:00")):
+            continue
+        if p.valid_from <= at - timedelta(days=1) and p.valid_to >= at + timedelta(days=2):
+            out.append((p.id, start))
+    return out
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.data())
+def test_a_truck_driving_any_of_its_permits_jobs_produces_nothing(city, data):
+    """The sample city's trucks hold 1–4 permits (shared origins and destinations, docks,
+    night-only jobs): whichever of them a truck drives, nothing fires."""
+    pid, start = data.draw(st.sampled_from(_jobs_valid_at(city, START)))
+    assert run_any(city, haul(city, pid, start=start)) == [], pid
+
+
+def run_any(city, t: TruckTrack, batch=50):
+    pairs = [(f"muck/v1/{t.device}/telemetry", line.encode()) for line in t.lines()]
+    violations, _ = replay(city, [pairs[i:i + batch] for i in range(0, len(pairs), batch)])
+    return violations
