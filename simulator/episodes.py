@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import shapely
 
-from muckwatch.city import City, Fence, parse_window
+from muckwatch.city import SITE_KINDS, City, Fence, parse_window
 from simulator.scenarios import TruckTrack, inner_spot
 
 
@@ -408,7 +408,7 @@ def _apply(track: TruckTrack, profile: Profile) -> None:
 #: 8 s before it tips) plus ``_DEMO_MARGIN_S`` for the reorder window and a few more fixes.
 _DEMO_OPENS_S = {"OVERSPEED": 15, "UNAUTHORISED_DUMP": 18, "UNCOVERED_LOAD": 30,
                  "RESTRICTED_ZONE": 20, "OFF_ROUTE": 60, "NO_PERMIT": 120}
-_DEMO_MARGIN_S = 15.0
+_DEMO_MARGIN_S = 25.0  # the reorder window (10 s), the debounce's fixes, a loaded machine
 DEMO_LEAD_S = 15.0  # every offender's terminal has at least this much buffered at the start
 DEMO_SILENCE_S = 360.0  # the SIGNAL_LOSS truck's silence (the rule: more than 300 s)
 _DEMO_ORDER = ("OVERSPEED", "UNAUTHORISED_DUMP", "UNCOVERED_LOAD", "RESTRICTED_ZONE",
@@ -455,14 +455,21 @@ def demo_offenders(city: City, devices_with_permits: dict[str, str], start_ms: i
     holders = {p.plate for p in city.permits}
     unpermitted = next((v.device_id for v in city.vehicles if v.plate not in holders), None)
     probe = TruckTrack(city, "-", 0)
+    sites = shapely.union_all([probe.metric(f.geometry) for f in city.fences
+                               if f.kind in SITE_KINDS])
     long_routes = sorted(devices_with_permits.values(),
                          key=lambda pid: -probe.route(pid).length)
     episodes = []
     for n, rule in enumerate(_DEMO_ORDER):
         if rule == "NO_PERMIT":
-            if unpermitted is None or not long_routes:
+            # a stretch of road clear of every site (NO_PERMIT is about the road), whatever
+            # the hour picked as the working fleet's longest routes
+            clear = next((pid for pid in long_routes
+                          if not shapely.intersects(sites, probe.part(probe.route(pid), 0.1,
+                                                                      0.9))), None)
+            if unpermitted is None or clear is None:
                 continue
-            device, permit_id = unpermitted, long_routes[0]
+            device, permit_id = unpermitted, clear
         elif rule == "SIGNAL_LOSS":  # the longest route left: it drives on while silent
             rest = sorted(fleet[n:], key=lambda dp: -probe.route(dp[1]).length)
             if not rest:
