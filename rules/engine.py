@@ -48,6 +48,9 @@ __all__ = ["Memberships", "RuleEngine", "late_windows", "violation_id"]
 
 _NEVER = -(2**62)
 SIGNAL_LOSS = SignalLoss.name
+# the state before a vehicle's first fix, shared by every vehicle's first gap (snapshots are
+# never changed in place): one dict, not one per vehicle
+_EMPTY = VehicleState().to_dict()
 
 
 def violation_id(device: str, rule: str, start_ts: int) -> str:
@@ -300,7 +303,7 @@ class RuleEngine:
             # before a vehicle's first fix lies a gap too: a terminal that comes online with
             # a blind-area backlog still to send (or any vehicle after an ingest restart)
             for k in np.flatnonzero(first & (prev == _NEVER)).tolist():
-                states[group[k]].gaps.append((_NEVER, int(f.ts[k]), VehicleState().to_dict()))
+                states[group[k]].gaps.append((_NEVER, int(f.ts[k]), _EMPTY))
         for r in range(int(seg.max()) + 1 if n else 0):
             rows = seg == r
             if keep_gaps:
