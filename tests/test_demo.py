@@ -21,6 +21,7 @@ def test_short_demo_reports_and_cleans_up(run_dir, dsn, database):
     env = {**os.environ, "MUCKWATCH_RUN_DIR": str(demo_dir)}
     if database == "MUCKWATCH_DSN":
         env["MUCKWATCH_DSN"] = dsn
+        stale_rule_state(dsn)
     else:
         env.pop("MUCKWATCH_DSN", None)
     if "MUCKWATCH_TEST_CITY" in os.environ:
@@ -57,3 +58,26 @@ def processes_mentioning(text: str) -> list[str]:
             if text in cmdline:
                 found.append(cmdline)
     return found
+
+
+def stale_rule_state(dsn):
+    """A shared database keeps what earlier ingests saved for the sample city's trucks —
+    here, states that have evaluated up to an hour from now (a simulation replayed faster
+    than real time leaves such). Restored, they made the demo's fixes look like repeats
+    already evaluated (NO_PERMIT's offender went missing in CI); the demo clears them."""
+    import json
+
+    import psycopg
+
+    from muckwatch.city import load_city
+
+    city = load_city(Path(__file__).resolve().parents[1] / "data" / "sample-city")
+    later = 4_102_444_800_000  # 2100-01-01
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for v in city.vehicles:
+            conn.execute(
+                "INSERT INTO rule_state (device_id, owner, evaluated_to, received_to, state) "
+                "VALUES (%s, 'earlier-test', to_timestamp(%s / 1000.0), now(), %s) "
+                "ON CONFLICT (device_id) DO UPDATE SET state = excluded.state, "
+                "evaluated_to = excluded.evaluated_to",
+                (v.device_id, later, json.dumps({"last_ts": later, "good_ts": later})))
