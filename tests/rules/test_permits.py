@@ -120,17 +120,22 @@ def test_two_jobs_in_one_day(city, all_events):
         [("P0001", "DS01"), ("X1", x1.destinations[0])]
 
 
-def test_shared_origin_tipping_at_either_destination_is_allowed(city):
-    """Two jobs from one site along the same road; the second ends half way, in a dock."""
+def with_half_way_dock(city, new_id, **changes):
+    """PLATE also holds ``new_id``: P0001's job from the same site along the same road, but
+    only half way, to a transfer dock TD_X there."""
     p1 = permit(city, "P0001")
     t0 = TruckTrack(city, device(city), START)
     half = shapely.line_interpolate_point(t0.route("P0001"), 0.5, normalized=True)
     lon, lat = t0.projector.to_lonlat([half.x], [half.y])
     dock = site_at(city, "TD_X", float(lon[0]), float(lat[0]), kind="transfer_dock")
     short = shapely.ops.substring(p1.route, 0.0, 0.5, normalized=True)
-    c = dataclasses.replace(with_permits(city, job(city, "P0001", "X2", route=short,
-                                                   destinations=("TD_X",))),
-                            fences=[*city.fences, dock])
+    extra = job(city, "P0001", new_id, route=short, destinations=("TD_X",), **changes)
+    return dataclasses.replace(with_permits(city, extra), fences=[*city.fences, dock])
+
+
+def test_shared_origin_tipping_at_either_destination_is_allowed(city):
+    """Two jobs from one site along the same road; the second ends half way, in a dock."""
+    c = with_half_way_dock(city, "X2")
     t = haul(c, "X2")  # tips in the dock half way: X2's destination
     assert run(c, t) == []
     assert run(c, haul(c, "P0001")) == []
@@ -394,15 +399,7 @@ def test_a_night_permit_whose_hours_begin_while_the_truck_waits_in_the_site(city
     night permit from that site; with one fix per batch it was judged against its day
     permit only (the candidates were taken when it came in)."""
     p1 = permit(city, "P0001")
-    t0 = TruckTrack(city, device(city), START)
-    half = shapely.line_interpolate_point(t0.route("P0001"), 0.5, normalized=True)
-    lon, lat = t0.projector.to_lonlat([half.x], [half.y])
-    dock = site_at(city, "TD_X", float(lon[0]), float(lat[0]), kind="transfer_dock")
-    short = shapely.ops.substring(p1.route, 0.0, 0.5, normalized=True)
-    c = dataclasses.replace(
-        with_permits(city, job(city, "P0001", "XN", route=short, destinations=("TD_X",),
-                               hours="22:00-06:00")),
-        fences=[*city.fences, dock])
+    c = with_half_way_dock(city, "XN", hours="22:00-06:00")
     evening = int(datetime(2026, 11, 18, 21, 50, tzinfo=CST).timestamp() * 1000)
     t = TruckTrack(c, device(c), evening, interval_s=INTERVAL)
     t.go_to(*t.centre(p1.origin))
