@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 import numpy as np
 
 from alerts.subscriptions import Subscription
-from geofence.coords import wgs84_to_gcj02
-from rules.events import Phase, ViolationEvent
+from domain.coords import wgs84_to_gcj02
+from domain.events import Phase, ViolationEvent
 
 SCHEMA = "muckwatch.alert.v1"
 PEAK_UNITS = {"OFF_ROUTE": "m", "OVERSPEED": "km/h", "UNCOVERED_LOAD": "km/h",

@@ -44,8 +44,8 @@ def batches(round_no: int, devices, lon0, lat0, step_lon, step_lat):
 async def measure(dsn: str) -> dict:
     import numpy as np
 
-    from muckwatch.city import load_city
-    from muckwatch.config import Settings
+    from domain.city import load_city
+    from domain.settings import Settings
     from muckwatch.service import build_pipeline
 
     city = load_city(REPO / "data" / "sample-city")

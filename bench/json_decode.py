@@ -22,7 +22,7 @@ MESSAGES, BATCH = 200_000, 5_000
 
 
 def messages() -> tuple[list[str], list[bytes]]:
-    from muckwatch.city import load_city
+    from domain.city import load_city
     from simulator.mixed import MixedOptions, MixedScenario
 
     city = load_city(REPO / "data" / "sample-city")

@@ -40,7 +40,7 @@ def generate(path: Path, trucks: int, minutes: float, start_ms: int):
     import orjson
     from pipeline import city_dir
 
-    from muckwatch.city import load_city
+    from domain.city import load_city
     from simulator.mixed import MixedOptions, MixedScenario
 
     city = load_city(city_dir())

@@ -59,7 +59,7 @@ def feed(path: Path, trucks: int = TRUCKS, minutes: float = MINUTES, root: str =
          start_ms: int | None = None, seed: int = 3) -> tuple[int, int]:
     """Write the simulated fleet's messages as ``topic<TAB>payload`` lines (delivery order);
     returns (messages, distinct fixes)."""
-    from muckwatch.city import load_city
+    from domain.city import load_city
     from simulator.mixed import MixedOptions, MixedScenario
 
     city = load_city(city_dir())

@@ -32,8 +32,8 @@ def measure(vehicles: int = VEHICLES) -> dict:
     import numpy as np
 
     sys.path.insert(0, str(REPO))
-    from muckwatch.batches import FixBatch
-    from muckwatch.city import load_city
+    from domain.batches import FixBatch
+    from domain.city import load_city
     from muckwatch.pipeline import GeofenceStage, Sequencer
     from rules.engine import RuleEngine
     from rules.reference import Reference

@@ -7,8 +7,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from muckwatch.batches import FixBatch
-from muckwatch.city import load_city
+from domain.batches import FixBatch
+from domain.city import load_city
 from muckwatch.pipeline import GeofenceStage, Sequencer
 from rules.engine import RuleEngine
 from rules.reference import Reference

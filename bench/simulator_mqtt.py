@@ -72,7 +72,7 @@ def city_dir() -> Path:
 
 
 def run() -> dict:
-    from muckwatch.city import load_city
+    from domain.city import load_city
     from muckwatch.services import PrivateMosquitto
     from simulator.mixed import MixedOptions, MixedScenario
     from simulator.publish import MqttPublisher, stream

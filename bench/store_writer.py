@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import psycopg
 
-from muckwatch.batches import DeviceStatus, FixBatch, Rejects
+from domain.batches import DeviceStatus, FixBatch, Rejects
 from muckwatch.services import PrivatePostgres, default_run_dir
 from store.database import Store
 from store.migrate import migrate

@@ -34,7 +34,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import psycopg
 
-from muckwatch.city import load_city
+from domain.city import load_city
 from muckwatch.services import PrivatePostgres, default_run_dir
 from muckwatch.timescale import PrivateTimescale
 from simulator.citygen import generate_city

@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from domain.wire import fix_message
 from gateway.codec import CodecError, Location
 
 _SOURCE = re.compile(r"(!?)(status|io|signal):(\d{1,2})|(!?)analog:([01])>(\d+)"
@@ -97,17 +98,13 @@ def to_fix(loc: Location, serial: int, mapping: SensorMapping) -> dict | None:
     if not loc.status & 0x02:
         return None
     ts = int(loc.time.timestamp() * 1000)
-    fix: dict = {"v": 1, "ts": ts, "lon": loc.lon, "lat": loc.lat, "spd": loc.speed_kmh,
-                 "hdg": loc.direction % 360, "seq": serial}
-    if loc.load is not None:
-        fix["load"] = loc.load
-    for name, source in (("lid", mapping.lid), ("lift", mapping.lift)):
-        if source is not None and (value := source.read(loc)) is not None:
-            fix[name] = value
     sats = loc.extras.get(0x31)
-    if sats is not None and len(sats) == 1:
-        fix["sats"] = sats[0]
-    return fix
+    return fix_message(
+        ts, loc.lon, loc.lat, spd=loc.speed_kmh, hdg=loc.direction % 360, seq=serial,
+        load=loc.load,
+        lid=mapping.lid.read(loc) if mapping.lid is not None else None,
+        lift=mapping.lift.read(loc) if mapping.lift is not None else None,
+        sats=sats[0] if sats is not None and len(sats) == 1 else None)
 
 
 __all__ = ["CodecError", "MappingError", "SensorMapping", "Source", "to_fix"]

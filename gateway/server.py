@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from domain.wire import partition_topic
 from gateway import codec
 from gateway.codec import CodecError, Frame, Header
 from gateway.mqtt import AsyncPublisher, BrokerUnavailable
 from gateway.sensors import SensorMapping, to_fix
-from ingest.partitions import partition_topic
 
 log = logging.getLogger(__name__)
 

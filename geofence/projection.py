@@ -10,21 +10,6 @@ from __future__ import annotations
 import numpy as np
 import pyproj
 
-from geofence.coords import out_of_china
-
-_GK_FIRST_EPSG = 4534  # CGCS2000 / 3-degree Gauss-Kruger CM 75E
-_GK_FIRST_CM = 75
-
-
-def metric_epsg_for(lon: float, lat: float) -> int:
-    """The CGCS2000 3° Gauss-Krüger zone (China) or UTM zone (elsewhere) containing a point."""
-    if not out_of_china(np.array([lon]), np.array([lat]))[0]:
-        cm = round(lon / 3.0) * 3
-        cm = min(max(cm, _GK_FIRST_CM), 135)
-        return _GK_FIRST_EPSG + (cm - _GK_FIRST_CM) // 3
-    zone = int((lon + 180) // 6) % 60 + 1
-    return (32600 if lat >= 0 else 32700) + zone
-
 
 class Projector:
     """WGS-84 lon/lat ↔ metric x/y for one EPSG code, vectorised (pyproj, always_xy)."""

@@ -1,4 +1,5 @@
-"""Topic partitions: one vehicle's messages always reach the same ingest worker.
+"""Topic partitions a worker consumes (the partition of a device and its topic are wire
+schema: ``domain.wire.partition_of``). One vehicle's messages always reach the same worker.
 
 Per-vehicle rules need a vehicle's fixes in order and in one place. Brokers that only
 round-robin shared subscriptions (Mosquitto) cannot guarantee that, so publishers put a
@@ -12,25 +13,12 @@ uses, and it never changes between releases, unlike a language's built-in string
 from __future__ import annotations
 
 import re
-import zlib
 
-__all__ = ["PartitionSpecError", "parse_partition_set", "partition_of", "partition_topic"]
+__all__ = ["PartitionSpecError", "parse_partition_set"]
 
 
 class PartitionSpecError(ValueError):
     """A partition set in the config that does not parse or is out of range."""
-
-
-def partition_of(device_id: str, count: int) -> int:
-    """The partition of a device: CRC-32 of its id mod ``count``."""
-    return zlib.crc32(device_id.encode("utf-8")) % count
-
-
-def partition_topic(root: str, device_id: str, count: int, suffix: str = "telemetry") -> str:
-    """The topic a publisher uses: partitioned when ``count`` > 0, else the plain one."""
-    if count > 0:
-        return f"{root}/p/{partition_of(device_id, count)}/{device_id}/{suffix}"
-    return f"{root}/{device_id}/{suffix}"
 
 
 def parse_partition_set(spec: str, count: int) -> tuple[int, ...]:

@@ -30,8 +30,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from domain.settings import MqttSettings
 from ingest.wire import RawBatch
-from muckwatch.config import MqttSettings
 
 log = logging.getLogger(__name__)
 

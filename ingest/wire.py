@@ -11,8 +11,6 @@ element never costs its valid neighbours.
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from itertools import repeat
@@ -21,14 +19,16 @@ from operator import is_
 import numpy as np
 import orjson
 
-from muckwatch.batches import UNKNOWN, DeviceStatus, FixBatch, Rejects
-
-WIRE_VERSION = 1
-TOPIC_ROOT = "muck/v1"
-MAX_PAYLOAD_BYTES = 64 * 1024
-MAX_FUTURE_MS = 10 * 60 * 1000
-MIN_TS_MS = 946_684_800_000  # 2000-01-01T00:00:00Z: anything earlier is a seconds/ms mix-up
-DEVICE_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+from domain.batches import UNKNOWN, DeviceStatus, FixBatch, Rejects
+from domain.wire import (
+    MAX_FUTURE_MS,
+    MAX_PAYLOAD_BYTES,
+    MIN_TS_MS,
+    TOPIC_ROOT,
+    WIRE_VERSION,
+    TopicKind,
+    parse_topic,
+)
 
 
 class Reason(StrEnum):
@@ -48,37 +48,11 @@ class Reason(StrEnum):
     BAD_STATUS = "bad_status"
 
 
-class TopicKind(StrEnum):
-    TELEMETRY = "telemetry"
-    BATCH = "batch"
-    STATUS = "status"
-
-
 def subscriptions(root: str = TOPIC_ROOT) -> list[str]:
     """The topic filters the ingest subscribes to: everything under the root, so a message
     on a wrong topic is seen, dead-lettered as ``bad_topic`` and counted rather than silently
     dropped by the broker (found by the fuzz test)."""
     return [f"{root}/#"]
-
-
-def parse_topic(topic: str, root: str = TOPIC_ROOT) -> tuple[TopicKind, str] | None:
-    """``muck/v1/{device}/telemetry[/batch]`` or ``…/status`` → (kind, device), else None.
-    A partition level (``muck/v1/p/{k}/{device}/…``, ingest/partitions.py) is accepted."""
-    if not topic.startswith(root + "/"):
-        return None
-    parts = topic[len(root) + 1 :].split("/")
-    if len(parts) > 3 and parts[0] == "p" and parts[1].isdigit() and parts[1].isascii():
-        parts = parts[2:]
-    if not DEVICE_ID.fullmatch(parts[0]):
-        return None
-    tail = parts[1:]
-    if tail == ["telemetry"]:
-        return TopicKind.TELEMETRY, parts[0]
-    if tail == ["telemetry", "batch"]:
-        return TopicKind.BATCH, parts[0]
-    if tail == ["status"]:
-        return TopicKind.STATUS, parts[0]
-    return None
 
 
 @dataclass(slots=True)
@@ -438,14 +412,3 @@ def _now_ms() -> int:
     import time
 
     return time.time_ns() // 1_000_000
-
-
-def encode_fix(fix: dict, *, device: str | None = None) -> bytes:
-    """Serialize one wire-format fix (used by the simulator and tests)."""
-    if device is not None:
-        fix = {**fix, "dev": device}
-    return orjson.dumps(fix)
-
-
-def encode_batch(fixes: Sequence[dict]) -> bytes:
-    return orjson.dumps(list(fixes))

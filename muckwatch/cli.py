@@ -259,7 +259,7 @@ def _date(text: str):
 
 def _log_format(fmt: str) -> None:
     """[observability] log_format: "text" (the default) or "json" (one object per line)."""
-    from muckwatch.config import ConfigError
+    from domain.config import ConfigError
 
     if fmt == "json":
         from muckwatch.observability import JsonFormatter
@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     # one line per webhook POST is noise; the worker logs failures and the metrics count all
     logging.getLogger("httpx").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
-    from muckwatch.config import ConfigError, load_settings
+    from domain.config import ConfigError, load_settings
 
     try:
         settings = load_settings(args.config)
@@ -291,8 +291,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"muckwatch: {e}", file=sys.stderr)
         return 2
     except Exception as e:  # known operational failures get one sentence, others a traceback
+        from domain.city import CityError
         from ingest.receiver import BrokerError
-        from muckwatch.city import CityError
         from muckwatch.services import ServiceError
         from store.database import DatabaseError
 
@@ -340,8 +340,8 @@ def _connect(settings):
 
 def _dispatch(args: argparse.Namespace, settings) -> int:
     if args.command == "run":
-        from muckwatch.city import load_city
-        from muckwatch.config import load_settings
+        from domain.city import load_city
+        from domain.config import load_settings
         from muckwatch.service import IngestService
 
         city = load_city(args.city or city_dir(settings.city.dir))
@@ -359,7 +359,7 @@ def _dispatch(args: argparse.Namespace, settings) -> int:
                                               trucks=args.trucks, seed=args.seed))
 
     if args.command == "replay":
-        from muckwatch.city import load_city
+        from domain.city import load_city
         from muckwatch.replay import TrackError, read_track, replay
 
         city = load_city(args.city or city_dir(settings.city.dir))
@@ -463,7 +463,7 @@ def _dispatch(args: argparse.Namespace, settings) -> int:
 
         device = args.device
         if not broker.DEVICE_ID.fullmatch(device):  # a plate: look it up in the city
-            from muckwatch.city import load_city
+            from domain.city import load_city
 
             city = load_city(args.city or city_dir(settings.city.dir))
             found = [v.device_id for v in city.vehicles if v.plate == device]
@@ -557,7 +557,7 @@ def _dispatch(args: argparse.Namespace, settings) -> int:
     if args.command == "import":
         from tqdm import tqdm
 
-        from muckwatch.city import load_city
+        from domain.city import load_city
         from store.reference import import_city
 
         city = load_city(args.dir)
@@ -570,7 +570,7 @@ def _dispatch(args: argparse.Namespace, settings) -> int:
     if args.command == "report":
         from pathlib import Path
 
-        from muckwatch.city import load_city
+        from domain.city import load_city
         from muckwatch.report import parse_since, write
 
         try:
@@ -590,7 +590,7 @@ def _dispatch(args: argparse.Namespace, settings) -> int:
         return _services(args.action)
 
     if args.command == "config":
-        from muckwatch.config import as_dict, to_toml
+        from domain.config import as_dict, to_toml
 
         print(to_toml(as_dict(settings, masked=True)), end="")
         return 0
@@ -599,7 +599,7 @@ def _dispatch(args: argparse.Namespace, settings) -> int:
         return _geofence_query(args.fences, args.points, args.crs)
 
     if args.command == "coords":
-        from geofence.coords import convert
+        from domain.coords import convert
 
         lon, lat = convert([args.lon], [args.lat], args.source, args.target)
         print(f"{lon[0]:.8f} {lat[0]:.8f}")
@@ -719,8 +719,8 @@ def _simulate(args, settings) -> int:
 
     from tqdm import tqdm
 
+    from domain.city import load_city
     from ingest.receiver import BrokerError
-    from muckwatch.city import load_city
     from simulator.episodes import RULES, EpisodeError
     from simulator.mixed import MixedOptions, MixedScenario, TruthWriter
     from simulator.publish import MqttPublisher, PublishError, stream

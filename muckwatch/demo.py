@@ -23,9 +23,9 @@ from pathlib import Path
 
 import psycopg
 
-from ingest.wire import encode_batch, encode_fix
-from muckwatch.city import load_city
-from muckwatch.config import Settings
+from domain.city import load_city
+from domain.settings import Settings
+from domain.wire import encode_batch, encode_fix
 from muckwatch.services import (
     PrivateMosquitto,
     PrivatePostgres,

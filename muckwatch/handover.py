@@ -25,7 +25,7 @@ import logging
 import numpy as np
 import orjson
 
-from muckwatch.batches import FixBatch
+from domain.batches import FixBatch
 from rules.engine import RuleEngine, late_windows
 from store.database import FixRange, RuleStateRow, SavedState, Store
 

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from alerts.outbox import AlertRouter
+from domain.batches import FixBatch
+from domain.city import City
 from geofence.index import FenceIndex
 from ingest.wire import Decoded, RawBatch, WireDecoder
-from muckwatch.batches import FixBatch
-from muckwatch.city import City
 from muckwatch.handover import StateHandover
 from rules.engine import Memberships, RuleEngine
 from store.database import RuleStateRow, Store
@@ -167,7 +167,7 @@ class Pipeline:
         now_ms = time.time_ns() // 1_000_000
         rows = self.snapshots(now_ms, np.zeros(0, np.int64), force=True)
         if rows:
-            from muckwatch.batches import DeviceStatus, Rejects
+            from domain.batches import DeviceStatus, Rejects
 
             await self.store.write(FixBatch.empty(), Rejects(), DeviceStatus(), [], [], rows)
         return len(rows)

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
+from domain.city import City
+from domain.events import Phase, ViolationEvent
+from domain.settings import RuleSettings
 from ingest.wire import RawBatch, WireDecoder
-from muckwatch.city import City
 from muckwatch.pipeline import GeofenceStage, Sequencer
 from rules.engine import RuleEngine
-from rules.events import Phase, ViolationEvent
 from rules.reference import Reference
-from rules.settings import RuleSettings
 
 
 class TrackError(ValueError):

@@ -18,7 +18,7 @@ from pathlib import Path
 import psycopg
 import shapely
 
-from muckwatch.city import City
+from domain.city import City
 
 RULE_COLOURS = {"OFF_ROUTE": "#d95f02", "UNAUTHORISED_DUMP": "#b2182b",
                 "UNCOVERED_LOAD": "#7570b3", "RESTRICTED_ZONE": "#e7298a",

@@ -25,12 +25,13 @@ import numpy as np
 
 from alerts.outbox import AlertRouter
 from alerts.worker import DeliveryWorker, WorkerOptions
+from domain.batches import DeviceStatus, FixBatch, Rejects
+from domain.city import City, load_city
+from domain.config import ConfigError
+from domain.settings import Settings
 from ingest.partitions import PartitionSpecError, parse_partition_set
 from ingest.receiver import BrokerError, MqttReceiver, PartitionedReceiver
 from ingest.wire import RawBatch, WireDecoder, subscriptions
-from muckwatch.batches import DeviceStatus, FixBatch, Rejects
-from muckwatch.city import City, load_city
-from muckwatch.config import ConfigError, Settings
 from muckwatch.handover import StateHandover
 from muckwatch.observability import IngestMetrics, render, serve_http
 from muckwatch.pipeline import BatchResult, GeofenceStage, Pipeline, Sequencer

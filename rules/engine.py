@@ -25,14 +25,14 @@ import hashlib
 
 import numpy as np
 
-from muckwatch.batches import FixBatch
+from domain.batches import FixBatch
+from domain.events import Memberships, Phase, TripEvent, ViolationEvent
+from domain.settings import RuleSettings
 from rules.chain import BY_KEY, MACHINE_RULES, severity
-from rules.events import Memberships, Phase, TripEvent, ViolationEvent
 from rules.facts import Facts, compute_facts, permit_facts
 from rules.legs import merge_late_leg, walk_legs
 from rules.machine import ON, OPEN_PHASES, PAUSED, PENDING, feed
 from rules.reference import Reference
-from rules.settings import RuleSettings
 from rules.signal_loss import SignalLoss
 from rules.situation import situation
 from rules.state import (

@@ -18,10 +18,10 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from muckwatch.batches import FixBatch
-from rules.events import Memberships
+from domain.batches import FixBatch
+from domain.events import Memberships
+from domain.settings import RuleSettings
 from rules.reference import Reference, in_windows
-from rules.settings import RuleSettings
 
 RECEIVING_KINDS = ("disposal_site", "transfer_dock")
 SITE_KINDS = ("construction_site", *RECEIVING_KINDS)

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
+from domain.settings import RuleSettings
 from rules.facts import Facts, PermitFacts
-from rules.settings import RuleSettings
 
 LOADED_KG = 1000.0  # a weighed load above this counts as loaded
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from domain.settings import RuleSettings
 from rules.machine import NEUTRAL, OFF, ON
 from rules.rule import Condition, Rule
-from rules.settings import RuleSettings
 from rules.situation import Situation
 
 FAR_M = 1000.0  # further than this from every corridor is grave

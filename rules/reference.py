@@ -13,9 +13,9 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from domain.city import SITE_KINDS, City, parse_window
 from geofence.corridor import Corridors
 from geofence.projection import Projector
-from muckwatch.city import SITE_KINDS, City, parse_window
 
 _DAY_MIN = 1440
 

@@ -13,8 +13,8 @@ from typing import ClassVar
 
 import numpy as np
 
+from domain.settings import RuleSettings
 from rules.machine import Debounce
-from rules.settings import RuleSettings
 from rules.situation import Situation
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from rules.settings import RuleSettings
+from domain.settings import RuleSettings
 
 LONG_S = 1800.0  # silent longer than this is grave
 

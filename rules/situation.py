@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from domain.settings import RuleSettings
 from geofence.corridor import Corridors
 from rules.facts import Facts, PermitFacts
 from rules.legs import LOADED_KG, LegView
-from rules.settings import RuleSettings
 
 __all__ = ["LOADED_KG", "Situation", "situation"]
 

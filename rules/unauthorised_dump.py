@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from domain.settings import RuleSettings
 from rules.machine import OFF, ON, Debounce
 from rules.rule import Condition, Rule
-from rules.settings import RuleSettings
 from rules.situation import LOADED_KG, Situation
 
 _NEVER = -(2**62)

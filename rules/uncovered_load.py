@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from domain.settings import RuleSettings
 from rules.machine import OFF, ON
 from rules.rule import Condition, Rule
-from rules.settings import RuleSettings
 from rules.situation import Situation
 
 

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import shapely
 
-from muckwatch.city import SITE_KINDS, City, Fence, parse_window
+from domain.city import SITE_KINDS, City, Fence, parse_window
 from simulator.scenarios import TruckTrack, inner_spot
 
 

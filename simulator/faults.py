@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from ingest.wire import TOPIC_ROOT
+from domain.wire import TOPIC_ROOT, fix_message
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,9 +27,8 @@ def bad_messages(device: str, other_device: str, now_ms: int,
     t = f"{root}/{device}/telemetry"
 
     def fix(**overrides: object) -> dict:
-        base: dict[str, object] = {"v": 1, "ts": now_ms, "lon": 114.0579, "lat": 22.5431,
-                                   "spd": 30.0}
-        base.update(overrides)
+        base = fix_message(now_ms, 114.0579, 22.5431, spd=30.0)
+        base.update(overrides)  # deliberately wrong members: a wrong version, type, range …
         return {k: v for k, v in base.items() if v is not _DROP}
 
     def enc(obj: object) -> bytes:

@@ -44,7 +44,8 @@ import numpy as np
 import pyproj
 import shapely
 
-from muckwatch.city import City, parse_window
+from domain.city import City, parse_window
+from domain.wire import fix_message
 from simulator.scenarios import inner_spot
 
 # phases of a truck's day
@@ -132,9 +133,8 @@ class FleetTick:
             self.seq.tolist(), strict=True,
         )
         out = [
-            (dev, {"v": 1, "ts": ts, "lon": lon, "lat": lat, "spd": spd, "hdg": hdg,
-                   "lid": lid, "lift": lift, "load": load, "sats": sats, "hdop": hdop,
-                   "seq": seq})
+            (dev, fix_message(ts, lon, lat, spd=spd, hdg=hdg, lid=lid, lift=lift, load=load,
+                              sats=sats, hdop=hdop, seq=seq))
             for dev, ts, lon, lat, spd, hdg, lid, lift, load, sats, hdop, seq in columns
         ]
         odd = np.flatnonzero((self.lift < 0) | (self.load < 0) | ~np.isnan(self.load_kg))

@@ -33,9 +33,8 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import orjson
 
-from ingest.partitions import partition_topic
-from ingest.wire import TOPIC_ROOT
-from muckwatch.city import City
+from domain.city import City
+from domain.wire import TOPIC_ROOT, partition_topic
 from simulator.episodes import RULES, Episode, EpisodeError, Episodes, Profile
 from simulator.fleet import Fleet, Noise, permit_valid_until
 

@@ -14,8 +14,7 @@ from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
 
-from ingest.partitions import partition_topic
-from ingest.wire import TOPIC_ROOT
+from domain.wire import TOPIC_ROOT, partition_topic
 
 
 class PublishError(RuntimeError):

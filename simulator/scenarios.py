@@ -12,8 +12,9 @@ import numpy as np
 import shapely
 import shapely.ops
 
+from domain.city import City
+from domain.wire import fix_message
 from geofence.projection import Projector
-from muckwatch.city import City
 
 _PROJECTORS: dict[int, Projector] = {}
 
@@ -120,9 +121,9 @@ class TruckTrack:
             x += self.rng.normal(0, self.noise_m)
             y += self.rng.normal(0, self.noise_m)
         lon, lat = self.projector.to_lonlat([x], [y])
-        fix = {"v": 1, "ts": self.t, "lon": round(float(lon[0]), 7),
-               "lat": round(float(lat[0]), 7), "spd": round(speed, 1), "hdg": round(heading),
-               "sats": 12, "hdop": 0.9, "seq": self.seq, "dev": self.device}
+        fix = fix_message(self.t, round(float(lon[0]), 7), round(float(lat[0]), 7),
+                          spd=round(speed, 1), hdg=round(heading), sats=12, hdop=0.9,
+                          seq=self.seq, dev=self.device)
         fix.update({k: v for k, v in sensors.items() if v is not None})
         self.fixes.append(fix)
         self.seq += 1
@@ -193,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     from pathlib import Path
 
-    from muckwatch.city import load_city
+    from domain.city import load_city
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--city", default="data/sample-city")

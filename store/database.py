@@ -17,8 +17,8 @@ import orjson
 import psycopg
 from psycopg.types.json import Jsonb, set_json_loads
 
-from muckwatch.batches import DeviceStatus, FixBatch, Rejects
-from rules.events import Phase, TripEvent, ViolationEvent
+from domain.batches import DeviceStatus, FixBatch, Rejects
+from domain.events import Phase, TripEvent, ViolationEvent
 from store.writer import StoreWriter, WriteReport
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ import json
 import psycopg
 import shapely
 
-from muckwatch.city import City
+from domain.city import City
 
 
 def import_city(conn: psycopg.Connection, city: City, progress=None) -> dict[str, int]:

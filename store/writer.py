@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import psycopg
 
-from muckwatch.batches import DeviceStatus, FixBatch, Rejects
+from domain.batches import DeviceStatus, FixBatch, Rejects
 from store.copy_binary import Column, encode, timestamptz
 
 _PG_EPOCH_MS = 946_684_800_000  # 2000-01-01T00:00:00Z, PostgreSQL's binary time origin

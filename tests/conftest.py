@@ -203,7 +203,7 @@ def start_ingest(broker: PrivateMosquitto, dsn: str, run_dir: Path):
 
 @pytest.fixture(scope="session")
 def city():
-    from muckwatch.city import load_city
+    from domain.city import load_city
 
     return load_city(SAMPLE_CITY)
 

@@ -69,7 +69,7 @@ def stale_rule_state(dsn):
 
     import psycopg
 
-    from muckwatch.city import load_city
+    from domain.city import load_city
 
     city = load_city(Path(__file__).resolve().parents[1] / "data" / "sample-city")
     later = 4_102_444_800_000  # 2100-01-01

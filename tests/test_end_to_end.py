@@ -12,6 +12,7 @@ import orjson
 import psycopg
 import pytest
 
+from domain.wire import fix_message
 from simulator.faults import bad_messages
 
 pytestmark = pytest.mark.e2e
@@ -48,7 +49,7 @@ def test_a_fix_from_mosquitto_pub_lands_with_every_field(ingest, db, device_id, 
 
 def test_a_backfill_batch_lands_in_device_time_order(ingest, db, device_id, publish, poll):
     base = now_ms() - 3_600_000
-    fixes = [{"v": 1, "ts": base + i * 5000, "lon": 114.0 + i * 1e-4, "lat": 22.6, "seq": i}
+    fixes = [fix_message(base + i * 5000, 114.0 + i * 1e-4, 22.6, seq=i)
              for i in range(40)]
     shuffled = fixes[:]
     random.Random(4).shuffle(shuffled)
@@ -70,7 +71,7 @@ def test_every_rejection_lands_in_dead_letter_and_valid_neighbours_land(
     # valid fixes interleaved with every kind of bad message, in one stream
     for i, b in enumerate(bad):
         publish(f"muck/v1/{device_id}/telemetry",
-                json.dumps({"v": 1, "ts": ts - 60_000 + i * 1000, "lon": 114.1, "lat": 22.6}))
+                json.dumps(fix_message(ts - 60_000 + i * 1000, 114.1, 22.6)))
         publish(b.topic, b.payload)
     expected = {}
     for b in bad:
@@ -93,11 +94,11 @@ def test_every_rejection_lands_in_dead_letter_and_valid_neighbours_land(
 
 def test_a_duplicate_does_not_create_a_second_row(ingest, db, device_id, publish, poll):
     ts = now_ms() - 5000
-    payload = json.dumps({"v": 1, "ts": ts, "lon": 114.2, "lat": 22.7, "seq": 1})
+    payload = json.dumps(fix_message(ts, 114.2, 22.7, seq=1))
     publish(f"muck/v1/{device_id}/telemetry", payload)
     publish(f"muck/v1/{device_id}/telemetry", payload)
     publish(f"muck/v1/{device_id}/telemetry/batch", f"[{payload}]")
-    marker = json.dumps({"v": 1, "ts": ts + 1000, "lon": 114.2, "lat": 22.7, "seq": 2})
+    marker = json.dumps(fix_message(ts + 1000, 114.2, 22.7, seq=2))
     publish(f"muck/v1/{device_id}/telemetry", marker)
     got = poll(lambda: len(rows(db, device_id)) == 2 and rows(db, device_id))
     time.sleep(0.5)
@@ -124,8 +125,7 @@ def test_sigterm_drains_and_a_restart_resumes_the_persistent_session(
     pub = MqttPublisher("127.0.0.1", broker.port, client_id=f"pub-{device_id}").connect()
     base = now_ms() - 600_000
     for i in range(300):
-        pub.telemetry(device_id, orjson.dumps({"v": 1, "ts": base + i, "lon": 114.0,
-                                               "lat": 22.5, "seq": i}))
+        pub.telemetry(device_id, orjson.dumps(fix_message(base + i, 114.0, 22.5, seq=i)))
     pub.flush()
     code, out = first.stop(signal.SIGTERM)
     assert code == 0, "SIGTERM is a clean exit"
@@ -133,8 +133,7 @@ def test_sigterm_drains_and_a_restart_resumes_the_persistent_session(
     assert stats["messages"] >= 1
     # while the ingest is down the broker queues for its persistent session
     for i in range(300, 600):
-        pub.telemetry(device_id, orjson.dumps({"v": 1, "ts": base + i, "lon": 114.0,
-                                               "lat": 22.5, "seq": i}))
+        pub.telemetry(device_id, orjson.dumps(fix_message(base + i, 114.0, 22.5, seq=i)))
     pub.flush()
     pub.close()
     start_ingest("test-ingest-restart")
@@ -159,7 +158,7 @@ def test_sighup_swaps_fences_without_stopping(start_ingest, city, tmp_path, db, 
     assert poll(lambda: "refused, keeping the current fences" in proc.log_path.read_text(),
                 timeout_s=30)
     publish(f"muck/v1/{device_id}/telemetry",
-            json.dumps({"v": 1, "ts": now_ms(), "lon": 114.0, "lat": 22.6}))
+            json.dumps(fix_message(now_ms(), 114.0, 22.6)))
     assert poll(lambda: rows(db, device_id)), "ingest kept running through both reloads"
     code, _ = proc.stop()
     assert code == 0
@@ -228,7 +227,7 @@ def test_simulate_live_through_the_broker_finds_every_offence(start_ingest, fres
     start_ingest(f"simlive-{root[7:13]}", MUCKWATCH_DSN=dsn, MUCKWATCH_MQTT_TOPIC_ROOT=root)
     db = psycopg.connect(dsn, autocommit=True)
 
-    from muckwatch.city import load_city
+    from domain.city import load_city
     from muckwatch.replay import replay
     from simulator.accuracy import score
     from simulator.mixed import MixedOptions, MixedScenario

@@ -19,7 +19,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from ingest.partitions import partition_of
+from domain.wire import partition_of
 from simulator.mixed import MixedOptions, MixedScenario
 from simulator.publish import MqttPublisher, stream
 from tests.conftest import IngestProcess, create_database, ingest_env, wait_for

@@ -17,8 +17,8 @@ import pytest
 
 from alerts.outbox import AlertRouter
 from alerts.subscriptions import Subscription, save
-from muckwatch.batches import DeviceStatus, FixBatch, Rejects
-from rules.events import Phase, ViolationEvent
+from domain.batches import DeviceStatus, FixBatch, Rejects
+from domain.events import Phase, ViolationEvent
 from store.database import Store
 
 pytestmark = pytest.mark.e2e

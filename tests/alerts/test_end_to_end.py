@@ -91,8 +91,8 @@ def test_the_documented_receiver_verifies_real_deliveries(db, dsn, tag, worker, 
 
         from alerts.outbox import AlertRouter
         from alerts.subscriptions import load_from_db
-        from muckwatch.batches import DeviceStatus, FixBatch, Rejects
-        from rules.events import Phase, ViolationEvent
+        from domain.batches import DeviceStatus, FixBatch, Rejects
+        from domain.events import Phase, ViolationEvent
         from store.database import Store
 
         subs = [s for s in load_from_db(db) if s.id == f"{tag}-doc"]

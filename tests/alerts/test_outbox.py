@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from alerts.outbox import AlertRouter, payload, webhook_id
 from alerts.signing import new_secret
 from alerts.subscriptions import RULES, Subscription, SubscriptionError
-from muckwatch.config import ConfigError, load_settings
-from rules.events import Phase, ViolationEvent
+from domain.config import ConfigError, load_settings
+from domain.events import Phase, ViolationEvent
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "alerts.md"
 SCHEMA = json.loads(re.search(r"<!-- schema -->\s*```json\n(.*?)```", DOC.read_text(),
@@ -99,7 +99,7 @@ def test_bad_subscriptions_are_named(data, words):
 
 
 def test_config_file_subscriptions_and_masking(tmp_path, monkeypatch):
-    from muckwatch.config import as_dict, to_toml
+    from domain.config import as_dict, to_toml
 
     monkeypatch.setenv("MY_HOOK_SECRET", SECRET)
     (tmp_path / "c.toml").write_text(f'''

@@ -13,6 +13,8 @@ import uuid
 
 import pytest
 
+from domain.wire import fix_message
+
 pytestmark = pytest.mark.e2e
 TOTAL = 100_000
 VALID_SHARE = 0.2
@@ -43,8 +45,8 @@ def generate(root: str, now_ms: int, seed: int = 7):
     for k in range(TOTAL):
         device = f"F{k:06d}"
         topic = f"{root}/{device}/telemetry"
-        fix = {"v": 1, "ts": now_ms - rng.randrange(1, 3_600_000), "lon": 114 + rng.random(),
-               "lat": 22.5 + rng.random() / 2, "spd": rng.random() * 60, "lid": 0, "load": 2}
+        fix = fix_message(now_ms - rng.randrange(1, 3_600_000), 114 + rng.random(),
+                          22.5 + rng.random() / 2, spd=rng.random() * 60, lid=0, load=2)
         if rng.random() < VALID_SHARE:
             out.append((topic, json.dumps(fix).encode(), True))
             continue

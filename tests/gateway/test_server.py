@@ -182,7 +182,7 @@ def test_the_simulator_speaks_jt808_through_the_gateway(gateway_port, ingest, db
     connection; blind areas go as 0x0704 batches; every fix lands once, sensors included."""
     from pathlib import Path
 
-    from muckwatch.city import load_city
+    from domain.city import load_city
     from simulator.mixed import MixedOptions, MixedScenario
 
     start = 1_793_000_000_000  # 2026-10-26 10:13 +08: no other test uses these device times
@@ -275,7 +275,7 @@ def test_devices_file_maps_phones_and_can_refuse_unknown_terminals(tmp_path):
 def test_gateway_publishes_on_the_vehicles_topic_partition(broker, run_dir):
     """With [mqtt] partitions = P the gateway puts the partition level in the topic, so the
     vehicle reaches the one worker that consumes its partition (docs/scaling.md)."""
-    from ingest.partitions import partition_topic
+    from domain.wire import partition_topic
 
     root = f"gwp{os.getpid()}/v1"
     watcher = subprocess.Popen(

@@ -9,8 +9,9 @@ import shapely
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from domain.coords import metric_epsg_for
 from geofence.corridor import Corridors
-from geofence.projection import Projector, metric_epsg_for
+from geofence.projection import Projector
 
 
 @pytest.mark.parametrize(("lon", "lat", "epsg"), [

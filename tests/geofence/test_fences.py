@@ -9,7 +9,8 @@ import pyproj
 import pytest
 import shapely
 
-from geofence.fences import FenceFileError, GeometryError, load_fences, read_geometry
+from domain.geojson import GeometryError, read_geometry
+from geofence.fences import FenceFileError, load_fences
 
 SQUARE = [[114.0, 22.5], [114.01, 22.5], [114.01, 22.51], [114.0, 22.51], [114.0, 22.5]]
 HOLE = [[114.004, 22.504], [114.006, 22.504], [114.006, 22.506], [114.004, 22.506],

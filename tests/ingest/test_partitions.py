@@ -11,15 +11,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ingest.partitions import (
-    PartitionSpecError,
-    parse_partition_set,
-    partition_of,
-    partition_topic,
-)
+from domain.config import ConfigError
+from domain.settings import MqttSettings, Settings
+from domain.wire import TopicKind, parse_topic, partition_of, partition_topic
+from ingest.partitions import PartitionSpecError, parse_partition_set
 from ingest.receiver import PartitionedReceiver
-from ingest.wire import TopicKind, parse_topic
-from muckwatch.config import ConfigError, MqttSettings, Settings
 from muckwatch.service import build_receiver
 
 DEVICE_IDS = st.text(st.sampled_from("ABCXYZabcxyz0123456789_.:-"), min_size=1, max_size=64)

@@ -13,6 +13,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from domain.settings import MqttSettings
 from ingest.receiver import (
     MqttReceiver,
     _Session,
@@ -21,7 +22,6 @@ from ingest.receiver import (
     puback_packets,
     subscribe_packet,
 )
-from muckwatch.config import MqttSettings
 
 
 class Transport:

@@ -11,8 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingest.wire import RawBatch, Reason, WireDecoder, parse_topic, subscriptions
-from muckwatch.batches import UNKNOWN
+from domain.batches import UNKNOWN
+from domain.wire import parse_topic
+from ingest.wire import RawBatch, Reason, WireDecoder, subscriptions
 from simulator.faults import bad_messages
 
 NOW = 1_795_000_000_000  # 2026-11-18, fixed so tests do not depend on the clock

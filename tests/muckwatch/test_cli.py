@@ -130,7 +130,7 @@ def test_geofence_query_csv_matches_shapely(tmp_path, city):
     import numpy as np
     import shapely
 
-    from geofence.coords import convert
+    from domain.coords import convert
 
     rng = np.random.default_rng(1)
     fences_path = city.directory / "fences.geojson"

@@ -11,8 +11,8 @@ import numpy as np
 import psycopg
 import pytest
 
+from domain.settings import Settings
 from ingest.wire import RawBatch
-from muckwatch.config import Settings
 from muckwatch.service import build_pipeline
 from simulator.scenarios import example_detour
 
@@ -47,7 +47,7 @@ async def run(pipelines: list, batches: list[RawBatch], owner_of) -> None:
         await p.save_state()
         events = p.rules.flush()
         if events:
-            from muckwatch.batches import DeviceStatus, FixBatch, Rejects
+            from domain.batches import DeviceStatus, FixBatch, Rejects
 
             await p.store.write(FixBatch.empty(), Rejects(), DeviceStatus(), events,
                                 p.alerts.route(events))

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from domain.wire import fix_message
 from muckwatch.observability import Histogram
 from muckwatch.services import PrivatePostgres
 
@@ -52,7 +53,7 @@ def test_metrics_count_what_went_through_and_health_is_ok(ingest, publish, devic
     now = int(time.time() * 1000)
     for k in range(3):
         publish(f"muck/v1/{device_id}/telemetry", json.dumps(
-            {"v": 1, "ts": now - 10_000 + k * 1000, "lon": 114.05, "lat": 22.55, "spd": 20}))
+            fix_message(now - 10_000 + k * 1000, 114.05, 22.55, spd=20)))
     publish(f"muck/v1/{device_id}/telemetry", "{not json")
 
     def moved() -> bool:

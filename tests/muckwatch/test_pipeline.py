@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from muckwatch.batches import FixBatch
+from domain.batches import FixBatch
 from muckwatch.pipeline import GeofenceStage, Sequencer
 
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from muckwatch.batches import DeviceStatus, FixBatch, Rejects
+from domain.batches import DeviceStatus, FixBatch, Rejects
+from domain.events import Phase, ViolationEvent
 from muckwatch.report import parse_since
-from rules.events import Phase, ViolationEvent
 from store.database import Store
 
 pytestmark = pytest.mark.e2e

@@ -164,8 +164,8 @@ def test_hand_over_mid_detour_to_a_new_engine_gives_the_same_violations(city):
 
     import orjson
 
+    from domain.batches import FixBatch
     from ingest.wire import RawBatch, WireDecoder
-    from muckwatch.batches import FixBatch
     from muckwatch.pipeline import GeofenceStage, Sequencer
     from muckwatch.replay import final_violations
     from rules.engine import RuleEngine
@@ -206,10 +206,10 @@ def test_redelivered_fixes_open_nothing_new(city):
     """QoS 1 redelivers a whole detour after it was evaluated: no second violation."""
     import json
 
+    from domain.events import ViolationEvent
     from ingest.wire import RawBatch, WireDecoder
     from muckwatch.pipeline import GeofenceStage, Sequencer
     from rules.engine import RuleEngine
-    from rules.events import ViolationEvent
     from rules.reference import Reference
     from simulator.scenarios import example_detour
 
@@ -232,11 +232,11 @@ def test_data_older_than_anything_seen_is_evaluated_however_many_gaps_came_since
     not a repeat of something already evaluated."""
     import json
 
+    from domain.batches import FixBatch
+    from domain.events import Phase, ViolationEvent
     from ingest.wire import RawBatch, WireDecoder
-    from muckwatch.batches import FixBatch
     from muckwatch.pipeline import GeofenceStage, Sequencer
     from rules.engine import RuleEngine
-    from rules.events import Phase, ViolationEvent
     from rules.reference import Reference
     from simulator.scenarios import example_detour
 
@@ -305,10 +305,10 @@ def test_swap_reference_keeps_open_violations_on_their_permit(city, tmp_path):
 def test_sweep_opens_signal_loss_for_a_silent_truck_and_the_next_fix_closes_it(city):
     import json
 
+    from domain.events import Phase
     from ingest.wire import RawBatch, WireDecoder
     from muckwatch.pipeline import GeofenceStage, Sequencer
     from rules.engine import RuleEngine
-    from rules.events import Phase
     from rules.reference import Reference
     from simulator.scenarios import TruckTrack
 
@@ -380,8 +380,8 @@ def test_a_terminal_clock_running_behind_is_not_silence(city):
 def test_every_rule_in_the_chain_is_documented_with_its_evidence_and_thresholds():
     from pathlib import Path
 
+    from domain.settings import RuleSettings
     from rules.chain import MACHINE_RULES, SIGNAL_LOSS
-    from rules.settings import RuleSettings
 
     text = (Path(__file__).resolve().parents[2] / "docs" / "rules.md").read_text()
     for rule in (*MACHINE_RULES, SIGNAL_LOSS):

@@ -16,8 +16,8 @@ import shapely
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from domain.events import TripEvent
 from muckwatch.replay import replay
-from rules.events import TripEvent
 from simulator.scenarios import TruckTrack
 
 # 2026-11-18 10:00 Asia/Shanghai
@@ -85,7 +85,7 @@ def haul(city, pid, start=START, dest_index=0, to=1.0, noise=None, **track):
 
 
 def site_at(city, fence_id, lon, lat, kind="disposal_site"):
-    from muckwatch.city import Fence
+    from domain.city import Fence
 
     return Fence(id=fence_id, kind=kind,
                  geometry=shapely.Point(lon, lat).buffer(0.0012), name=fence_id)
@@ -219,7 +219,7 @@ def test_overspeed_severity_follows_the_zones_limit(city):
     t = haul(city, "P0001", to=0.3)
     x, y = t.x, t.y
     lon, lat = t.projector.to_lonlat([x], [y])
-    from muckwatch.city import Fence
+    from domain.city import Fence
 
     slow = Fence(id="SLOW", kind="restricted_zone", windows=("00:00-00:01",),
                  geometry=shapely.Point(float(lon[0]), float(lat[0])).buffer(0.01),

@@ -304,7 +304,7 @@ def test_retractions_carry_the_violations_real_position(city, all_events):
     positioned at (0, 0) never reached it. The SIGNAL_LOSS that a backfill retracts starts
     where the truck went silent."""
 
-    from rules.events import Phase, ViolationEvent
+    from domain.events import Phase, ViolationEvent
 
     t = truck(city)
     route = t.route(PERMIT)

@@ -163,7 +163,7 @@ def test_acceptance_300_trucks_two_hours(tmp_path):
     offences and five near-misses per rule at random times, some offences inside blind
     areas; the fleet with noise, jumps, flickers, junction stops, jittered reports, skewed
     clocks, tunnels, blind-area batches and duplicates)."""
-    from muckwatch.city import load_city
+    from domain.city import load_city
     from muckwatch.replay import replay
     from simulator.citygen import generate_city
     from simulator.mixed import MixedOptions, MixedScenario

@@ -12,8 +12,8 @@ import numpy as np
 import psycopg
 import pytest
 
+from domain.batches import DeviceStatus, Rejects
 from ingest.wire import RawBatch, WireDecoder
-from muckwatch.batches import DeviceStatus, Rejects
 from muckwatch.pipeline import GeofenceStage, Sequencer
 from rules.engine import RuleEngine
 from rules.reference import Reference

@@ -7,8 +7,8 @@ import asyncio
 import numpy as np
 import psycopg
 
-from muckwatch.batches import UNKNOWN, DeviceStatus, FixBatch, Rejects
-from rules.events import Phase, ViolationEvent
+from domain.batches import UNKNOWN, DeviceStatus, FixBatch, Rejects
+from domain.events import Phase, ViolationEvent
 from store.database import DatabaseError, Store
 from store.migrate import available_migrations, migrate, status
 from store.writer import copy_payload
@@ -139,7 +139,7 @@ def test_an_arrival_names_the_permit_whose_destination_the_trip_reached(dsn, db,
     """A leg may be explained by several permits until it arrives (docs/rules.md): the trip
     row starts with the first candidate and ends with the one whose destination it is; a
     replayed departure never undoes that."""
-    from rules.events import TripEvent
+    from domain.events import TripEvent
 
     left = TripEvent(id=f"tri-{device_id}", device_id=device_id, plate=None, company_id=None,
                      permit_id="P-A", origin="CS1", left_ts=T0)

@@ -14,8 +14,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from domain.events import Phase, ViolationEvent
 from muckwatch.timescale import PrivateTimescale
-from rules.events import Phase, ViolationEvent
 from store import scores
 from store.database import Store
 from store.migrate import migrate, status
@@ -58,7 +58,7 @@ def migrated(timescale, city):
     async def write():
         store = Store(timescale.dsn)
         try:
-            from muckwatch.batches import DeviceStatus, FixBatch, Rejects
+            from domain.batches import DeviceStatus, FixBatch, Rejects
 
             await store.write(FixBatch.empty(), Rejects(), DeviceStatus(), events)
         finally:

@@ -122,3 +122,17 @@ def convert(lon, lat, source: str, target: str) -> tuple[np.ndarray, np.ndarray]
     if target == "bd09":
         return gcj02_to_bd09(lon, lat)
     return gcj02_to_wgs84(lon, lat)
+
+
+_GK_FIRST_EPSG = 4534  # CGCS2000 / 3-degree Gauss-Kruger CM 75E
+_GK_FIRST_CM = 75
+
+
+def metric_epsg_for(lon: float, lat: float) -> int:
+    """The CGCS2000 3° Gauss-Krüger zone (China) or UTM zone (elsewhere) containing a point."""
+    if not out_of_china(np.array([lon]), np.array([lat]))[0]:
+        cm = round(lon / 3.0) * 3
+        cm = min(max(cm, _GK_FIRST_CM), 135)
+        return _GK_FIRST_EPSG + (cm - _GK_FIRST_CM) // 3
+    zone = int((lon + 180) // 6) % 60 + 1
+    return (32600 if lat >= 0 else 32700) + zone

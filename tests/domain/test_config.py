@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from muckwatch.config import ConfigError, Settings, as_dict, load_settings, to_toml
+from domain.config import ConfigError, as_dict, load_settings, to_toml
+from domain.settings import Settings
 
 
 def test_defaults_without_file_or_env():

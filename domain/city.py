@@ -20,9 +20,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import shapely
 from shapely.geometry.base import BaseGeometry
 
-from geofence.coords import SYSTEMS
-from geofence.fences import GeometryError, read_area, read_geometry
-from geofence.projection import metric_epsg_for
+from domain.coords import SYSTEMS, metric_epsg_for
+from domain.geojson import GeometryError, read_area, read_geometry
 
 FENCE_KINDS = ("construction_site", "disposal_site", "transfer_dock", "restricted_zone")
 SITE_KINDS = ("construction_site", "disposal_site", "transfer_dock")

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from geofence.coords import convert, gcj02_to_wgs84, wgs84_to_gcj02
+from domain.coords import convert, gcj02_to_wgs84, wgs84_to_gcj02
 
 # Values printed in the README of coordTransform_py (wandergis), the most widely copied
 # implementation of the public algorithm, for the input (128.543, 37.065).

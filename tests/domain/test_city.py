@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import shapely
 
-from geofence.coords import convert
-from muckwatch.city import CityError, load_city, parse_window
+from domain.city import CityError, load_city, parse_window
+from domain.coords import convert
 
 
 def test_sample_city_loads(city):
