@@ -382,7 +382,7 @@ Measured by `make bench` (bench/run.py) on: {machine()}.
 Last run {stamp} at commit {commit}. The machine is shared and noisy, so targets are **ratios
 against a baseline measured in the same run**; absolute rates vary by ±30% between runs.
 
-Reproduce: `make bench` (6–13 minutes, as loaded as the machine is; writes this file).
+Reproduce: `make bench` (6–25 minutes, as fast and as loaded as the machine is; writes this file).
 Single benchmark: `.venv/bin/python bench/pipeline.py` (or any file in bench/).
 `make bench-long` adds the ten-minute megacity run below.
 
