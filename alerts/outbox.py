@@ -66,14 +66,12 @@ def _place(ms: int | None, lon, lat) -> dict | None:
 
 def payload(e: ViolationEvent, evidence_url: str = "") -> dict:
     """The JSON body (docs/alerts.md); the store adds ``evidence.track``."""
-    state = ("retracted" if e.phase == Phase.RETRACTED
-             else "closed" if e.end_ts is not None else "open")
     return {
         "schema": SCHEMA,
         "type": f"violation.{e.phase.value}",
         "occurred_at": _iso(e.end_ts if e.phase == Phase.CLOSED and e.end_ts else e.start_ts),
         "violation": {
-            "id": e.id, "rule": e.rule, "severity": e.severity, "state": state,
+            "id": e.id, "rule": e.rule, "severity": e.severity, "state": e.state,
             "late": e.late, "start": _place(e.start_ts, e.start_lon, e.start_lat),
             "end": _place(e.end_ts, e.end_lon, e.end_lat),
             "peak": None if e.peak is None else {"value": round(e.peak, 1),

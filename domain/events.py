@@ -47,6 +47,15 @@ class ViolationEvent:
     fence_id: str | None = None  # the restricted zone, for RESTRICTED_ZONE
     evidence: tuple | None = None  # ((ts, lon, lat, speed, lid, lift, load), …)
 
+    @property
+    def state(self) -> str:
+        """The violation's state after this event — ``violations.state`` and the webhook's
+        ``violation.state``, derived here once: retracted, closed once it has an end, else
+        open."""
+        if self.phase == Phase.RETRACTED:
+            return "retracted"
+        return "closed" if self.end_ts is not None else "open"
+
 
 @dataclass(frozen=True, slots=True)
 class TripEvent:
