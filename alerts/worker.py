@@ -30,6 +30,7 @@ import psycopg
 
 from alerts.signing import headers as signed_headers
 from alerts.subscriptions import Subscription, load_from_db_async
+from domain.config import parse_schedule
 
 log = logging.getLogger(__name__)
 
@@ -63,18 +64,6 @@ UPDATE alert_subscriptions SET enabled = false, updated_at = now(),
     disabled_reason = %(reason)s
 WHERE id = %(id)s
 """
-
-
-def parse_schedule(text: str) -> tuple[float, ...]:
-    """'0,5,300' → (0.0, 5.0, 300.0): the delay before each attempt."""
-    try:
-        delays = tuple(float(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise ValueError(f"retry_schedule_s must be comma-separated seconds, not {text!r}"
-                         ) from None
-    if not delays or any(d < 0 for d in delays):
-        raise ValueError(f"retry_schedule_s needs at least one delay ≥ 0, not {text!r}")
-    return delays
 
 
 def retry_after_s(value: str | None, now: float | None = None) -> float | None:

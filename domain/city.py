@@ -244,7 +244,7 @@ def load_city(directory: str | Path) -> City:
         if plate not in plates:
             problems.append(f"{where}: plate {plate!r} is not in vehicles.csv")
         origin = props.get("origin")
-        if kinds.get(origin) != "construction_site":
+        if not isinstance(origin, str) or kinds.get(origin) != "construction_site":
             problems.append(f"{where}: origin {origin!r} is not a construction_site in fences")
         dest = props.get("destination")
         destinations = tuple(dest) if isinstance(dest, list) else (dest,)

@@ -103,7 +103,105 @@ def load_settings(path: str | Path | None = None, env: dict[str, str] | None = N
                 )
             coerced[key] = _coerce(value, section_hints[key], f"[{name}] {key}")
         settings = settings.with_overrides(**{name: coerced})
+    validate(settings)
     return settings
+
+
+class PartitionSpecError(ConfigError):
+    """A partition set in the config that does not parse or is out of range."""
+
+
+def parse_partition_set(spec: str, count: int) -> tuple[int, ...]:
+    """``"0-3,8"`` → (0, 1, 2, 3, 8); empty → all ``count`` partitions."""
+    if count <= 0:
+        raise PartitionSpecError(
+            f"[ingest] partitions = {spec!r} needs [mqtt] partitions > 0 (the number of "
+            "topic partitions publishers use)")
+    if not spec.strip():
+        return tuple(range(count))
+    chosen: set[int] = set()
+    for part in spec.split(","):
+        m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
+        if not m:
+            raise PartitionSpecError(
+                f"[ingest] partitions: {part.strip()!r} is not a partition or a range like 0-7")
+        lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
+        if lo > hi or hi >= count:
+            raise PartitionSpecError(
+                f"[ingest] partitions: {part.strip()!r} is outside 0-{count - 1} "
+                f"([mqtt] partitions = {count})")
+        chosen.update(range(lo, hi + 1))
+    return tuple(sorted(chosen))
+
+
+def parse_schedule(text: str) -> tuple[float, ...]:
+    """``[alerts] retry_schedule_s``: '0,5,300' → (0.0, 5.0, 300.0), the delay before each
+    attempt."""
+    try:
+        delays = tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise ConfigError(f"[alerts] retry_schedule_s must be comma-separated seconds, not "
+                          f"{text!r}") from None
+    if not delays or any(d < 0 for d in delays):
+        raise ConfigError(f"[alerts] retry_schedule_s needs at least one delay ≥ 0, not {text!r}")
+    return delays
+
+
+def _host_port(value: str, where: str, *, optional: bool) -> None:
+    if optional and not value:
+        return
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65_536:
+        raise ConfigError(f"{where} = {value!r}: expected host:port"
+                          + (" or \"\" (off)" if optional else ""))
+
+
+def validate(settings: Settings) -> None:
+    """Every check that spans keys, or that a type alone cannot express, in one place and at
+    load time: a mistake ends ``muckwatch run`` (or any command) with one line naming the
+    key, never with a traceback from deep inside the component that trips over it."""
+    mqtt, ingest, alerts = settings.mqtt, settings.ingest, settings.alerts
+    if not 0 < mqtt.port < 65_536:
+        raise ConfigError(f"[mqtt] port = {mqtt.port}: must be 1-65535")
+    if ingest.batch_max < 1:
+        raise ConfigError(f"[ingest] batch_max = {ingest.batch_max}: must be at least 1")
+    if ingest.batch_wait_ms < 0:
+        raise ConfigError(f"[ingest] batch_wait_ms = {ingest.batch_wait_ms}: must be ≥ 0")
+    if not ingest.batch_max < mqtt.receive_maximum <= 65_535:
+        raise ConfigError(
+            f"[mqtt] receive_maximum = {mqtt.receive_maximum}: must exceed [ingest] batch_max "
+            f"({ingest.batch_max}) and be at most 65535 — acks wait for the commit, so a "
+            "smaller in-flight window stalls delivery")
+    if mqtt.partitions < 0:
+        raise ConfigError(f"[mqtt] partitions = {mqtt.partitions}: must be 0 (none) or more")
+    if mqtt.partitions and mqtt.share_group:
+        raise ConfigError("[mqtt] partitions and [mqtt] share_group are two ways to spread "
+                          "vehicles over workers: set one of them")
+    if ingest.partitions and not mqtt.partitions:
+        raise ConfigError(f"[ingest] partitions = {ingest.partitions!r} needs [mqtt] "
+                          "partitions > 0 (how many topic partitions the publishers use)")
+    if mqtt.partitions:
+        parse_partition_set(ingest.partitions, mqtt.partitions)
+    if mqtt.share_group and not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", mqtt.share_group):
+        raise ConfigError(f"[mqtt] share_group = {mqtt.share_group!r}: letters, digits, "
+                          "'_', '.', '-' only (it is a topic level)")
+    parse_schedule(alerts.retry_schedule_s)
+    if not 0 <= alerts.jitter < 1:
+        raise ConfigError(f"[alerts] jitter = {alerts.jitter}: must be in [0, 1)")
+    if alerts.max_in_flight < 1:
+        raise ConfigError(f"[alerts] max_in_flight = {alerts.max_in_flight}: must be ≥ 1")
+    _host_port(settings.gateway.listen, "[gateway] listen", optional=False)
+    _host_port(settings.observability.listen, "[observability] listen", optional=True)
+    if settings.observability.log_format not in ("text", "json"):
+        raise ConfigError(f"[observability] log_format = "
+                          f"{settings.observability.log_format!r}: must be \"text\" or \"json\"")
+    rules = settings.rules
+    for f in fields(rules):
+        value = getattr(rules, f.name)
+        if isinstance(value, int | float) and value < 0:
+            raise ConfigError(f"[rules] {f.name} = {value}: must be ≥ 0")
+        if f.name.endswith("_fixes") and value < 1:
+            raise ConfigError(f"[rules] {f.name} = {value}: must be at least 1")
 
 
 def mask_secret(key: str, value: Any) -> Any:

@@ -38,7 +38,7 @@ class TopicKind(StrEnum):
 
 def parse_topic(topic: str, root: str = TOPIC_ROOT) -> tuple[TopicKind, str] | None:
     """``muck/v1/{device}/telemetry[/batch]`` or ``…/status`` → (kind, device), else None.
-    A partition level (``muck/v1/p/{k}/{device}/…``, ingest/partitions.py) is accepted."""
+    A partition level (``muck/v1/p/{k}/{device}/…``, ``partition_topic``) is accepted."""
     if not topic.startswith(root + "/"):
         return None
     parts = topic[len(root) + 1 :].split("/")

@@ -148,11 +148,6 @@ class MqttReceiver:
         wakeup: asyncio.Event | None = None,
         wake_at: int | None = None,
     ) -> None:
-        if settings.receive_maximum <= batch_max:
-            raise ValueError(
-                f"mqtt.receive_maximum ({settings.receive_maximum}) must exceed ingest.batch_max "
-                f"({batch_max}): acks wait for the commit, so a smaller window stalls delivery"
-            )
         self.settings = settings
         self.topics = topics
         self.batch_max = batch_max

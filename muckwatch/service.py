@@ -14,7 +14,6 @@ import contextlib
 import json
 import logging
 import os
-import re
 import signal
 import socket
 import time
@@ -27,9 +26,8 @@ from alerts.outbox import AlertRouter
 from alerts.worker import DeliveryWorker, WorkerOptions
 from domain.batches import DeviceStatus, FixBatch, Rejects
 from domain.city import City, load_city
-from domain.config import ConfigError
+from domain.config import ConfigError, parse_partition_set
 from domain.settings import Settings
-from ingest.partitions import PartitionSpecError, parse_partition_set
 from ingest.receiver import BrokerError, MqttReceiver, PartitionedReceiver
 from ingest.wire import RawBatch, WireDecoder, subscriptions
 from muckwatch.handover import StateHandover
@@ -134,29 +132,16 @@ def worker_name(settings: Settings) -> str:
 def build_receiver(settings: Settings) -> MqttReceiver | PartitionedReceiver:
     """The broker side, by how the deployment spreads vehicles over workers
     (docs/scaling.md): topic partitions, an EMQX shared subscription, or one worker."""
-    mqtt, ingest = settings.mqtt, settings.ingest
-    options = {"batch_max": ingest.batch_max, "batch_wait_s": ingest.batch_wait_ms / 1000}
-    if mqtt.partitions < 0:
-        raise ConfigError(f"[mqtt] partitions = {mqtt.partitions}: must be 0 (none) or more")
-    if mqtt.partitions and mqtt.share_group:
-        raise ConfigError("[mqtt] partitions and [mqtt] share_group are two ways to spread "
-                          "vehicles over workers: set one of them")
-    if ingest.partitions and not mqtt.partitions:
-        raise ConfigError(f"[ingest] partitions = {ingest.partitions!r} needs [mqtt] "
-                          "partitions > 0 (how many topic partitions the publishers use)")
+    mqtt, ingest = settings.mqtt, settings.ingest  # validated by domain.config.validate
+    wait_s = ingest.batch_wait_ms / 1000
     if mqtt.partitions:
-        try:
-            chosen = parse_partition_set(ingest.partitions, mqtt.partitions)
-        except PartitionSpecError as e:
-            raise ConfigError(str(e)) from None
-        return PartitionedReceiver(mqtt, mqtt.topic_root, chosen, **options)
+        chosen = parse_partition_set(ingest.partitions, mqtt.partitions)
+        return PartitionedReceiver(mqtt, mqtt.topic_root, chosen, batch_max=ingest.batch_max,
+                                   batch_wait_s=wait_s)
     topics = subscriptions(mqtt.topic_root)
     if mqtt.share_group:
-        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", mqtt.share_group):
-            raise ConfigError(f"[mqtt] share_group = {mqtt.share_group!r}: letters, digits, "
-                              "'_', '.', '-' only (it is a topic level)")
         topics = [f"$share/{mqtt.share_group}/{t}" for t in topics]
-    return MqttReceiver(mqtt, topics, **options)
+    return MqttReceiver(mqtt, topics, batch_max=ingest.batch_max, batch_wait_s=wait_s)
 
 
 class IngestService:
@@ -213,7 +198,7 @@ class IngestService:
                                   f" to {settings.mqtt.partitions}: that re-maps most vehicles;"
                                   " restart every worker and every publisher with it")
             wanted = parse_partition_set(settings.ingest.partitions, settings.mqtt.partitions)
-        except (ConfigError, PartitionSpecError) as e:
+        except ConfigError as e:  # PartitionSpecError included
             log.error("partitions not changed: %s", e)
             return
         dropped = sorted(set(receiver.partitions) - set(wanted))

@@ -303,7 +303,7 @@ class RuleEngine:
         prev[first] = last_ts[group[first]]
         gap = (f.ts - prev > self.gap_snapshot_s * 1000) & (prev > _NEVER)
         counts = np.cumsum(gap)
-        seg = counts - np.maximum.accumulate(np.where(first, counts - gap, 0))
+        seg: np.ndarray = counts - np.maximum.accumulate(np.where(first, counts - gap, 0))
         events: list = []
         if keep_gaps:
             # before a vehicle's first fix lies a gap too: a terminal that comes online with
@@ -311,7 +311,7 @@ class RuleEngine:
             for k in np.flatnonzero(first & (prev == _NEVER)).tolist():
                 states[group[k]].gaps.append((_NEVER, int(f.ts[k]), _EMPTY))
         for r in range(int(seg.max()) + 1 if n else 0):
-            rows = seg == r
+            rows: np.ndarray = seg == r
             if keep_gaps:
                 for k in np.flatnonzero(rows & gap).tolist():
                     st = states[group[k]]
@@ -326,6 +326,9 @@ class RuleEngine:
                states: list[VehicleState], late: bool) -> list:
         """One round: the handler chain — GNSS gate → legs and trips → situation → every
         rule through its debounce machine → SIGNAL_LOSS."""
+        ref = self.ref
+        if ref is None:  # no city: evaluate() never gets here
+            return []
         s = self.settings
         n = len(f)
         if n == 0:
@@ -342,10 +345,10 @@ class RuleEngine:
         # where each vehicle was before this round: a gap at its first row starts there
         before = [(st.good_lon, st.good_lat) for st in sts]
         known = self._quality(f, first, slot, starts, ends, sts)
-        pf = permit_facts(f, self.ref, s)
+        pf = permit_facts(f, ref, s)
         legs = walk_legs(f, pf, known, first, slot, starts, ends, [st.leg for st in sts], s)
         events += [self._trip(names[t.vehicle], f, t, late) for t in legs.trips]
-        x = situation(f, pf, known, legs, self.ref.corridors, s)
+        x = situation(f, pf, known, legs, ref.corridors, s)
         events += self._signal_loss(f, first, slot, starts, sts, names, before,
                                     x.moving & ~f.in_site, late)
         lift_less = np.flatnonzero((f.lift < 0) & ((f.load >= 0) | ~np.isnan(f.load_kg)))
@@ -484,7 +487,9 @@ class RuleEngine:
         live = self.vehicles.setdefault(device, VehicleState())
         events: list = []
         first, last_ts = int(rows.ts[0]), int(rows.ts[-1])
-        snap = gap_end = gap_index = None
+        snap: dict | None = None
+        gap_end: int | None = None
+        gap_index: int | None = None
         for k, (start, end, data) in enumerate(live.gaps):
             if start < first < end:
                 snap, gap_end, gap_index = data, end, k
@@ -502,7 +507,7 @@ class RuleEngine:
         if len(rows):
             events += self._run(rows, np.zeros(len(rows), np.int64), [device], [temp],
                                 late=True, keep_gaps=False)
-            if gap_index is not None and int(rows.ts[-1]) < gap_end:
+            if gap_index is not None and gap_end is not None and int(rows.ts[-1]) < gap_end:
                 # more of the blind area may still come: it resumes from here
                 resume = temp.to_dict(gaps=False)
                 live.gaps[gap_index] = (int(rows.ts[-1]), gap_end, resume)

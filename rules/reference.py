@@ -138,7 +138,7 @@ class Reference:
         hours = ts_ms // 3_600_000
         unique, inverse = np.unique(hours, return_inverse=True)
         offsets = np.array([
-            int(datetime.fromtimestamp(int(h) * 3600, self.timezone).utcoffset()
+            int((datetime.fromtimestamp(int(h) * 3600, self.timezone).utcoffset() or timedelta(0))
                 // timedelta(minutes=1)) for h in unique.tolist()], np.int64)
         minutes = ts_ms // 60_000 + offsets[inverse]
         return minutes % _DAY_MIN

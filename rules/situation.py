@@ -47,7 +47,7 @@ def situation(f: Facts, pf: PermitFacts, known: np.ndarray, legs: LegView,
     loaded = np.where(sensor >= 0, sensor, np.where(kg >= 0, kg, legs.loaded))
     speed_known = ~np.isnan(f.speed)
     cover = legs.cover
-    has_permit = cover.any(axis=1)
+    has_permit = np.asarray(cover.any(axis=1))
     # corridor distance of every permit each fix is judged against (most fixes: one)
     rows, cols = np.nonzero(cover)
     dist = np.full(cover.shape, np.inf)

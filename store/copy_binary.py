@@ -44,11 +44,16 @@ def encode(columns: list[Column], n_rows: int) -> bytes:
     sizes = np.full(n_rows, 2, np.int64)  # the int16 field count
     lengths = []
     for col in columns:
+        if (col.text is None) == (col.values is None):
+            raise ValueError("a COPY column has either fixed-width values or text")
         if col.text is not None:
             encoded = [s.encode() for s in col.text]
             text_len = np.array([len(b) for b in encoded], np.int64)
+            if col.text_index is None:
+                raise ValueError("a text COPY column needs each row's index into its strings")
             length = text_len[col.text_index]
         else:
+            assert col.values is not None  # checked above
             length = np.full(n_rows, col.values.dtype.itemsize, np.int64)
         if col.null is not None:
             length = np.where(col.null, -1, length)
@@ -68,6 +73,7 @@ def encode(columns: list[Column], n_rows: int) -> bytes:
         if col.text is not None:
             blob = np.frombuffer(b"".join(s.encode() for s in col.text), np.uint8)
             text_len = np.array([len(s.encode()) for s in col.text], np.int64)
+            assert col.text_index is not None  # checked above
             text_start = np.concatenate([[0], np.cumsum(text_len)[:-1]])
             rows = np.flatnonzero(present)
             row_len = length[rows]
@@ -77,6 +83,7 @@ def encode(columns: list[Column], n_rows: int) -> bytes:
             dst = np.repeat(cursor[rows], row_len) + within
             buffer[dst] = blob[src]
         else:
+            assert col.values is not None
             width = col.values.dtype.itemsize
             rows = np.flatnonzero(present)
             data = np.ascontiguousarray(col.values[rows]).view(np.uint8).reshape(len(rows),

@@ -103,9 +103,16 @@ def migrate(conn: psycopg.Connection, progress=None) -> list[int]:
     return applied_now
 
 
+def _scalar(conn: psycopg.Connection, sql: str):
+    row = conn.execute(sql).fetchone()
+    if row is None:
+        raise RuntimeError(f"{sql!r} returned no row")
+    return row[0]
+
+
 def status(conn: psycopg.Connection) -> DbStatus:
     use_timescale, why = timescale_mode(conn)
-    exists = conn.execute("SELECT to_regclass('schema_version') IS NOT NULL").fetchone()[0]
+    exists = _scalar(conn, "SELECT to_regclass('schema_version') IS NOT NULL")
     applied = (
         [r[0] for r in conn.execute("SELECT version FROM schema_version ORDER BY version")]
         if exists
@@ -115,7 +122,7 @@ def status(conn: psycopg.Connection) -> DbStatus:
     return DbStatus(
         mode="timescaledb" if use_timescale else "postgresql",
         why=why,
-        server_version=conn.execute("SHOW server_version").fetchone()[0],
+        server_version=_scalar(conn, "SHOW server_version"),
         applied=applied,
         pending=pending,
     )

@@ -49,6 +49,42 @@ def test_mistakes_name_the_key(tmp_path, text, env, words):
     assert words in str(e.value)
 
 
+@pytest.mark.parametrize(("env", "key"), [
+    ({"MQTT_RECEIVE_MAXIMUM": "100", "INGEST_BATCH_MAX": "500"}, "[mqtt] receive_maximum"),
+    ({"MQTT_RECEIVE_MAXIMUM": "70000"}, "[mqtt] receive_maximum"),
+    ({"INGEST_BATCH_MAX": "0"}, "[ingest] batch_max"),
+    ({"MQTT_PORT": "0"}, "[mqtt] port"),
+    ({"ALERTS_RETRY_SCHEDULE_S": "0,soon"}, "[alerts] retry_schedule_s"),
+    ({"ALERTS_JITTER": "1.5"}, "[alerts] jitter"),
+    ({"GATEWAY_LISTEN": "6808"}, "[gateway] listen"),
+    ({"OBSERVABILITY_LISTEN": "localhost"}, "[observability] listen"),
+    ({"OBSERVABILITY_LOG_FORMAT": "xml"}, "[observability] log_format"),
+    ({"RULES_OFF_ROUTE_OPEN_FIXES": "0"}, "[rules] off_route_open_fixes"),
+    ({"RULES_MIN_SATS": "-1"}, "[rules] min_sats"),
+])
+def test_cross_field_and_range_mistakes_are_refused_at_load_in_one_line(env, key):
+    with pytest.raises(ConfigError) as e:
+        load_settings(None, env={f"MUCKWATCH_{k}": v for k, v in env.items()})
+    assert str(e.value).startswith(key) and "\n" not in str(e.value)
+
+
+def test_muckwatch_run_with_a_bad_window_says_so_in_one_line_without_a_traceback(tmp_path):
+    """The mistake the issue found: receive_maximum ≤ batch_max ended `muckwatch run` with
+    a traceback from inside the receiver."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "MUCKWATCH_MQTT_RECEIVE_MAXIMUM": "10",
+           "MUCKWATCH_INGEST_BATCH_MAX": "5000", "MUCKWATCH_MQTT_PORT": "1"}
+    done = subprocess.run([sys.executable, "-m", "muckwatch", "run"], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "[mqtt] receive_maximum" in lines[0], done.stderr
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_settings(tmp_path / "nope.toml", env={})
