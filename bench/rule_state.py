@@ -34,7 +34,7 @@ def measure(vehicles: int = VEHICLES) -> dict:
     sys.path.insert(0, str(REPO))
     from domain.batches import FixBatch
     from domain.city import load_city
-    from muckwatch.pipeline import GeofenceStage, Sequencer
+    from muckwatch.stages import GeofenceStage, Sequencer
     from rules.engine import RuleEngine
     from rules.reference import Reference
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from domain.batches import FixBatch
 from domain.city import load_city
-from muckwatch.pipeline import GeofenceStage, Sequencer
+from muckwatch.stages import GeofenceStage, Sequencer
 from rules.engine import RuleEngine
 from rules.reference import Reference
 from simulator.fleet import Fleet

@@ -151,7 +151,7 @@ def _host_port(value: str, where: str, *, optional: bool) -> None:
     if optional and not value:
         return
     host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65_536:
+    if not sep or not host or not port.isdigit() or int(port) > 65_535:  # 0: any free port
         raise ConfigError(f"{where} = {value!r}: expected host:port"
                           + (" or \"\" (off)" if optional else ""))
 

@@ -18,7 +18,7 @@ from domain.city import City
 from domain.events import Phase, ViolationEvent
 from domain.settings import RuleSettings
 from ingest.wire import RawBatch, WireDecoder
-from muckwatch.pipeline import GeofenceStage, Sequencer
+from muckwatch.stages import GeofenceStage, Sequencer
 from rules.engine import RuleEngine
 from rules.reference import Reference
 

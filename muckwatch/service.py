@@ -24,7 +24,6 @@ import numpy as np
 
 from alerts.outbox import AlertRouter
 from alerts.worker import DeliveryWorker, WorkerOptions
-from domain.batches import DeviceStatus, FixBatch, Rejects
 from domain.city import City, load_city
 from domain.config import ConfigError, parse_partition_set
 from domain.settings import Settings
@@ -32,7 +31,8 @@ from ingest.receiver import BrokerError, MqttReceiver, PartitionedReceiver
 from ingest.wire import RawBatch, WireDecoder, subscriptions
 from muckwatch.handover import StateHandover
 from muckwatch.observability import IngestMetrics, render, serve_http
-from muckwatch.pipeline import BatchResult, GeofenceStage, Pipeline, Sequencer
+from muckwatch.pipeline import BatchResult, Pipeline
+from muckwatch.stages import GeofenceStage, Sequencer
 from rules.engine import RuleEngine
 from rules.reference import Reference
 from store.database import DatabaseError, Store
@@ -154,6 +154,9 @@ class IngestService:
         self.city_dir = city.directory
         self.receiver = build_receiver(settings)
         self.pipeline = build_pipeline(settings, city)
+        # the one place this process's database connections come from (the batch writer's,
+        # and short sessions for subscriptions and health)
+        self.database = self.pipeline.store.store
         self.stats = IngestStats()
         self.metrics = IngestMetrics()
         self._stop = asyncio.Event()
@@ -228,7 +231,7 @@ class IngestService:
                       self.city_dir, e)
             return
         self.pipeline.geofence.swap_from(stage)
-        self.pipeline.rules.swap_reference(reference)
+        self.pipeline.rules.engine.swap_reference(reference)
         await self._load_subscriptions()
         log.info("reloaded fences: %d fences from %s in %.2f s", len(city.fences),
                  self.city_dir, time.perf_counter() - t0)
@@ -240,16 +243,15 @@ class IngestService:
 
         from alerts.subscriptions import SubscriptionError, load_from_db_async
 
+        router = self.pipeline.alerts.router
         try:
-            async with await psycopg.AsyncConnection.connect(
-                    self.settings.database.dsn,
-                    connect_timeout=self.settings.database.connect_timeout_s) as conn:
+            async with self.database.session() as conn:
                 subs = await load_from_db_async(conn)
-        except (psycopg.Error, SubscriptionError) as e:
+        except (DatabaseError, psycopg.Error, SubscriptionError) as e:
             log.warning("alert subscriptions not reloaded, keeping %d: %s",
-                        len(self.pipeline.alerts.subscriptions), e)
+                        len(router.subscriptions), e)
             return
-        self.pipeline.alerts.subscriptions = subs
+        router.subscriptions = subs
 
     async def _reload_subscriptions_periodically(self) -> None:
         """Subscriptions added or changed in the table apply within ``reload_s``, whether
@@ -263,12 +265,12 @@ class IngestService:
     async def _sync_config_subscriptions(self) -> None:
         if not self.settings.alerts.subscriptions:
             return
-        import psycopg
-
         from alerts.commands import sync_config
 
-        with psycopg.connect(self.settings.database.dsn) as conn:
-            ids = await asyncio.to_thread(sync_config, conn, self.settings.alerts.subscriptions)
+        def sync() -> list[str]:
+            with self.database.sync_session() as conn:
+                return sync_config(conn, self.settings.alerts.subscriptions)
+        ids = await asyncio.to_thread(sync)
         log.info("alert subscriptions from the config file: %s", ", ".join(ids))
 
     async def run(self, install_signal_handlers: bool = True) -> IngestStats:
@@ -291,7 +293,7 @@ class IngestService:
                   else "")
         log.info("ingest running: batch_max=%d wait=%dms, %d alert subscription(s)%s%s",
                  self.settings.ingest.batch_max, self.settings.ingest.batch_wait_ms,
-                 len(self.pipeline.alerts.subscriptions),
+                 len(self.pipeline.alerts.router.subscriptions),
                  ", delivery worker on" if worker_task else "", spread)
         try:
             next_batch = None
@@ -317,17 +319,13 @@ class IngestService:
                 await self._process_until_committed(batch)
             if not self._stop_hard:
                 # the state as it stands, for whoever consumes these vehicles next …
-                saved = await self.pipeline.save_state()
+                # the state as it stands, for whoever consumes these vehicles next, then the
+                # fixes still inside the reorder window (the next owner re-evaluates them from
+                # telemetry and reaches the same violation ids) — through the same stages
+                saved, events, alerts = await self.pipeline.shutdown()
                 log.info("rule state of %d vehicles saved for the next owner", saved)
-                # … then the fixes still inside the reorder window (the next owner
-                # re-evaluates them from telemetry and reaches the same violation ids)
-                events = self.pipeline.rules.flush()
-                if events:
-                    alerts = self.pipeline.alerts.route(events)
-                    await self.pipeline.store.write(FixBatch.empty(), Rejects(), DeviceStatus(),
-                                                    events, alerts)
-                    self.stats.events += len(events)
-                    self.stats.alerts += len(alerts)
+                self.stats.events += events
+                self.stats.alerts += alerts
         finally:
             self._stop.set()
             reloader.cancel()
@@ -363,20 +361,16 @@ class IngestService:
             self.stats, self.metrics, backlog=self.receiver.pending(),
             connected=self.receiver.connected,
             delivery=self.worker.metrics if self.worker is not None else None,
-            handover=self.pipeline.handover)
+            handover=self.pipeline.handover.handover)
 
     async def _health(self) -> tuple[int, str, str]:
         """200 when the broker session is up and the database answers within 2 s."""
-        import psycopg
-
         broker = "ok" if self.receiver.connected else "disconnected (reconnecting)"
         try:
-            async with await asyncio.wait_for(psycopg.AsyncConnection.connect(
-                    self.settings.database.dsn, connect_timeout=2), 3) as conn:
-                await asyncio.wait_for(conn.execute("SELECT 1"), 2)
+            await self.database.ping(timeout_s=2.0)
             database = "ok"
-        except (psycopg.Error, OSError, TimeoutError) as e:
-            database = f"unavailable: {str(e).strip().splitlines()[-1] if str(e).strip() else e}"
+        except DatabaseError as e:
+            database = f"unavailable: {e}"
         ok = broker == "ok" and database == "ok"
         body = json.dumps({"status": "ok" if ok else "degraded", "broker": broker,
                            "database": database, "backlog": self.receiver.pending()})

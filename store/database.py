@@ -8,8 +8,10 @@ same batch, and the (device, ts) key makes a retry after an unknown outcome harm
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -142,18 +144,56 @@ class Store:
         self._conn: psycopg.AsyncConnection | None = None
         self._writer = StoreWriter()
 
+    async def _open(self, timeout_s: float | None = None) -> psycopg.AsyncConnection:
+        """Every connection the ingest opens is opened here: one DSN, one timeout, one
+        error that says where and why."""
+        try:
+            return await psycopg.AsyncConnection.connect(
+                self.dsn, connect_timeout=int(timeout_s or self.connect_timeout_s),
+                application_name="muckwatch-ingest",
+            )
+        except psycopg.OperationalError as e:
+            raise DatabaseError(
+                f"cannot connect to PostgreSQL at {describe_dsn(self.dsn)}: "
+                f"{str(e).strip().splitlines()[-1]}"
+            ) from None
+
+    @contextlib.asynccontextmanager
+    async def session(self, timeout_s: float | None = None
+                      ) -> AsyncIterator[psycopg.AsyncConnection]:
+        """A short-lived connection beside the batch writer's (alert subscriptions, health
+        checks), so reading them never interleaves with a batch's transaction."""
+        conn = await self._open(timeout_s)
+        try:
+            yield conn
+        finally:
+            await conn.close()
+
+    @contextlib.contextmanager
+    def sync_session(self) -> Iterator[psycopg.Connection]:
+        """The same, blocking, for code that runs on a worker thread."""
+        try:
+            conn = psycopg.connect(self.dsn, connect_timeout=self.connect_timeout_s,
+                                   application_name="muckwatch-ingest")
+        except psycopg.OperationalError as e:
+            raise DatabaseError(
+                f"cannot connect to PostgreSQL at {describe_dsn(self.dsn)}: "
+                f"{str(e).strip().splitlines()[-1]}") from None
+        with conn:
+            yield conn
+
+    async def ping(self, timeout_s: float = 2.0) -> None:
+        """Raises DatabaseError unless the database answers ``SELECT 1`` within the time."""
+        try:
+            async with self.session(timeout_s) as conn:
+                await asyncio.wait_for(conn.execute("SELECT 1"), timeout_s)
+        except (psycopg.Error, OSError, TimeoutError) as e:
+            text = str(e).strip()
+            raise DatabaseError(text.splitlines()[-1] if text else type(e).__name__) from None
+
     async def _connection(self) -> psycopg.AsyncConnection:
         if self._conn is None or self._conn.closed or self._conn.broken:
-            try:
-                self._conn = await psycopg.AsyncConnection.connect(
-                    self.dsn, connect_timeout=self.connect_timeout_s,
-                    application_name="muckwatch-ingest",
-                )
-            except psycopg.OperationalError as e:
-                raise DatabaseError(
-                    f"cannot connect to PostgreSQL at {describe_dsn(self.dsn)}: "
-                    f"{str(e).strip().splitlines()[-1]}"
-                ) from None
+            self._conn = await self._open()
             # rule-state snapshots come back as jsonb: orjson parses them ≈ 3× faster
             set_json_loads(orjson.loads, self._conn)
             await self._writer.prepare(self._conn)

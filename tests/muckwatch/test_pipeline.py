@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from domain.batches import FixBatch
-from muckwatch.pipeline import GeofenceStage, Sequencer
+from muckwatch.stages import GeofenceStage, Sequencer
 
 
 @settings(max_examples=100, deadline=None)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from ingest.wire import RawBatch, WireDecoder
-from muckwatch.pipeline import GeofenceStage, Sequencer
+from muckwatch.stages import GeofenceStage, Sequencer
 from rules.engine import RuleEngine
 from rules.reference import Reference
 

@@ -118,8 +118,8 @@ def test_engine_state_survives_snapshot_and_restore(city):
     import json
 
     from ingest.wire import RawBatch, WireDecoder
-    from muckwatch.pipeline import GeofenceStage, Sequencer
     from muckwatch.replay import final_violations
+    from muckwatch.stages import GeofenceStage, Sequencer
     from rules.engine import RuleEngine
     from rules.reference import Reference
     from simulator.scenarios import example_detour
@@ -166,8 +166,8 @@ def test_hand_over_mid_detour_to_a_new_engine_gives_the_same_violations(city):
 
     from domain.batches import FixBatch
     from ingest.wire import RawBatch, WireDecoder
-    from muckwatch.pipeline import GeofenceStage, Sequencer
     from muckwatch.replay import final_violations
+    from muckwatch.stages import GeofenceStage, Sequencer
     from rules.engine import RuleEngine
     from rules.reference import Reference
     from simulator.scenarios import example_detour
@@ -208,7 +208,7 @@ def test_redelivered_fixes_open_nothing_new(city):
 
     from domain.events import ViolationEvent
     from ingest.wire import RawBatch, WireDecoder
-    from muckwatch.pipeline import GeofenceStage, Sequencer
+    from muckwatch.stages import GeofenceStage, Sequencer
     from rules.engine import RuleEngine
     from rules.reference import Reference
     from simulator.scenarios import example_detour
@@ -235,7 +235,7 @@ def test_data_older_than_anything_seen_is_evaluated_however_many_gaps_came_since
     from domain.batches import FixBatch
     from domain.events import Phase, ViolationEvent
     from ingest.wire import RawBatch, WireDecoder
-    from muckwatch.pipeline import GeofenceStage, Sequencer
+    from muckwatch.stages import GeofenceStage, Sequencer
     from rules.engine import RuleEngine
     from rules.reference import Reference
     from simulator.scenarios import example_detour
@@ -307,7 +307,7 @@ def test_sweep_opens_signal_loss_for_a_silent_truck_and_the_next_fix_closes_it(c
 
     from domain.events import Phase
     from ingest.wire import RawBatch, WireDecoder
-    from muckwatch.pipeline import GeofenceStage, Sequencer
+    from muckwatch.stages import GeofenceStage, Sequencer
     from rules.engine import RuleEngine
     from rules.reference import Reference
     from simulator.scenarios import TruckTrack
@@ -352,7 +352,7 @@ def test_a_terminal_clock_running_behind_is_not_silence(city):
     import json
 
     from ingest.wire import RawBatch, WireDecoder
-    from muckwatch.pipeline import GeofenceStage, Sequencer
+    from muckwatch.stages import GeofenceStage, Sequencer
     from rules.engine import RuleEngine
     from rules.reference import Reference
     from simulator.scenarios import TruckTrack

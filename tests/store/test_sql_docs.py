@@ -14,7 +14,7 @@ import pytest
 
 from domain.batches import DeviceStatus, Rejects
 from ingest.wire import RawBatch, WireDecoder
-from muckwatch.pipeline import GeofenceStage, Sequencer
+from muckwatch.stages import GeofenceStage, Sequencer
 from rules.engine import RuleEngine
 from rules.reference import Reference
 from simulator.episodes import demo_offenders
