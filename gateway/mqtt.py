@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
 
@@ -36,7 +37,8 @@ class AsyncPublisher:
         self.client.max_inflight_messages_set(0)
         self.client.max_queued_messages_set(0)
         self.keepalive_s = keepalive_s
-        self._pending: dict[int, tuple[asyncio.Future, object]] = {}  # mid → (batch, ack)
+        # mid → (the batch's future, its ack counter)
+        self._pending: dict[int, tuple[asyncio.Future, Callable[[], None]]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._misc: asyncio.Task | None = None
         self._connected = asyncio.Event()
@@ -44,11 +46,10 @@ class AsyncPublisher:
         c.on_publish = self._on_publish
         c.on_connect = lambda *a: self._connected.set()
         c.on_disconnect = self._on_disconnect
-        c.on_socket_open = lambda client, ud, sock: self._loop.add_reader(sock, client.loop_read)
-        c.on_socket_close = lambda client, ud, sock: self._loop.remove_reader(sock)
-        c.on_socket_register_write = \
-            lambda client, ud, sock: self._loop.add_writer(sock, client.loop_write)
-        c.on_socket_unregister_write = lambda client, ud, sock: self._loop.remove_writer(sock)
+        c.on_socket_open = self._on_socket_open
+        c.on_socket_close = self._on_socket_close
+        c.on_socket_register_write = self._on_socket_register_write
+        c.on_socket_unregister_write = self._on_socket_unregister_write
 
     async def connect(self, timeout_s: float = 10.0) -> None:
         self._loop = asyncio.get_running_loop()
@@ -65,6 +66,28 @@ class AsyncPublisher:
             await asyncio.wait_for(self._connected.wait(), timeout_s)
         except TimeoutError:
             raise BrokerUnavailable(f"no CONNACK from {self.host}:{self.port}") from None
+
+    # paho's socket callbacks: its socket is watched by the event loop, which connect() set
+    def _event_loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            raise RuntimeError("paho opened its socket before connect() set the event loop")
+        return self._loop
+
+    def _on_socket_open(self, client: mqtt.Client, userdata: object,
+                        sock: mqtt.SocketLike) -> None:
+        self._event_loop().add_reader(sock, client.loop_read)
+
+    def _on_socket_close(self, client: mqtt.Client, userdata: object,
+                         sock: mqtt.SocketLike) -> None:
+        self._event_loop().remove_reader(sock)
+
+    def _on_socket_register_write(self, client: mqtt.Client, userdata: object,
+                                  sock: mqtt.SocketLike) -> None:
+        self._event_loop().add_writer(sock, client.loop_write)
+
+    def _on_socket_unregister_write(self, client: mqtt.Client, userdata: object,
+                                    sock: mqtt.SocketLike) -> None:
+        self._event_loop().remove_writer(sock)
 
     async def _keepalive(self) -> None:
         while True:

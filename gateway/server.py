@@ -249,9 +249,10 @@ class Session:
         elif h.msg_id == codec.AUTH:
             auth = codec.decode_authentication(frame.body, h.is_2019)
             known = self.gw.directory.lookup(h.phone)
-            ok = known is not None and hmac.compare_digest(auth.code, self.gw.auth_code(h.phone))
-            if ok:
+            ok = False
+            if known is not None and hmac.compare_digest(auth.code, self.gw.auth_code(h.phone)):
                 self.device, self.phone = known[0], h.phone
+                ok = True
             replies.append(self.general(h, codec.OK if ok else codec.FAIL))
         elif h.msg_id == codec.HEARTBEAT:
             replies.append(self.general(h, codec.OK))

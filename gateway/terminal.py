@@ -43,7 +43,9 @@ class Terminal:
     def batches(self, locations: list[Location], blind_area: bool = True) -> list[bytes]:
         """A backlog as as many 0x0704 frames as it takes to keep each body within the
         1023 bytes a frame can carry (what terminals do with a long blind area)."""
-        frames, chunk, size = [], [], 3
+        frames: list[bytes] = []
+        chunk: list[Location] = []
+        size = 3
         for loc in locations:
             n = len(codec.encode_location(loc)) + 2
             if chunk and size + n > codec.MAX_BODY:

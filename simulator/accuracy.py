@@ -25,6 +25,7 @@ import bisect
 import json
 import math
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -182,14 +183,14 @@ def evaluate(truth: list[dict], violations: list[dict], tolerance_s: float = 60.
             continue
         acc = out[v["rule"]]
         acc.false_positives += 1
-        rows = near.get(v["device"])
-        if not rows:
+        spans = near.get(v["device"])
+        if not spans:
             continue
         end = v.get("end_ts") or v["start_ts"]
         lo = bisect.bisect_left(starts[v["device"]], v["start_ts"] - longest[v["device"]])
         hi = bisect.bisect_right(starts[v["device"]], end)
         same_rule = False
-        for a, b, k in rows[lo:hi]:
+        for a, b, k in spans[lo:hi]:
             if a <= end and v["start_ts"] <= b:
                 flagged_kind.add(k)
                 same_rule |= negatives[k]["rule"] == v["rule"]
@@ -216,7 +217,7 @@ def table(results: dict[str, RuleAccuracy]) -> str:
     return _columns(rows)
 
 
-def _columns(rows: list[tuple[str, ...]]) -> str:
+def _columns(rows: Sequence[tuple[str, ...]]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
                      for row in rows)
@@ -262,7 +263,7 @@ def full_table(report: Report, markdown: bool = False) -> str:
     return _columns(rows) + hours + "\n\n" + _columns(kinds)
 
 
-def _markdown(rows: list[tuple[str, ...]]) -> str:
+def _markdown(rows: Sequence[tuple[str, ...]]) -> str:
     lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
     lines += ["| " + " | ".join(r) + " |" for r in rows[1:]]
     return "\n".join(lines)

@@ -193,6 +193,7 @@ class Episodes:
         t = TruckTrack(self.city, device, begin_ms, interval_s=self.interval_s, seed=seed)
         route = t.route(permit_id) if permit_id else None
         kind = None
+        offending: Callable[[dict], bool]
         if rule == "OVERSPEED":
             self._load_and_drive(t, route, 0.05)
             t.drive(t.part(route, 0.05, 0.5), 75, **LOADED)
@@ -214,7 +215,8 @@ class Episodes:
             t.dwell(60, **EMPTY)
             t.drive(t.part(route, 0.5, 0.7), 35, **EMPTY)
             self._drive_empty_home(t, route, 0.7)
-            offending = lambda f, w=window: w[0] <= f["ts"] <= w[1]  # noqa: E731
+            def offending(f: dict, w: tuple[int, int] = window) -> bool:
+                return w[0] <= f["ts"] <= w[1]
         elif rule == "UNCOVERED_LOAD":
             self._load_and_drive(t, route, 0.1)
             t.drive(t.part(route, 0.1, 0.6), 35, lid=1, lift=0, load=2)
@@ -234,8 +236,11 @@ class Episodes:
             last = t.fixes[-1]["ts"]
             self._leave_zone(t, zone)
             what = f"waits 3 min in {zone.id}"
-            offending = lambda f, last=last: f["ts"] <= last  # noqa: E731
+            def offending(f: dict, last: int = last) -> bool:
+                return f["ts"] <= last
         elif rule == "OFF_ROUTE":
+            if permit_id is None or route is None:
+                raise ValueError("an OFF_ROUTE offence needs a permit (its route)")
             x, y, a = self._clear_of(route, t, 400, avoid)
             corridor = self.permits[permit_id].corridor_m
             self._load_and_drive(t, route, a)
@@ -265,7 +270,8 @@ class Episodes:
             t.drive(t.part(route, 0.5, 0.8), 35, **LOADED)
             self._drive_and_tip(t, route, 0.8)
             what = "terminal silent 8 min while hauling"
-            offending = lambda f, last=last: f["ts"] == last  # noqa: E731
+            def offending(f: dict, last: int = last) -> bool:
+                return f["ts"] == last
         else:
             raise EpisodeError(f"unknown rule {rule!r}")
         _park(t)
@@ -282,6 +288,7 @@ class Episodes:
         t = TruckTrack(self.city, device, begin_ms, interval_s=self.interval_s, seed=seed)
         route = t.route(permit_id) if permit_id else None
         kind = None
+        near: Callable[[dict], bool]
         if rule == "OVERSPEED":
             a, b = self._unlimited_part(route, 0.3)
             self._load_and_drive(t, route, a)
@@ -303,7 +310,8 @@ class Episodes:
             first = t.fixes[-1]["ts"]
             t.dwell(60, **LOADED)
             self._drive_and_tip(t, route, 0.5)
-            near = lambda f, first=first: abs(f["ts"] - first) <= 30_000  # noqa: E731
+            def near(f: dict, first: int = first) -> bool:
+                return abs(f["ts"] - first) <= 30_000
         elif rule == "UNCOVERED_LOAD":
             t.drive(t.part(route, 0.6, 0.1), 35, lid=1, lift=0, load=0)
             what, near = "drives empty with the lid open", lambda f: f["lid"] == 1
@@ -314,8 +322,11 @@ class Episodes:
             last = t.fixes[-1]["ts"]
             self._leave_zone(t, zone)
             what = f"waits 3 min in {zone.id} outside its hours"
-            near = lambda f, last=last: f["ts"] <= last  # noqa: E731
+            def near(f: dict, last: int = last) -> bool:
+                return f["ts"] <= last
         elif rule == "OFF_ROUTE":
+            if permit_id is None or route is None:
+                raise ValueError("an OFF_ROUTE near-miss needs a permit (its route)")
             permit = self.permits[permit_id]
             path, a, b = self._parallel(route, 0.6 * permit.corridor_m)
             self._load_and_drive(t, route, a)
@@ -327,7 +338,8 @@ class Episodes:
             t.drive(shapely.LineString([(t.x, t.y), (end.x, end.y)]), 30, **LOADED)
             self._drive_and_tip(t, route, b)
             what = f"drives {0.6 * permit.corridor_m:.0f} m beside its route, inside the corridor"
-            near = lambda f, w=window: w[0] <= f["ts"] <= w[1]  # noqa: E731
+            def near(f: dict, w: tuple[int, int] = window) -> bool:
+                return w[0] <= f["ts"] <= w[1]
         elif rule == "NO_PERMIT":
             t.drive(t.part(route, 0.1, 0.9), 35, **EMPTY)
             what, near = "no permit, but driving empty", lambda f: True
@@ -339,7 +351,8 @@ class Episodes:
             t.drive(t.part(route, 0.5, 0.8), 35, **LOADED)
             self._drive_and_tip(t, route, 0.8)
             what = "terminal silent 4 min while hauling (a long tunnel)"
-            near = lambda f, last=last: f["ts"] == last  # noqa: E731
+            def near(f: dict, last: int = last) -> bool:
+                return f["ts"] == last
         else:
             raise EpisodeError(f"unknown rule {rule!r}")
         _park(t)
@@ -483,6 +496,7 @@ def demo_offenders(city: City, devices_with_permits: dict[str, str], start_ms: i
         span = (end_ms - begin) / 1000
         t = TruckTrack(city, device, begin, interval_s=interval_s)
         route = t.route(permit_id)
+        hit: Callable[[dict], bool]
         if rule == "OVERSPEED":
             t.drive(t.part(route, 0.1, 0.9), 75, **LOADED)
             what, hit = "75 km/h on its route", lambda f: f["spd"] > 60
@@ -518,7 +532,8 @@ def demo_offenders(city: City, devices_with_permits: dict[str, str], start_ms: i
             t.fixes = [f for f in t.fixes if f["ts"] <= last or f["ts"] >= back]
             last = max(f["ts"] for f in t.fixes if f["ts"] <= last)
             what = f"terminal silent {DEMO_SILENCE_S / 60:.0f} min while hauling, before the demo"
-            hit = lambda f, last=last: f["ts"] == last  # noqa: E731
+            def hit(f: dict, last: int = last) -> bool:
+                return f["ts"] == last
         t.fixes = [f for f in t.fixes if f["ts"] <= end_ms]
         episodes.append(Episode(t, truth_entry(rule, t, plates.get(device), hit, what)))
     return episodes

@@ -28,6 +28,7 @@ import heapq
 import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import BinaryIO
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -373,7 +374,7 @@ class MixedScenario:
         counter = itertools.count()
         episodes = self._episodes()
         upcoming = next(episodes, None)
-        held: dict[int, list[dict]] = {}
+        held: dict[tuple[int, int], list[dict]] = {}  # (truck, blind start) → fixes
         duplicate = self._dup_rng = np.random.default_rng(o.seed + 200)
         fleet.events.clear()
         while fleet.now_ms < self.end_ms:
@@ -400,23 +401,25 @@ class MixedScenario:
             blind = self._blind[truck]
             in_blind = (true_ms >= blind[:, 0]) & (true_ms < blind[:, 1])
             fixes = tick.wire_fixes()
-            for row in np.flatnonzero(keep).tolist():
-                device, fix = fixes[row]
-                if in_blind[row]:
-                    i = int(truck[row])
-                    key = (i, int(blind[row, 0]))
+            for r in np.flatnonzero(keep).tolist():
+                device, fix = fixes[r]
+                if in_blind[r]:
+                    i = int(truck[r])
+                    key = (i, int(blind[r, 0]))
                     if key not in held:
                         held[key] = []
-                        heapq.heappush(queue, (int(blind[row, 2]), next(counter),
-                                               Delivery(int(blind[row, 2]), device, held[key])))
+                        heapq.heappush(queue, (int(blind[r, 2]), next(counter),
+                                               Delivery(int(blind[r, 2]), device, held[key])))
                     held[key].append(fix)
                 else:
-                    heapq.heappush(queue, (int(true_ms[row]), next(counter),
-                                           Delivery(int(true_ms[row]), device, fix)))
+                    heapq.heappush(queue, (int(true_ms[r]), next(counter),
+                                           Delivery(int(true_ms[r]), device, fix)))
             while queue and queue[0][0] <= fleet.now_ms:
                 d = heapq.heappop(queue)[2]
                 if d.is_batch:
-                    held.pop(next((k for k, v in held.items() if v is d.payload), None), None)
+                    sent = next((k for k, v in held.items() if v is d.payload), None)
+                    if sent is not None:
+                        del held[sent]
                 yield from _split(d)
                 if duplicate.random() < o.duplicate_rate:
                     yield from _split(d)
@@ -462,7 +465,7 @@ class TruthWriter:
         self.path = path
         self.summary = summary
         self.counts: dict[str, int] = {"offences": 0, "near_misses": 0}
-        self._f = None
+        self._f: BinaryIO | None = None
 
     def __enter__(self) -> TruthWriter:
         if self.path is not None:

@@ -133,11 +133,12 @@ class TruckTrack:
     def go_to(self, x: float, y: float) -> None:
         self.x, self.y = x, y
 
-    def dwell(self, seconds: float, **sensors: object) -> None:
+    # heading, x and y are passed by position, so no sensor keyword can land on them
+    def dwell(self, seconds: float, **sensors: int | None) -> None:
         for _ in range(max(1, round(seconds * 1000 / self.interval_ms))):
-            self.emit(0.0, **sensors)
+            self.emit(0.0, 0.0, None, None, **sensors)
 
-    def drive(self, path: shapely.LineString, speed_kmh: float, **sensors: object) -> None:
+    def drive(self, path: shapely.LineString, speed_kmh: float, **sensors: int | None) -> None:
         """Along ``path`` at a steady speed, one fix per interval."""
         step = speed_kmh / 3.6 * self.interval_ms / 1000
         n = max(1, int(path.length // step))
@@ -146,11 +147,11 @@ class TruckTrack:
             ahead = path.interpolate(min(k * step + 1, path.length))
             heading = (np.degrees(np.arctan2(ahead.x - p.x, ahead.y - p.y)) + 360) % 360
             self.go_to(p.x, p.y)
-            self.emit(speed_kmh, heading, **sensors)
+            self.emit(speed_kmh, heading, None, None, **sensors)
 
-    def jump(self, metres: float, speed_kmh: float, **sensors: object) -> None:
+    def jump(self, metres: float, speed_kmh: float, **sensors: int | None) -> None:
         """One multipath fix ``metres`` away from the true position."""
-        self.emit(speed_kmh, x=self.x + metres, y=self.y, **sensors)
+        self.emit(speed_kmh, 0.0, self.x + metres, self.y, **sensors)
 
     def silence(self, seconds: float) -> None:
         self.t += int(seconds * 1000)
