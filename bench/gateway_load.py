@@ -102,7 +102,7 @@ async def _drive(port: int) -> dict:
 
 
 def run() -> dict:
-    from muckwatch.services import PrivateMosquitto
+    from devservices.mosquitto import PrivateMosquitto
 
     out = decode_rate()
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -88,7 +88,7 @@ async def measure(dsn: str) -> dict:
 def main() -> None:
     import psycopg
 
-    from muckwatch.services import PrivatePostgres
+    from devservices.postgres import PrivatePostgres
     from store.migrate import migrate
 
     where = REPO / ".run" / "bench" / "handover-pg"

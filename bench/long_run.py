@@ -60,7 +60,8 @@ def run(trucks: int = TRUCKS, minutes: float = MINUTES, rate: float = RATE) -> d
     import psycopg
     from pipeline import BENCH, Ingest, build_cpub, city_dir
 
-    from muckwatch.services import PrivateMosquitto, PrivatePostgres
+    from devservices.mosquitto import PrivateMosquitto
+    from devservices.postgres import PrivatePostgres
     from store.migrate import migrate
 
     city_dir()

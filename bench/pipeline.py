@@ -404,7 +404,8 @@ def _subscribe(conn, url: str) -> None:
 
 
 def run() -> dict:
-    from muckwatch.services import PrivateMosquitto, PrivatePostgres
+    from devservices.mosquitto import PrivateMosquitto
+    from devservices.postgres import PrivatePostgres
     from store.migrate import migrate
 
     build_cpub()

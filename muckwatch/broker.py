@@ -21,9 +21,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from muckwatch.services import REPO_ROOT
+from muckwatch.locations import BROKER_TEMPLATE as TEMPLATE
 
-TEMPLATE = REPO_ROOT / "deploy" / "mosquitto.production.conf"
 TEMPLATE_DIR = "/etc/mosquitto/muckwatch/"
 INGEST_USER = "muckwatch-ingest"
 GATEWAY_USER = "muckwatch-gateway"
@@ -91,6 +90,9 @@ def init(directory: Path, hostnames: list[str], *, ingest_password: str | None =
     if files.passwd.exists():
         raise BrokerSetupError(f"{files.passwd} exists: this broker is already set up "
                                "(use muckwatch devices add/revoke)")
+    if not TEMPLATE.is_file():
+        raise BrokerSetupError(f"the broker template {TEMPLATE} is missing (it ships in the "
+                               "muckwatch source checkout, deploy/)")
     conf = TEMPLATE.read_text(encoding="utf-8").replace(TEMPLATE_DIR, f"{directory}/")
     files.conf.write_text(conf, encoding="utf-8")
     files.acl.write_text(ACL, encoding="utf-8")

@@ -7,6 +7,9 @@ broker — plus one blind-area backfill batch, duplicate deliveries, one malform
 rejection reason and an offender for each of the seven rules — stops the ingest with SIGTERM,
 checks that every valid fix landed exactly once, prints what happened (and the rules' accuracy
 against the offenders' truth) and shuts down everything it started.
+
+The demo starts private services by design, so it takes them from ``devservices`` (the only
+runtime-side module besides ``muckwatch services`` that does); it never imports the CLI.
 """
 
 from __future__ import annotations
@@ -23,15 +26,13 @@ from pathlib import Path
 
 import psycopg
 
+from devservices.common import ServiceError, default_run_dir
+from devservices.mosquitto import PrivateMosquitto
+from devservices.postgres import PrivatePostgres
 from domain.city import load_city
 from domain.settings import Settings
 from domain.wire import encode_batch, encode_fix
-from muckwatch.services import (
-    PrivateMosquitto,
-    PrivatePostgres,
-    ServiceError,
-    default_run_dir,
-)
+from muckwatch.locations import city_dir
 from simulator.accuracy import score, table
 from simulator.episodes import demo_offenders
 from simulator.faults import bad_messages
@@ -97,8 +98,6 @@ class IngestProcess:
 
 def run_demo(settings: Settings, options: DemoOptions) -> int:
     run_dir = default_run_dir()
-    from muckwatch.cli import city_dir
-
     city = load_city(city_dir(settings.city.dir))
     broker = PrivateMosquitto(run_dir / "mosquitto")
     database: PrivatePostgres | None = None

@@ -27,7 +27,9 @@ import psycopg
 import pytest
 
 from alerts.signing import SignatureError, new_secret, verify
-from muckwatch.services import PrivateMosquitto, PrivatePostgres, default_run_dir
+from devservices.common import default_run_dir
+from devservices.mosquitto import PrivateMosquitto
+from devservices.postgres import PrivatePostgres
 from store.migrate import migrate
 
 REPO = Path(__file__).resolve().parent.parent

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from muckwatch.services import PrivateMosquitto
+from devservices.mosquitto import PrivateMosquitto
 
 pytestmark = pytest.mark.e2e
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample-city"

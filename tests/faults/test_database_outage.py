@@ -14,7 +14,7 @@ import time
 import psycopg
 import pytest
 
-from muckwatch.services import PrivatePostgres
+from devservices.postgres import PrivatePostgres
 
 pytestmark = pytest.mark.e2e
 OUTAGE_S = 60

@@ -219,7 +219,7 @@ def test_the_simulator_speaks_jt808_through_the_gateway(gateway_port, ingest, db
 def test_a_broker_outage_is_answered_fail_and_the_gateway_recovers(run_dir):
     """Nothing the gateway answered 'ok' is lost: with the broker down a report gets 'fail'
     (the terminal sends it again); when the broker is back, reports go through again."""
-    from muckwatch.services import PrivateMosquitto
+    from devservices.mosquitto import PrivateMosquitto
 
     broker = PrivateMosquitto(run_dir / "gw-outage-broker").start()
     log_path = run_dir / "gateway-outage.log"

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from devservices.postgres import PrivatePostgres
 from domain.wire import fix_message
 from muckwatch.observability import Histogram
-from muckwatch.services import PrivatePostgres
 
 pytestmark = pytest.mark.e2e
 

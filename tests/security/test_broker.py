@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from muckwatch.services import PrivateMosquitto
+from devservices.mosquitto import PrivateMosquitto
 
 pytestmark = pytest.mark.e2e
 

@@ -124,7 +124,7 @@ def test_binary_copy_payload_matches_postgres_text_copy(dsn, db, device_id):
 
 
 def test_unreachable_database_is_one_clear_error():
-    from muckwatch.services import free_port
+    from devservices.common import free_port
 
     port = free_port()
     try:

@@ -1,5 +1,5 @@
 """The TimescaleDB path: every migration, the analysts' queries and the scorer on a real
-TimescaleDB 2.23 build (PGlite on loopback; see muckwatch/timescale.py for its limits: one
+TimescaleDB 2.23 build (PGlite on loopback; see devservices/timescale.py for its limits: one
 connection, no COPY FROM STDIN — the write path's COPY is tested on PostgreSQL)."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from devservices.timescale import PrivateTimescale
 from domain.events import Phase, ViolationEvent
-from muckwatch.timescale import PrivateTimescale
 from store import scores
 from store.database import Store
 from store.migrate import migrate, status

@@ -18,7 +18,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from muckwatch.timescale import PrivateTimescale, available
+from devservices.timescale import PrivateTimescale, available
 
 pytestmark = pytest.mark.timescale
 
