@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from muckwatch.services import free_port
+from devservices.common import free_port
 
 
 def muckwatch(*args: str, **env: str) -> subprocess.CompletedProcess:
@@ -122,6 +122,26 @@ def test_services_up_status_down(run_dir):
         down = muckwatch("services", "down", **env)
     assert down.returncode == 0 and "stopped" in down.stdout
     assert muckwatch("services", "status", **env).stdout.strip() == "not running"
+
+
+def test_services_up_twice_prints_the_running_services(run_dir):
+    """A second ``services up`` starts nothing and prints what runs (it used to end in a
+    pg_ctl error, exit 1): same broker, same database, a working psql line, exit 0."""
+    env = {"MUCKWATCH_RUN_DIR": str(run_dir / "services-twice")}
+    try:
+        first = muckwatch("services", "up", **env)
+        assert first.returncode == 0, first.stderr
+        again = muckwatch("services", "up", **env)
+        assert again.returncode == 0, again.stderr
+        assert "already running" in again.stderr and "Traceback" not in again.stderr
+        assert again.stdout == first.stdout  # mosquitto url and pid, DSN, psql, export
+        psql_line = next(line for line in again.stdout.splitlines() if line.startswith("psql "))
+        query = subprocess.run([*psql_line.split(), "-tAc", "SELECT 42"], capture_output=True,
+                               text=True, timeout=30)
+        assert query.stdout.strip() == "42", query.stderr
+    finally:
+        down = muckwatch("services", "down", **env)
+    assert down.returncode == 0 and "stopped" in down.stdout
 
 
 def test_geofence_query_csv_matches_shapely(tmp_path, city):
