@@ -30,6 +30,7 @@ from domain.events import Memberships, Phase, TripEvent, ViolationEvent
 from domain.settings import RuleSettings
 from rules.chain import BY_KEY, MACHINE_RULES, severity
 from rules.facts import Facts, compute_facts, permit_facts
+from rules.gnss import gnss_known
 from rules.legs import merge_late_leg, walk_legs
 from rules.machine import ON, OPEN_PHASES, PAUSED, PENDING, feed
 from rules.reference import Reference
@@ -344,7 +345,7 @@ class RuleEngine:
 
         # where each vehicle was before this round: a gap at its first row starts there
         before = [(st.good_lon, st.good_lat) for st in sts]
-        known = self._quality(f, first, slot, starts, ends, sts)
+        known = gnss_known(f, first, slot, starts, ends, sts, s.max_implied_kmh)
         pf = permit_facts(f, ref, s)
         legs = walk_legs(f, pf, known, first, slot, starts, ends, [st.leg for st in sts], s)
         events += [self._trip(names[t.vehicle], f, t, late) for t in legs.trips]
@@ -388,45 +389,6 @@ class RuleEngine:
             st.last_ts = int(f.ts[last_rows[i]])
             st.last_moving_outside = bool(moving_outside[last_rows[i]])
         return events
-
-    def _quality(self, f: Facts, first: np.ndarray, slot: np.ndarray, starts: np.ndarray,
-                 ends: np.ndarray, sts: list[VehicleState]) -> np.ndarray:
-        """Known = static quality ok and no jump (> max_implied_kmh from the last good fix).
-
-        Vectorised against the previous fix; vehicles with a jump or a poor fix in this batch
-        are re-walked in order, comparing with the last *good* fix."""
-        n = len(f)
-        good_ts = np.array([st.good_ts for st in sts], np.int64)
-        good_lon = np.array([st.good_lon for st in sts])
-        good_lat = np.array([st.good_lat for st in sts])
-        lon0 = np.empty(n)
-        lat0 = np.empty(n)
-        t0 = np.empty(n, np.int64)
-        lon0[1:], lat0[1:], t0[1:] = f.lon[:-1], f.lat[:-1], f.ts[:-1]
-        lon0[first], lat0[first], t0[first] = good_lon[slot[first]], good_lat[slot[first]], \
-            good_ts[slot[first]]
-        limit = self.settings.max_implied_kmh / 3.6
-        fast = (_implied_speed(lon0, lat0, t0, f.lon, f.lat, f.ts) > limit) & (t0 > _NEVER)
-        ok = f.static_ok.copy()
-        doubtful = np.zeros(len(sts), bool)
-        doubtful[slot[fast | ~ok]] = True
-        for i, st in enumerate(sts):
-            if doubtful[i]:
-                gts, glon, glat = st.good_ts, st.good_lon, st.good_lat
-                for k in range(int(starts[i]), int(ends[i])):
-                    if not ok[k]:
-                        continue
-                    if gts > _NEVER and _implied_speed(glon, glat, gts, f.lon[k], f.lat[k],
-                                                       f.ts[k]) > limit:
-                        ok[k] = False
-                        continue
-                    gts, glon, glat = int(f.ts[k]), float(f.lon[k]), float(f.lat[k])
-                st.good_ts, st.good_lon, st.good_lat = gts, glon, glat
-            else:
-                k = int(ends[i]) - 1
-                st.good_ts, st.good_lon, st.good_lat = int(f.ts[k]), float(f.lon[k]), \
-                    float(f.lat[k])
-        return ok
 
     def _trip(self, device: str, f: Facts, t, late: bool) -> TripEvent:
         ref = self.ref
@@ -647,12 +609,3 @@ def late_windows(state: dict) -> list[tuple[int, int]]:
 
 def _nanmax_pair(a: float, b: float) -> float:
     return b if np.isnan(a) else a if np.isnan(b) else max(a, b)
-
-
-def _implied_speed(lon0, lat0, t0, lon1, lat1, t1):
-    """m/s between two fixes (equirectangular metres: plenty for a 150 km/h jump test)."""
-    lat_mid = np.radians((np.asarray(lat0) + np.asarray(lat1)) / 2)
-    dx = (np.asarray(lon1) - np.asarray(lon0)) * 111_320.0 * np.cos(lat_mid)
-    dy = (np.asarray(lat1) - np.asarray(lat0)) * 110_574.0
-    dt = np.maximum((np.asarray(t1) - np.asarray(t0)) / 1000.0, 1e-3)
-    return np.hypot(dx, dy) / dt
