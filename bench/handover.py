@@ -77,7 +77,7 @@ async def measure(dsn: str) -> dict:
         takeover.append(time.perf_counter() - t0)
         claim_ms += result.stage_ms.get("claim", 0.0)
     await b.store.close()
-    h = b.handover
+    h = b.handover.handover
     assert h is not None
     return {"vehicles": VEHICLES, "restored": h.restored, "replayed": h.replayed,
             "steady_batch_s": sum(steady) / len(steady), "takeover_s": sum(takeover),

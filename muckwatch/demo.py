@@ -237,6 +237,13 @@ def drive_fleet(city, broker: PrivateMosquitto, options: DemoOptions) -> dict[st
             "truth": [e.truth for e in episodes]}
 
 
+def _row(row: tuple | None) -> tuple:
+    """An aggregate's one row (never None: an aggregate without GROUP BY always returns one)."""
+    if row is None:
+        raise RuntimeError("an aggregate query returned no row")
+    return row
+
+
 def ingest_until_landed(dsn: str, sent: dict, timeout_s: float) -> dict[str, float]:
     """Wait until this run's fixes (device time within the run) are all in telemetry.
 
@@ -245,16 +252,16 @@ def ingest_until_landed(dsn: str, sent: dict, timeout_s: float) -> dict[str, flo
     t0 = time.monotonic()
     with psycopg.connect(dsn, autocommit=True) as conn:
         while True:
-            count = conn.execute(
+            count = _row(conn.execute(
                 "SELECT count(*) FROM telemetry WHERE ts BETWEEN"
                 " timestamptz 'epoch' + %s * interval '1 millisecond' AND"
                 " timestamptz 'epoch' + %s * interval '1 millisecond'"
                 " AND received_at >= to_timestamp(%s)",
-                (sent["first_ts"], sent["last_ts"], sent["started_at"])).fetchone()[0]
+                (sent["first_ts"], sent["last_ts"], sent["started_at"])).fetchone())[0]
             # the trucks' final 'offline' announcements are the last messages sent
-            offline = conn.execute(
+            offline = _row(conn.execute(
                 "SELECT count(*) FROM device_status WHERE NOT online"
-                " AND changed_at >= to_timestamp(%s)", (sent["started_at"],)).fetchone()[0]
+                " AND changed_at >= to_timestamp(%s)", (sent["started_at"],)).fetchone())[0]
             done = count >= sent["unique_fixes"] and offline >= sent["trucks"]
             if done or time.monotonic() - t0 > timeout_s:
                 return {"landed": count, "waited_s": time.monotonic() - t0}
@@ -271,11 +278,12 @@ def report(dsn, sent, stats, summary, database) -> None:
             "SELECT rule, count(*) FROM violations WHERE start_ts >= timestamptz 'epoch'"
             " + %s * interval '1 millisecond' AND state <> 'retracted'"
             " GROUP BY rule ORDER BY rule", (sent["first_ts"],)).fetchall()
-        online = conn.execute("SELECT count(*) FILTER (WHERE online), count(*)"
-                              " FROM device_status WHERE changed_at >= to_timestamp(%s)",
-                              (sent["started_at"],)).fetchone()
-        trips = conn.execute("SELECT count(*) FROM trips WHERE left_at >= timestamptz 'epoch'"
-                             " + %s * interval '1 millisecond'", (sent["first_ts"],)).fetchone()[0]
+        online = _row(conn.execute("SELECT count(*) FILTER (WHERE online), count(*)"
+                                   " FROM device_status WHERE changed_at >= to_timestamp(%s)",
+                                   (sent["started_at"],)).fetchone())
+        trips = _row(conn.execute(
+            "SELECT count(*) FROM trips WHERE left_at >= timestamptz 'epoch'"
+            " + %s * interval '1 millisecond'", (sent["first_ts"],)).fetchone())[0]
         found = violations_between(conn, sent["first_ts"], sent["last_ts"] + 1)
     say("")
     say("What happened")

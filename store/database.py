@@ -56,36 +56,27 @@ ON CONFLICT (id, start_ts) DO UPDATE SET
     updated_at = now()
 """
 
-# Evidence = the vehicle's fixes from `window` before the start to `window` after the end,
-# at most `max_fixes`, cut from telemetry once the terminal has reported past the end window
-# (or ten minutes after the violation last changed, for a terminal that went quiet).
 # an evidence fix: its keys in the violation's JSON (and the webhook's track), each from a
-# telemetry column
-_EVIDENCE_KEYS = ("ts", "lon", "lat", "spd", "lid", "lift", "load")
-_EVIDENCE_COLUMNS = {"ts": "(extract(epoch FROM t.ts) * 1000)::bigint", "lon": "t.lon",
-                     "lat": "t.lat", "spd": "t.speed_kmh", "lid": "t.lid", "lift": "t.lift",
-                     "load": "t.load"}
-
-
-def _track_json(device: str, lower: str, upper: str, limit: str, newest: bool) -> str:
-    """The one definition of an evidence track in SQL: a vehicle's fixes between two
-    instants as a JSON array in time order (the keys of ``_EVIDENCE_KEYS``), at most
-    ``limit`` of them — the earliest, or with ``newest`` the latest."""
-    fields = ", ".join(f"'{key}', {_EVIDENCE_COLUMNS[key]}" for key in _EVIDENCE_KEYS)
-    return f"""coalesce((
-    SELECT jsonb_agg(jsonb_build_object({fields}) ORDER BY t.ts)
-    FROM (SELECT * FROM telemetry t
-          WHERE t.device_id = {device} AND t.ts BETWEEN {lower} AND {upper}
-          ORDER BY t.ts{' DESC' if newest else ''} LIMIT {limit}) t), '[]'::jsonb)"""
-
+# telemetry column — the one definition of a track's shape, for both statements below
+_EVIDENCE = (("ts", "(extract(epoch FROM t.ts) * 1000)::bigint"), ("lon", "t.lon"),
+             ("lat", "t.lat"), ("spd", "t.speed_kmh"), ("lid", "t.lid"), ("lift", "t.lift"),
+             ("load", "t.load"))
+_EVIDENCE_KEYS = tuple(key for key, _ in _EVIDENCE)
+_TRACK_JSON = ("jsonb_agg(jsonb_build_object("
+               + ", ".join(f"'{key}', {column}" for key, column in _EVIDENCE)
+               + ") ORDER BY t.ts)")
 
 # Evidence = the vehicle's fixes from `window` before the start to `window` after the end,
 # at most `max_fixes`, cut from telemetry once the terminal has reported past the end window
 # (or ten minutes after the violation last changed, for a terminal that went quiet).
 _FILL_EVIDENCE = f"""
-UPDATE violations v SET evidence = {_track_json(
-    "v.device_id", "v.start_ts - %(window)s * interval '1 second'",
-    "v.end_ts + %(window)s * interval '1 second'", "%(max_fixes)s", newest=False)}
+UPDATE violations v SET evidence = coalesce((
+    SELECT {_TRACK_JSON}
+    FROM (SELECT * FROM telemetry t
+          WHERE t.device_id = v.device_id
+            AND t.ts BETWEEN v.start_ts - %(window)s * interval '1 second'
+                         AND v.end_ts + %(window)s * interval '1 second'
+          ORDER BY t.ts LIMIT %(max_fixes)s) t), '[]'::jsonb)
 WHERE v.state = 'closed' AND v.evidence IS NULL
   AND (v.end_ts + %(window)s * interval '1 second'
          <= (SELECT max(t2.ts) FROM telemetry t2 WHERE t2.device_id = v.device_id)
@@ -115,10 +106,13 @@ NOTIFY_ALERTS = "NOTIFY muckwatch_alerts"  # at commit of new outbox rows; worke
 _INSERT_ALERT = f"""
 INSERT INTO alert_outbox (webhook_id, subscription_id, violation_id, event, payload)
 SELECT %(webhook_id)s, %(subscription_id)s, %(violation_id)s, %(event)s,
-       jsonb_set(%(payload)s::jsonb, '{{evidence,track}}', {_track_json(
-    "%(device_id)s", "timestamptz 'epoch' + %(from_ms)s * interval '1 millisecond'",
-    "timestamptz 'epoch' + %(to_ms)s * interval '1 millisecond'", "%(max_fixes)s",
-    newest=True)})
+       jsonb_set(%(payload)s::jsonb, '{{evidence,track}}', coalesce((
+           SELECT {_TRACK_JSON}
+           FROM (SELECT * FROM telemetry t
+                 WHERE t.device_id = %(device_id)s
+                   AND t.ts BETWEEN timestamptz 'epoch' + %(from_ms)s * interval '1 millisecond'
+                                AND timestamptz 'epoch' + %(to_ms)s * interval '1 millisecond'
+                 ORDER BY t.ts DESC LIMIT %(max_fixes)s) t), '[]'::jsonb))
 WHERE EXISTS (SELECT 1 FROM alert_subscriptions s WHERE s.id = %(subscription_id)s)
 ON CONFLICT (webhook_id) DO NOTHING
 """

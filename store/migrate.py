@@ -103,16 +103,15 @@ def migrate(conn: psycopg.Connection, progress=None) -> list[int]:
     return applied_now
 
 
-def _scalar(conn: psycopg.Connection, sql: str):
-    row = conn.execute(sql).fetchone()
+def _first(row: tuple | None):
     if row is None:
-        raise RuntimeError(f"{sql!r} returned no row")
+        raise RuntimeError("the server returned no row for a one-row query")
     return row[0]
 
 
 def status(conn: psycopg.Connection) -> DbStatus:
     use_timescale, why = timescale_mode(conn)
-    exists = _scalar(conn, "SELECT to_regclass('schema_version') IS NOT NULL")
+    exists = _first(conn.execute("SELECT to_regclass('schema_version') IS NOT NULL").fetchone())
     applied = (
         [r[0] for r in conn.execute("SELECT version FROM schema_version ORDER BY version")]
         if exists
@@ -122,7 +121,7 @@ def status(conn: psycopg.Connection) -> DbStatus:
     return DbStatus(
         mode="timescaledb" if use_timescale else "postgresql",
         why=why,
-        server_version=_scalar(conn, "SHOW server_version"),
+        server_version=_first(conn.execute("SHOW server_version").fetchone()),
         applied=applied,
         pending=pending,
     )

@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("alerts", "gateway", "geofence", "ingest", "muckwatch", "rules", "simulator", "store")
+PACKAGES = ("alerts", "devservices", "domain", "gateway", "geofence", "ingest", "muckwatch",
+            "rules", "simulator", "store")
 CALLS = {"execute", "executemany", "copy", "stream"}
 # Statements read from the repository's own migration files, not built from any value.
 TRUSTED_ATTRIBUTES = {"sql", "timescale_sql"}
