@@ -26,7 +26,8 @@ import numpy as np
 import orjson
 
 from domain.batches import FixBatch
-from rules.engine import RuleEngine, late_windows
+from rules.engine import RuleEngine
+from rules.late import late_windows
 from store.database import FixRange, RuleStateRow, SavedState, Store
 
 _NEVER = -(2**62)

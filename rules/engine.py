@@ -21,20 +21,19 @@ same ids and the store can upsert.
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 
 from domain.batches import FixBatch
-from domain.events import Memberships, Phase, TripEvent, ViolationEvent
+from domain.events import Memberships, Phase
 from domain.settings import RuleSettings
-from rules.chain import BY_KEY, MACHINE_RULES, severity
+from rules.chain import BY_KEY, MACHINE_RULES
+from rules.emit import SIGNAL_LOSS, EventMaker
 from rules.facts import Facts, compute_facts, permit_facts
 from rules.gnss import gnss_known
+from rules.late import prune_gaps, reconcile_late, retract_filled_gaps
 from rules.legs import merge_late_leg, walk_legs
-from rules.machine import ON, OPEN_PHASES, PAUSED, PENDING, feed
+from rules.machine import ON, feed
 from rules.reference import Reference
-from rules.signal_loss import SignalLoss
 from rules.situation import situation
 from rules.state import (
     VehicleState,
@@ -45,18 +44,12 @@ from rules.state import (
 )
 from rules.unauthorised_dump import load_dropped
 
-__all__ = ["Memberships", "RuleEngine", "late_windows", "violation_id"]
+__all__ = ["RuleEngine"]
 
 _NEVER = -(2**62)
-SIGNAL_LOSS = SignalLoss.name
 # the state before a vehicle's first fix, shared by every vehicle's first gap (snapshots are
 # never changed in place): one dict, not one per vehicle
 _EMPTY = VehicleState().to_dict()
-
-
-def violation_id(device: str, rule: str, start_ts: int) -> str:
-    digest = hashlib.sha1(f"{device}|{rule}|{start_ts}".encode()).hexdigest()[:20]
-    return f"{rule[:3].lower()}-{digest}"
 
 
 class RuleEngine:
@@ -81,6 +74,7 @@ class RuleEngine:
         self._touched: set[str] = set()  # vehicles changed since the last snapshot
         self.dropped_late = 0  # late fixes already evaluated (redeliveries): not re-evaluated
         self._id_indexes: tuple[dict, dict] | None = None  # built on the first hand-over
+        self._emit: EventMaker | None = None
 
     # --- public API -------------------------------------------------------------------------
 
@@ -116,10 +110,23 @@ class RuleEngine:
             if silent_ms > limit:
                 st.signal_open_ts = st.last_ts
                 self._touched.add(device)
-                events.append(self._event(device, SIGNAL_LOSS, Phase.OPENED, st.last_ts, None,
-                                          *self._last_position(device), None, None,
-                                          silent_ms / 1000, -1, late=False))
+                events.append(self.emit.violation(
+                    device, SIGNAL_LOSS, Phase.OPENED, st.last_ts, None,
+                    *self._last_position(device), None, None, silent_ms / 1000, -1, late=False))
         return events
+
+    @property
+    def emit(self) -> EventMaker:
+        """Names events in this reference's words (rules are only run with a reference)."""
+        if self._emit is None or self._emit.ref is not self.ref:
+            if self.ref is None:
+                raise RuntimeError("no city reference: rules are not evaluated")
+            self._emit = EventMaker(self.ref, self.settings)
+        return self._emit
+
+    def _last_position(self, device: str) -> tuple[float, float]:
+        st = self.vehicles.get(device)
+        return (st.good_lon, st.good_lat) if st else (0.0, 0.0)
 
     def swap_reference(self, reference: Reference) -> None:
         """New reference data (a reloaded city): open violations keep pointing at the same
@@ -319,7 +326,7 @@ class RuleEngine:
                     snap = st.to_dict(gaps=False)
                     st.gaps.append((st.last_ts, int(f.ts[k]), snap))
                     if len(st.gaps) > self.max_gap_snapshots:
-                        _prune_gaps(st.gaps, self.max_gap_snapshots)
+                        prune_gaps(st.gaps, self.max_gap_snapshots)
             events += self._round(f.take(rows), group[rows], devices, states, late)
         return events
 
@@ -348,7 +355,8 @@ class RuleEngine:
         known = gnss_known(f, first, slot, starts, ends, sts, s.max_implied_kmh)
         pf = permit_facts(f, ref, s)
         legs = walk_legs(f, pf, known, first, slot, starts, ends, [st.leg for st in sts], s)
-        events += [self._trip(names[t.vehicle], f, t, late) for t in legs.trips]
+        events += [self.emit.trip(names[t.vehicle], int(f.vehicle[t.row]), t, late)
+                   for t in legs.trips]
         x = situation(f, pf, known, legs, ref.corridors, s)
         events += self._signal_loss(f, first, slot, starts, sts, names, before,
                                     x.moving & ~f.in_site, late)
@@ -377,7 +385,7 @@ class RuleEngine:
                 st = sts[i]
                 for t in feed(st.machine(key), self.debounce[key], f.ts[rows], c.cond[rows],
                               c.measure[rows], f.lon[rows], f.lat[rows], c.context[rows]):
-                    events.append(self._transition_event(names[i], rule.name, t, late))
+                    events.append(self.emit.transition(names[i], rule.name, t, late))
                     if t.kind == "closed":
                         st.recent_closed.append((rule.name, t.start_ts, t.end_ts, t.end_lon,
                                                  t.end_lat, t.peak, t.start_lon, t.start_lat))
@@ -390,20 +398,6 @@ class RuleEngine:
             st.last_moving_outside = bool(moving_outside[last_rows[i]])
         return events
 
-    def _trip(self, device: str, f: Facts, t, late: bool) -> TripEvent:
-        ref = self.ref
-        assert ref is not None
-        v = int(f.vehicle[t.row])
-        return TripEvent(
-            id=violation_id(device, "TRIP", t.left_ts), device_id=device,
-            plate=ref.plates[v] if v >= 0 else None,
-            company_id=ref.companies[v] if v >= 0 else None,
-            permit_id=ref.permit_ids[t.permit] if t.permit >= 0 else None,
-            origin=ref.fence_ids[t.origin] if t.origin >= 0 else None,
-            left_ts=t.left_ts,
-            destination=ref.fence_ids[t.destination] if t.destination >= 0 else None,
-            arrived_ts=t.arrived_ts, late=late)
-
     def _signal_loss(self, f: Facts, first: np.ndarray, slot: np.ndarray, starts: np.ndarray,
                      sts: list[VehicleState], names: list[str],
                      before: list[tuple[float, float]], moving_outside: np.ndarray,
@@ -414,10 +408,10 @@ class RuleEngine:
             if st.signal_open_ts is not None:  # opened by the sweep; this fix closes it
                 k = int(starts[i])
                 start = st.signal_open_ts
-                events.append(self._event(names[i], SIGNAL_LOSS, Phase.CLOSED, start,
-                                          int(f.ts[k]), *before[i],
-                                          float(f.lon[k]), float(f.lat[k]),
-                                          (f.ts[k] - start) / 1000, -1, late))
+                events.append(self.emit.violation(names[i], SIGNAL_LOSS, Phase.CLOSED, start,
+                                                  int(f.ts[k]), *before[i],
+                                                  float(f.lon[k]), float(f.lat[k]),
+                                                  (f.ts[k] - start) / 1000, -1, late))
                 st.signal_periods.append((start, int(f.ts[k]), *before[i], start))
                 st.signal_open_ts = None
         prev_ts = np.empty(len(f), np.int64)
@@ -434,11 +428,11 @@ class RuleEngine:
             lon0, lat0 = (f.lon[k - 1], f.lat[k - 1]) if not first[k] else \
                 before[slot[k]]
             peak = (end - start) / 1000
-            events.append(self._event(names[slot[k]], SIGNAL_LOSS, Phase.OPENED, start, None,
-                                      lon0, lat0, None, None, peak, -1, late))
-            events.append(self._event(names[slot[k]], SIGNAL_LOSS, Phase.CLOSED, start, end,
-                                      lon0, lat0, float(f.lon[k]), float(f.lat[k]), peak, -1,
-                                      late))
+            events.append(self.emit.violation(names[slot[k]], SIGNAL_LOSS, Phase.OPENED, start,
+                                              None, lon0, lat0, None, None, peak, -1, late))
+            events.append(self.emit.violation(names[slot[k]], SIGNAL_LOSS, Phase.CLOSED, start,
+                                              end, lon0, lat0, float(f.lon[k]), float(f.lat[k]),
+                                              peak, -1, late))
             st.signal_periods.append((start, end, float(lon0), float(lat0), start))
             del st.signal_periods[:-20]
         return events
@@ -461,7 +455,8 @@ class RuleEngine:
             # than the reorder window. Evaluating it on a fresh state would open violations
             # with new start times — duplicates — so it is stored but not re-evaluated.
             self.dropped_late += len(rows)
-            return self._retract_filled_gaps(device, live, rows)
+            return retract_filled_gaps(device, live, rows.ts, self.settings.signal_loss_s,
+                                       self.emit)
         temp = VehicleState.from_dict(snap)
         temp.signal_periods = []
         # the live state may already hold this device time's fixes: skip those
@@ -475,137 +470,8 @@ class RuleEngine:
                 live.gaps[gap_index] = (int(rows.ts[-1]), gap_end, resume)
             if gap_end is not None:
                 merge_late_leg(live.leg, temp.leg, first)
-            for key, m in temp.machines.items():
-                if m.phase not in OPEN_PHASES:  # neither OPEN nor CLOSING at the end of late data
-                    continue
-                rule = BY_KEY[key].name
-                live_m = live.machine(key)
-                closed_live = next((c for c in live.recent_closed
-                                    if c[0] == rule and c[1] == gap_end), None)
-                if gap_end is not None and closed_live is not None:
-                    # the live stream saw the end of this violation after the blind area
-                    _, live_start, live_end, end_lon, end_lat, live_peak, lon0, lat0 = \
-                        closed_live
-                    events.append(self._event(device, rule, Phase.RETRACTED, live_start,
-                                              live_end, lon0, lat0, None, None, live_peak,
-                                              m.context, True))
-                    events.append(self._event(device, rule, Phase.CLOSED, m.start_ts, live_end,
-                                              m.start_lon, m.start_lat, end_lon, end_lat,
-                                              _nanmax_pair(m.peak, live_peak), m.context, True))
-                    continue
-                if gap_end is not None and live_m.phase in OPEN_PHASES and \
-                        live_m.start_ts == gap_end:
-                    # the live stream re-opened this violation when the truck reappeared:
-                    # it is the same one, which really started inside the blind area
-                    events.append(self._event(device, rule, Phase.RETRACTED, live_m.start_ts,
-                                              None, live_m.start_lon, live_m.start_lat, None,
-                                              None, live_m.peak, live_m.context, True))
-                    live_m.start_ts, live_m.start_lon, live_m.start_lat = \
-                        m.start_ts, m.start_lon, m.start_lat
-                    live_m.peak = _nanmax_pair(live_m.peak, m.peak)
-                    continue
-                if live_m.phase in OPEN_PHASES and live_m.start_ts == m.start_ts:
-                    continue  # merged with the live violation by earlier late fixes
-                if gap_end is not None and live_m.phase in (PENDING, PAUSED) and m.phase == 2 and \
-                        live_m.start_ts == gap_end:
-                    # the live stream's pending run (not yet debounced, nothing emitted)
-                    # continues this violation: it stays open, from its real start
-                    live_m.phase = 2
-                    live_m.start_ts, live_m.start_lon, live_m.start_lat = \
-                        m.start_ts, m.start_lon, m.start_lat
-                    live_m.peak = _nanmax_pair(live_m.peak, m.peak)
-                    live_m.emitted_peak = m.emitted_peak
-                    live_m.context = m.context
-                    continue
-                # still open when the late data ends: in order, the live fixes after the gap
-                # would have closed it at the first of them
-                end_ts = m.close_ts if m.phase == 3 else gap_end or last_ts
-                events.append(self._event(device, rule, Phase.CLOSED, m.start_ts, end_ts,
-                                          m.start_lon, m.start_lat, float(rows.lon[-1]),
-                                          float(rows.lat[-1]), m.peak, m.context, True))
-        events += self._retract_filled_gaps(device, live, rows)
+            events += reconcile_late(device, live, temp, gap_end, last_ts,
+                                     float(rows.lon[-1]), float(rows.lat[-1]), self.emit)
+        events += retract_filled_gaps(device, live, rows.ts, self.settings.signal_loss_s,
+                                      self.emit)
         return events
-
-    def _retract_filled_gaps(self, device: str, live: VehicleState, rows: Facts) -> list:
-        """A SIGNAL_LOSS whose gap the late fixes fill was a link outage, not a GNSS one.
-
-        A long backlog comes as several messages (≤ 200 fixes each, oldest first), so each
-        period remembers how far from its start the late fixes have covered it without a
-        silence of ``signal_loss_s`` (``reach``); it is retracted once that reaches its
-        end."""
-        events = []
-        limit = self.settings.signal_loss_s * 1000
-        kept = []
-        for period in live.signal_periods:
-            start, end, lon, lat, reach = period
-            reach = max(int(reach), start)
-            inside = rows.ts[(rows.ts > reach) & (rows.ts < end)]
-            if len(inside):
-                steps = np.diff(np.concatenate([[reach], inside]))
-                broken = np.flatnonzero(steps > limit)
-                if len(broken) == 0:
-                    reach = int(inside[-1])
-                elif broken[0] > 0:
-                    reach = int(inside[broken[0] - 1])
-            if end - reach > limit:
-                kept.append((start, end, lon, lat, reach))
-                continue
-            events.append(self._event(device, SIGNAL_LOSS, Phase.RETRACTED, start, end,
-                                      lon, lat, None, None, (end - start) / 1000, -1, True))
-        live.signal_periods = kept
-        return events
-
-    # --- events -----------------------------------------------------------------------------------
-
-    def _transition_event(self, device: str, rule: str, t, late: bool) -> ViolationEvent:
-        phase = {"opened": Phase.OPENED, "updated": Phase.UPDATED, "closed": Phase.CLOSED}[t.kind]
-        return self._event(device, rule, phase, t.start_ts, t.end_ts, t.start_lon, t.start_lat,
-                           t.end_lon, t.end_lat, t.peak, t.context, late)
-
-    def _event(self, device: str, rule: str, phase: Phase, start_ts: int, end_ts: int | None,
-               start_lon: float, start_lat: float, end_lon, end_lat, peak, context: int,
-               late: bool) -> ViolationEvent:
-        ref = self.ref
-        assert ref is not None
-        v = int(ref.vehicle_of(np.array([device], dtype=object))[0])
-        permit_id = fence_id = None
-        if rule == "RESTRICTED_ZONE" and context >= 0:
-            fence_id = ref.fence_ids[context]
-        elif context >= 0 and rule != SIGNAL_LOSS:
-            permit_id = ref.permit_ids[context]
-        peak_value = None if peak is None or np.isnan(peak) else float(peak)
-        event = ViolationEvent(
-            id=violation_id(device, rule, start_ts), phase=phase, rule=rule, device_id=device,
-            start_ts=int(start_ts), end_ts=None if end_ts is None else int(end_ts),
-            start_lon=float(start_lon), start_lat=float(start_lat),
-            end_lon=None if end_lon is None else float(end_lon),
-            end_lat=None if end_lat is None else float(end_lat),
-            peak=peak_value, severity=severity(rule, peak_value or 0.0, self.settings),
-            late=late, plate=ref.plates[v] if v >= 0 else None,
-            company_id=ref.companies[v] if v >= 0 else None, permit_id=permit_id,
-            fence_id=fence_id,
-        )
-        return event
-
-    def _last_position(self, device: str) -> tuple[float, float]:
-        st = self.vehicles.get(device)
-        return (st.good_lon, st.good_lat) if st else (0.0, 0.0)
-
-
-def _prune_gaps(gaps: list, keep: int) -> None:
-    """Drop the oldest gap snapshots, but never the one before the vehicle's first fix: data
-    older than anything seen is new data to evaluate from scratch, not a repeat."""
-    initial = gaps[0] if gaps[0][0] == _NEVER else None
-    del gaps[:-keep]
-    if initial is not None and gaps[0] is not initial:
-        gaps[0] = initial
-
-
-def late_windows(state: dict) -> list[tuple[int, int]]:
-    """The device-time gaps (exclusive bounds) in which an exported state still accepts
-    late fixes."""
-    return [(int(a), int(b)) for a, b, _ in state.get("gaps", [])]
-
-
-def _nanmax_pair(a: float, b: float) -> float:
-    return b if np.isnan(a) else a if np.isnan(b) else max(a, b)

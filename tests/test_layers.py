@@ -1,6 +1,7 @@
 """The import graph is the architecture (docs/architecture.md): dependencies point down, and
 no module imports one that imports it back. Read from the source with ``ast``, so an import
-inside a function counts as much as one at the top."""
+inside a function counts as much as one at the top; only imports under ``if TYPE_CHECKING:``
+are left out (annotations, never executed — a helper module may name the class it serves)."""
 
 from __future__ import annotations
 
@@ -35,7 +36,13 @@ def _imports(name: str, path: Path, known: dict[str, Path]) -> set[str]:
     a module, else ``a``)."""
     found: set[str] = set()
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    typing_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If)
+                   and "TYPE_CHECKING" in ast.unparse(block.test)
+                   for stmt in block.body for n in ast.walk(stmt)}
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
         if isinstance(node, ast.Import):
             targets = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):
