@@ -4,6 +4,11 @@ Loading validates the whole bundle and reports *every* bad row or feature with i
 reason, not just the first, because a city's data team fixes them all in one pass. Geometries
 drawn in GCJ-02 or BD-09 (AMap, Baidu) are converted to WGS-84 here, once, so nothing
 downstream ever sees a Chinese map datum.
+
+Districts (``kind: "district"`` in fences.geojson, issue #21) are administrative areas that
+officers and case statistics are scoped to, not fences a truck is judged against: they load
+into ``City.districts`` and never into ``City.fences``, which the geofence index and the rules
+read.
 """
 
 from __future__ import annotations
@@ -24,6 +29,9 @@ from domain.coords import SYSTEMS, metric_epsg_for
 from domain.geojson import GeometryError, read_area, read_geometry
 
 FENCE_KINDS = ("construction_site", "disposal_site", "transfer_dock", "restricted_zone")
+#: The kind of the administrative areas in fences.geojson; not a fence kind (City.districts).
+DISTRICT_KIND = "district"
+DISTRICT_TYPES = ("Polygon", "MultiPolygon")
 SITE_KINDS = ("construction_site", "disposal_site", "transfer_dock")
 _WINDOW = re.compile(r"([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)")
 
@@ -87,6 +95,8 @@ class City:
     vehicles: list[Vehicle]
     companies: list[Company]
     directory: Path = field(default=Path("."))
+    # administrative areas (kind "district"), ordered by id; never in ``fences``
+    districts: list[Fence] = field(default_factory=list)
 
     def vehicle_by_device(self) -> dict[str, Vehicle]:
         return {v.device_id: v for v in self.vehicles}
@@ -147,6 +157,22 @@ def _timestamp(value: object, where: str, problems: list[str]) -> datetime | Non
     return parsed
 
 
+def _district(feature: dict, props: dict, fid: str, crs: str,
+              problems: list[str]) -> Fence | None:
+    """A ``kind: "district"`` feature: a named Polygon or MultiPolygon (no Point circles)."""
+    where = f"fences.geojson: {fid}"
+    name = props.get("name")
+    if not isinstance(name, str) or not name.strip():
+        problems.append(f"{where}: a district needs a name")
+        name = None
+    try:
+        geometry = read_geometry(feature.get("geometry"), DISTRICT_TYPES, crs=crs)
+    except GeometryError as e:
+        problems.append(f"{where}: {e}")
+        return None
+    return Fence(fid, DISTRICT_KIND, geometry, name) if name is not None else None
+
+
 def load_city(directory: str | Path) -> City:
     """Read and validate a bundle; raise CityError listing every problem found."""
     directory = Path(directory)
@@ -197,7 +223,8 @@ def load_city(directory: str | Path) -> City:
         vehicles.append(Vehicle(row["plate"], row["device_id"], row["company_id"]))
     plates = {v.plate for v in vehicles}
 
-    fences = []
+    fences: list[Fence] = []
+    districts: list[Fence] = []
     for feature in _features(directory / "fences.geojson", problems):
         props = feature.get("properties") or {}
         fid = props.get("id")
@@ -206,8 +233,14 @@ def load_city(directory: str | Path) -> City:
             problems.append("fences.geojson: a feature has no string id")
             continue
         kind = props.get("kind")
+        if kind == DISTRICT_KIND:
+            district = _district(feature, props, fid, crs, problems)
+            if district is not None:
+                districts.append(district)
+            continue
         if kind not in FENCE_KINDS:
-            problems.append(f"{where}: kind {kind!r} is not one of {', '.join(FENCE_KINDS)}")
+            problems.append(f"{where}: kind {kind!r} is not one of "
+                            f"{', '.join((*FENCE_KINDS, DISTRICT_KIND))}")
             continue
         windows = props.get("windows") or []
         if not isinstance(windows, list):
@@ -280,7 +313,7 @@ def load_city(directory: str | Path) -> City:
     for name, ids in (("companies.csv", [c.id for c in companies]),
                       ("vehicles.csv", [v.plate for v in vehicles]),
                       ("vehicles.csv device_id", [v.device_id for v in vehicles]),
-                      ("fences.geojson", [f.id for f in fences]),
+                      ("fences.geojson", [f.id for f in (*fences, *districts)]),
                       ("permits.geojson", [p.id for p in permits])):
         seen: set[str] = set()
         for i in ids:
@@ -304,4 +337,5 @@ def load_city(directory: str | Path) -> City:
         vehicles=vehicles,
         companies=companies,
         directory=directory,
+        districts=sorted(districts, key=lambda d: d.id),
     )

@@ -1,11 +1,14 @@
 """Writing a city bundle (docs/city.md): GeoJSON one feature per line, CSVs, city.toml and a
-README, all UTF-8 with ``\n`` line ends so that the same city is the same bytes.
+README, all UTF-8 with ``\n`` line ends so that the same city is the same bytes. Districts
+(simulator.citydistricts) follow every fence in fences.geojson: the fences' own lines are the
+same with or without them.
 """
 
 from __future__ import annotations
 
 import json
 import pathlib
+from collections.abc import Sequence
 
 import shapely
 from shapely import LineString, MultiPolygon, Polygon
@@ -13,6 +16,7 @@ from shapely.geometry.base import BaseGeometry
 
 from geofence.projection import Projector
 from simulator.citycoords import published_xy, to_published
+from simulator.citydistricts import District
 from simulator.cityfleet import Company, Vehicle
 from simulator.citymap import TIMEZONE
 from simulator.citypermits import Permit
@@ -62,6 +66,10 @@ def fence_feature(s: Site) -> dict:
     return feature(props, geometry(s.geom))
 
 
+def district_feature(d: District) -> dict:
+    return feature({"id": d.id, "kind": "district", "name": d.name}, geometry(d.geom))
+
+
 def readme(counts: dict[str, int], seed: int, scale: float, out: str) -> str:
     """The bundle's README: what it is, the command that reproduces it (``--out out``)."""
     rows = "\n".join(f"| {k} | {v} |" for k, v in counts.items())
@@ -90,6 +98,16 @@ def _write(out_dir: pathlib.Path, name: str, text: str) -> None:
     (out_dir / name).write_text(text, encoding="utf-8", newline="\n")
 
 
+def permit_route(proj: Projector, p: Permit) -> LineString:
+    """The permit's route as published (WGS-84, rounded)."""
+    return LineString(published_xy(proj, p.route_m))
+
+
+def road_line(proj: Projector, road: Road) -> BaseGeometry:
+    """The road's centreline as published (WGS-84, rounded)."""
+    return to_published(proj, road[1])
+
+
 def permit_feature(proj: Projector, p: Permit) -> dict:
     ids = [d.id for d in p.destinations]
     props: dict = {"id": p.id, "plate": p.plate, "origin": p.origin.id,
@@ -97,13 +115,13 @@ def permit_feature(proj: Projector, p: Permit) -> dict:
                    "corridor_m": p.corridor_m, "valid_from": p.valid[0], "valid_to": p.valid[1]}
     if p.hours:
         props["hours"] = p.hours
-    return feature(props, geometry(LineString(published_xy(proj, p.route_m))))
+    return feature(props, geometry(permit_route(proj, p)))
 
 
 def road_feature(proj: Projector, i: int, road: Road) -> dict:
-    spec, line = road
+    spec = road[0]
     return feature({"id": f"R{i + 1:02d}", "name": spec.name, "class": spec.cls},
-                   geometry(to_published(proj, line)))
+                   geometry(road_line(proj, road)))
 
 
 def city_toml(seed: int, scale: float, metric_epsg: int) -> str:
@@ -115,10 +133,14 @@ def city_toml(seed: int, scale: float, metric_epsg: int) -> str:
 
 def write_bundle(out_dir: pathlib.Path, proj: Projector, *, sites: list[Site],
                  permits: list[Permit], roads: list[Road], companies: list[Company],
-                 vehicles: list[Vehicle], toml: str, readme_text: str) -> None:
-    """Write every file of FILES; ``sites`` are all fences (zones included) in output order."""
+                 vehicles: list[Vehicle], toml: str, readme_text: str,
+                 districts: Sequence[District] = ()) -> None:
+    """Write every file of FILES; ``sites`` are all fences (zones included) in output order,
+    ``districts`` follow them in fences.geojson."""
     _write(out_dir, "city.toml", toml)
-    _write(out_dir, "fences.geojson", feature_collection([fence_feature(s) for s in sites]))
+    _write(out_dir, "fences.geojson",
+           feature_collection([fence_feature(s) for s in sites]
+                              + [district_feature(d) for d in districts]))
     _write(out_dir, "permits.geojson",
            feature_collection([permit_feature(proj, p) for p in permits]))
     _write(out_dir, "roads.geojson",

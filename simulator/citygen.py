@@ -14,8 +14,9 @@ arterials and expressways: plausible, not accurate — never use it for navigati
 
 The stages, one module each: the hand-drawn map (citymap), metric/published coordinates
 (citycoords), roads and routing (cityroads), fence outlines (cityshapes), placing fences
-(citysites), companies and trucks (cityfleet), permits and their routes (citypermits), writing
-the files (citybundle). This module runs them in order from one seeded generator.
+(citysites), companies and trucks (cityfleet), permits and their routes (citypermits), the
+districts that tile it all (citydistricts, no random numbers), writing the files (citybundle).
+This module runs them in order from one seeded generator.
 
 Usage: ``python -m simulator.citygen --out DIR [--seed N] [--scale X]``.
 """
@@ -31,8 +32,9 @@ from collections.abc import Sequence
 import numpy as np
 from shapely import STRtree
 
-from simulator.citybundle import FILES, city_toml, readme, write_bundle
+from simulator.citybundle import FILES, city_toml, permit_route, readme, road_line, write_bundle
 from simulator.citycoords import city_projector
+from simulator.citydistricts import draw_districts
 from simulator.cityfleet import draw_companies, draw_vehicles
 from simulator.citypermits import check_ground_truth, draw_permits, extra_permits
 from simulator.cityroads import LOCAL_STREETS_PER_SCALE, build_network, build_roads, local_streets
@@ -91,13 +93,16 @@ def generate_city(out_dir: pathlib.Path, *, seed: int = DEFAULT_SEED, scale: flo
     check_ground_truth(proj, zones, permits)
 
     fences = [*sites, *zones]
+    districts = draw_districts([*(s.geom for s in fences),
+                                *(permit_route(proj, p) for p in permits),
+                                *(road_line(proj, r) for r in roads)])
     counts = {k: sum(s.kind == k for s in fences) for k in FENCE_KINDS}
-    counts |= {"company": len(companies), "vehicle": len(vehicles), "permit": len(permits),
-               "road": len(roads)}
+    counts |= {"district": len(districts), "company": len(companies), "vehicle": len(vehicles),
+               "permit": len(permits), "road": len(roads)}
     out = "data/sample-city" if (seed, scale) == (DEFAULT_SEED, 1.0) else "OUT_DIR"
     write_bundle(out_dir, proj, sites=fences, permits=permits, roads=roads, companies=companies,
                  vehicles=vehicles, toml=city_toml(seed, scale, proj.epsg),
-                 readme_text=readme(counts, seed, scale, out))
+                 readme_text=readme(counts, seed, scale, out), districts=districts)
     return counts
 
 

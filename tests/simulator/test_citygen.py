@@ -18,6 +18,7 @@ import tomllib
 from dataclasses import dataclass
 
 import numpy as np
+import pytest
 import shapely
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -42,6 +43,7 @@ class Bundle:
     roads: list[dict]
     vehicles: list[dict]
     companies: list[dict]
+    districts: list[dict]  # kind "district" features of fences.geojson, not in ``fences``
 
     def kind_count(self, kind: str) -> int:
         return sum(f["properties"]["kind"] == kind for f in self.fences)
@@ -107,9 +109,13 @@ def check_bundle(d: pathlib.Path) -> Bundle:
     assert all(re.fullmatch(r"\d{12}", x) for x in devices)
     assert {v["company_id"] for v in vehicles} <= set(company_ids)
 
-    fences = _features(d / "fences.geojson")
+    features = _features(d / "fences.geojson")
+    kinds = [f["properties"]["kind"] for f in features]
+    assert kinds == sorted(kinds, key=lambda k: k == "district"), "districts come last"
+    assert len({f["properties"]["id"] for f in features}) == len(features), "ids must be unique"
+    fences = [f for f in features if f["properties"]["kind"] != "district"]
+    districts = [f for f in features if f["properties"]["kind"] == "district"]
     by_id = {f["properties"]["id"]: f for f in fences}
-    assert len(by_id) == len(fences), "fence ids must be unique"
     geoms = {}
     for f in fences:
         props, geom = f["properties"], f["geometry"]
@@ -170,7 +176,35 @@ def check_bundle(d: pathlib.Path) -> Bundle:
         assert r["geometry"]["type"] == "LineString" and r["properties"]["name"]
         g = shape(r["geometry"])
         assert g.is_valid and _inside_shenzhen(g)
-    return Bundle(city, fences, permits, roads, vehicles, companies)
+
+    check_districts(districts, [*geoms.values(), *routes,
+                                *(shape(r["geometry"]) for r in roads)])
+    return Bundle(city, fences, permits, roads, vehicles, companies, districts)
+
+
+def check_districts(districts: list[dict], covered: list) -> None:
+    """6-8 named districts D01…, valid, not overlapping, no gaps, covering every site, route
+    and road (docs/city.md: a point in two districts takes the lowest id — here there are
+    none, except on shared borders)."""
+    assert 6 <= len(districts) <= 8
+    ids = [f["properties"]["id"] for f in districts]
+    assert ids == [f"D{k + 1:02d}" for k in range(len(districts))]
+    areas = []
+    for f in districts:
+        props = f["properties"]
+        assert set(props) == {"id", "kind", "name"} and props["name"].endswith("片区")
+        assert f["geometry"]["type"] in ("Polygon", "MultiPolygon")
+        for ring in _rings(f["geometry"]):
+            assert ring[0] == ring[-1] and len(ring) >= 4
+            assert np.array_equal(np.round(ring, 6), ring), "published on the 6-decimal grid"
+        g = shape(f["geometry"])
+        assert g.is_valid and _inside_shenzhen(g), props["id"]
+        areas.append(g)
+    union = shapely.union_all(areas)
+    assert sum(a.area for a in areas) == pytest.approx(union.area, rel=1e-12), "overlap"
+    assert isinstance(union, shapely.Polygon) and not union.interiors, "a gap"
+    assert union.area == pytest.approx(shapely.envelope(union).area, rel=1e-12), "not a box"
+    assert shapely.covers(union, np.array(covered, dtype=object)).all()
 
 
 # --- the committed sample ---------------------------------------------------------------
@@ -187,6 +221,7 @@ def test_sample_is_valid_and_meets_minimum_counts() -> None:
     assert len({v["company_id"] for v in b.vehicles}) >= 12
     assert len(b.companies) >= 12
     assert len(b.roads) >= 20
+    assert len(b.districts) >= 6
 
 
 def test_sample_has_the_variety_the_rules_need() -> None:
