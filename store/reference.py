@@ -1,6 +1,11 @@
-"""Reference data (companies, vehicles, fences, permits) into the database, for analysts' joins.
+"""Reference data (companies, vehicles, fences, permits, districts) into the database, for
+analysts' joins.
 
-Upserts by id, so re-importing an edited bundle updates rows in place.
+Upserts by id, so re-importing an edited bundle updates rows in place. Districts (issue #21)
+are fences of kind 'district' plus their outlines in ``district_areas`` (PostgreSQL's built-in
+polygon type, exterior rings only), which is replaced as a whole: a district dropped from the
+bundle no longer tags violations, and every violation's district is recomputed
+(``assign_violation_districts()``, store/migrations/0007_districts.sql).
 """
 
 from __future__ import annotations
@@ -9,13 +14,44 @@ import json
 
 import psycopg
 import shapely
+from shapely.geometry.base import BaseGeometry
 
-from domain.city import City
+from domain.city import City, Fence
+
+
+def polygon_literals(geometry: BaseGeometry) -> list[str]:
+    """One PostgreSQL ``polygon`` literal per part, ``'((lon,lat),…)'``: the exterior ring
+    without its closing position (holes are ignored for the district lookup)."""
+    literals = []
+    for part in shapely.get_parts(geometry):
+        ring = shapely.get_coordinates(part.exterior)[:-1]
+        literals.append("(" + ",".join(f"({x!r},{y!r})" for x, y in ring.tolist()) + ")")
+    return literals
+
+
+def _fence_row(f: Fence) -> tuple:
+    return (f.id, f.kind, f.name, list(f.windows) or None, f.speed_limit_kmh,
+            json.dumps(shapely.geometry.mapping(f.geometry)))
+
+
+def _replace_districts(cur: psycopg.Cursor, city: City) -> None:
+    """district_areas := the bundle's districts, and every violation re-tagged. Violations are
+    locked against writes (reads go on) until the import commits, so a violation the ingest
+    writes meanwhile cannot keep a district looked up in the outlines being replaced."""
+    cur.execute("LOCK TABLE violations IN SHARE ROW EXCLUSIVE MODE")
+    cur.execute("DELETE FROM district_areas")
+    cur.executemany(
+        "INSERT INTO district_areas (district_id, part, area) VALUES (%s, %s, %s::polygon)",
+        [(d.id, k, literal) for d in city.districts
+         for k, literal in enumerate(polygon_literals(d.geometry))],
+    )
+    cur.execute("SELECT assign_violation_districts()")
 
 
 def import_city(conn: psycopg.Connection, city: City, progress=None) -> dict[str, int]:
-    """Upsert the bundle's companies, vehicles, fences and permits in one transaction;
-    ``progress(table)`` is called after each table (the CLI's progress bar)."""
+    """Upsert the bundle's companies, vehicles, fences, permits and districts in one
+    transaction, then re-tag every violation with its district; ``progress(table)`` is called
+    after each table (the CLI's progress bar)."""
     tick = progress or (lambda table: None)
     with conn.transaction(), conn.cursor() as cur:
         cur.executemany(
@@ -37,8 +73,7 @@ def import_city(conn: psycopg.Connection, city: City, progress=None) -> dict[str
             " ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, name = excluded.name,"
             " windows = excluded.windows, speed_limit_kmh = excluded.speed_limit_kmh,"
             " geometry = excluded.geometry",
-            [(f.id, f.kind, f.name, list(f.windows) or None, f.speed_limit_kmh,
-              json.dumps(shapely.geometry.mapping(f.geometry))) for f in city.fences],
+            [_fence_row(f) for f in (*city.fences, *city.districts)],
         )
         tick("fences")
         cur.executemany(
@@ -52,6 +87,8 @@ def import_city(conn: psycopg.Connection, city: City, progress=None) -> dict[str
               p.valid_to, p.hours, json.dumps(shapely.geometry.mapping(p.route)))
              for p in city.permits],
         )
-        tick("permits")
+        _replace_districts(cur, city)
+        tick("permits")  # and districts: the CLI's bar counts four steps
     return {"companies": len(city.companies), "vehicles": len(city.vehicles),
-            "fences": len(city.fences), "permits": len(city.permits)}
+            "fences": len(city.fences), "permits": len(city.permits),
+            "districts": len(city.districts)}
