@@ -192,6 +192,16 @@ def validate(settings: Settings) -> None:
         raise ConfigError(f"[alerts] max_in_flight = {alerts.max_in_flight}: must be ≥ 1")
     _host_port(settings.gateway.listen, "[gateway] listen", optional=False)
     _host_port(settings.observability.listen, "[observability] listen", optional=True)
+    _host_port(settings.api.listen, "[api] listen", optional=False)
+    api = settings.api
+    if api.max_upload_bytes < 1 or api.max_attachments < 0 or api.pool_size < 1:
+        raise ConfigError("[api] max_upload_bytes and pool_size must be ≥ 1, "
+                          "max_attachments ≥ 0")
+    if api.webhook_secret and not api.webhook_secret.startswith("whsec_"):
+        raise ConfigError("[api] webhook_secret must start with 'whsec_' (Standard Webhooks)")
+    if settings.scoring.unreviewed_after_days < 0:
+        raise ConfigError(f"[scoring] unreviewed_after_days = "
+                          f"{settings.scoring.unreviewed_after_days}: must be ≥ 0")
     if settings.observability.log_format not in ("text", "json"):
         raise ConfigError(f"[observability] log_format = "
                           f"{settings.observability.log_format!r}: must be \"text\" or \"json\"")

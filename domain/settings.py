@@ -155,6 +155,19 @@ class ScoringSettings:
     deductions: str = ("UNAUTHORISED_DUMP=10/15/20, NO_PERMIT=6/8/10, OFF_ROUTE=3/5/8, "
                        "RESTRICTED_ZONE=3/5/8, UNCOVERED_LOAD=2/4/6, SIGNAL_LOSS=2/4/6, "
                        "OVERSPEED=1/2/4")
+    # a violation nobody reviewed counts in the score this many days after it started
+    # (confirmed ones count at once, dismissed ones never); written into score_policy
+    unreviewed_after_days: int = 7
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    listen: str = "127.0.0.1:8088"  # muckwatch serve: the HTTP API (docs/api.md)
+    uploads_dir: str = ".run/uploads"  # appeal attachments, one file per SHA-256
+    max_upload_bytes: int = 5_242_880  # per attachment (5 MiB)
+    max_attachments: int = 5  # per appeal
+    webhook_secret: str = ""  # whsec_… for inbound case updates; "": that endpoint is off
+    pool_size: int = 8  # database connections of the API process
 
 
 @dataclass(frozen=True)
@@ -174,6 +187,7 @@ class Settings:
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
     scoring: ScoringSettings = field(default_factory=ScoringSettings)
     observability: ObservabilitySettings = field(default_factory=ObservabilitySettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
 
     def with_overrides(self, **sections: dict[str, Any]) -> Settings:
         """A copy with some keys replaced, e.g. ``with_overrides(mqtt={"port": 1884})``."""

@@ -14,6 +14,7 @@ runtime-side module besides ``muckwatch services`` that does); it never imports 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -32,6 +33,7 @@ from devservices.postgres import PrivatePostgres
 from domain.city import load_city
 from domain.settings import Settings
 from domain.wire import encode_batch, encode_fix
+from muckwatch.demo_api import ApiProcess, api_port, officer_token, review_and_open_case
 from muckwatch.locations import city_dir
 from simulator.accuracy import score, table
 from simulator.episodes import demo_offenders
@@ -49,6 +51,7 @@ class DemoOptions:
     interval_s: float = 1.0
     trucks: int = 1000
     seed: int = 7
+    keep: bool = True  # on a terminal, keep the API up after the report until Enter
 
 
 def say(text: str) -> None:
@@ -102,6 +105,7 @@ def run_demo(settings: Settings, options: DemoOptions) -> int:
     broker = PrivateMosquitto(run_dir / "mosquitto")
     database: PrivatePostgres | None = None
     ingest: IngestProcess | None = None
+    api: ApiProcess | None = None
     external_dsn = os.environ.get("MUCKWATCH_DSN")
     try:
         broker.start()
@@ -133,12 +137,32 @@ def run_demo(settings: Settings, options: DemoOptions) -> int:
         ingest = IngestProcess(env, run_dir / "ingest.log")
         ingest.wait_ready()
         say(f"● Ingest         muckwatch run (pid {ingest.proc.pid}), log: {ingest.log_path}")
+        api = ApiProcess(env, api_port(settings.api.listen), run_dir / "serve.log")
+        api.wait_ready()
+        say(f"● API            muckwatch serve {api.url} (pid {api.proc.pid}), "
+            f"log: {api.log_path}")
 
         sent = drive_fleet(city, broker, options)
         summary = ingest_until_landed(dsn, sent, timeout_s=60)
         stats = ingest.stop()
         ingest = None
         report(dsn, sent, stats, summary, database)
+        token = officer_token(dsn)
+        say("")
+        say("People act on it (through the HTTP API, as the officer demo-officer)")
+        for line in review_and_open_case(api.url, token, sent["first_ts"]):
+            say("  " + line)
+        say("")
+        say(f"  API          {api.url}   (OpenAPI: {api.url}/openapi.json, docs/api.md)")
+        say(f"  officer      {token}")
+        say(f"  try          curl -H 'Authorization: Bearer {token}' {api.url}/v1/review/queue")
+        if options.keep and sys.stdin.isatty():
+            say("  the API stays up until you press Enter (or Ctrl-C)")
+            with contextlib.suppress(EOFError, KeyboardInterrupt):
+                input()
+        else:
+            say("  later        muckwatch services up, then MUCKWATCH_DSN=… muckwatch serve: "
+                "the same API again (the token stays valid until revoked)")
         ok = summary["landed"] == sent["unique_fixes"]
         if not ok:
             say(f"✗ expected {sent['unique_fixes']} new rows, found {summary['landed']}")
@@ -146,6 +170,8 @@ def run_demo(settings: Settings, options: DemoOptions) -> int:
     finally:
         if ingest is not None and ingest.proc.poll() is None:
             ingest.proc.kill()
+        if api is not None:
+            api.stop()
         broker.stop()
         if database is not None:
             database.stop()

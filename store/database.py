@@ -31,7 +31,9 @@ class DatabaseError(RuntimeError):
 
 
 # Upserts are monotonic, so replays and late duplicates never move a violation backwards:
-# a closed or retracted violation stays so; the end and evidence, once known, are kept.
+# a closed or retracted violation stays so; the end and evidence, once known, are kept. A
+# reviewed violation (confirmed or dismissed by an officer, issue #21) is not touched at all:
+# neither a replay nor late data re-opens, retracts or re-grades what a person decided.
 _UPSERT_VIOLATION = """
 INSERT INTO violations (id, rule, severity, device_id, plate, company_id, permit_id, fence_id,
                         start_ts, end_ts, start_lon, start_lat, end_lon, end_lat, peak, state,
@@ -54,6 +56,7 @@ ON CONFLICT (id, start_ts) DO UPDATE SET
                  ELSE excluded.state END,
     evidence = COALESCE(excluded.evidence, violations.evidence),
     updated_at = now()
+WHERE violations.review = 'new'
 """
 
 # an evidence fix: its keys in the violation's JSON (and the webhook's track), each from a

@@ -104,3 +104,19 @@ def sync_deductions(conn: psycopg.Connection, text: str) -> int:
             "INSERT INTO score_deductions (rule, severity, points) VALUES (%s, %s, %s)"
             " ON CONFLICT (rule, severity) DO UPDATE SET points = EXCLUDED.points", rows)
     return len(rows)
+
+
+def sync_unreviewed_after(conn: psycopg.Connection, days: int) -> None:
+    """[scoring] unreviewed_after_days into score_policy: how long a violation nobody has
+    reviewed waits before it counts (migration 0008)."""
+    if days < 0:
+        raise ValueError(f"[scoring] unreviewed_after_days = {days}: must be ≥ 0")
+    with conn.transaction():
+        conn.execute("UPDATE score_policy SET unreviewed_after = %s * interval '1 day'",
+                     (days,))
+
+
+def sync_scoring(conn: psycopg.Connection, deductions: str, unreviewed_after_days: int) -> None:
+    """Both [scoring] settings into their tables."""
+    sync_deductions(conn, deductions)
+    sync_unreviewed_after(conn, unreviewed_after_days)

@@ -32,11 +32,16 @@ def test_short_demo_reports_and_cleans_up(run_dir, dsn, database):
     text = out.stdout
     for line in ("● Mosquitto", "● PostgreSQL", "● Schema", "● City", "● Ingest",
                  "● Simulator", "What happened", "telemetry rows", "dead_letter:",
-                 "Accuracy", "precision", "Look at it", "● Stopped"):
-        assert line in text
+                 "Accuracy", "precision", "Look at it", "● API", "People act on it",
+                 "→ 200 confirmed", "POST /v1/cases → 201", "→ 200 dispatched",
+                 "officer      mwt_", "/openapi.json", "● Stopped"):
+        assert line in text, line
     assert "✗" not in text
     # every rule has its offender, found (TP 1, FN 0) even in a six-second demo
     accuracy = text.split("Accuracy", 1)[1].split("Look at it", 1)[0]
+    # the officer's token was made for this run and works (the API itself has stopped)
+    token = text.split("officer      ", 1)[1].split()[0]
+    assert token.startswith("mwt_") and len(token) > 40
     rows = {line.split()[0]: line.split()[1:4] for line in accuracy.splitlines()[2:]
             if line.strip()}
     for rule in RULES:

@@ -5,9 +5,10 @@ failed); 2 a user mistake (bad arguments, config, file or city bundle) — repor
 sentence, never a traceback; 130 interrupted.
 
 Each command group is a module (``run``, ``services``, ``simulate``, ``alerts``, ``broker``,
-``db``, ``report``, ``config``, ``geo``) that registers its commands' parsers and handlers in
-one ``CommandTable``; ``main`` parses, loads the settings and calls the handler the table
-holds for the command. The modules parse, call, print and map errors; the work is elsewhere.
+``db``, ``report``, ``config``, ``geo``, ``api``) that registers its commands' parsers and
+handlers in one ``CommandTable``; ``main`` parses, loads the settings and calls the handler
+the table holds for the command. The modules parse, call, print and map errors; the work is
+elsewhere.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import argparse
 import logging
 import sys
 
-from muckwatch.cli import alerts, broker, config, db, geo, report, run, services, simulate
+from muckwatch.cli import alerts, api, broker, config, db, geo, report, run, services, simulate
 from muckwatch.cli.common import CommandTable, Failure, UserError
 
 __all__ = ["Failure", "UserError", "main"]
@@ -30,6 +31,8 @@ examples:
   muckwatch run --config muckwatch.toml       # the ingest service
   muckwatch replay track.jsonl --city data/sample-city > violations.jsonl
   muckwatch db migrate && muckwatch db status
+  muckwatch serve                             # the HTTP API (docs/api.md)
+  muckwatch accounts add officer-d01 --role officer --district D01
   muckwatch import city data/sample-city
   muckwatch services up                       # private broker + database for poking around
   muckwatch coords convert --from gcj02 --to wgs84 114.0628 22.5401
@@ -37,11 +40,11 @@ examples:
   muckwatch config show
 """
 
-GROUPS = (run, services, simulate, alerts, broker, db, report, config, geo)
+GROUPS = (run, services, simulate, alerts, broker, db, report, config, geo, api)
 # the order `muckwatch --help` lists the commands in (groups register theirs together)
-HELP_ORDER = ("run", "demo", "replay", "simulate", "accuracy", "alerts", "gateway", "broker",
-              "devices", "jt808", "db", "scores", "company-role", "import", "report",
-              "services", "config", "geofence", "coords")
+HELP_ORDER = ("run", "serve", "accounts", "demo", "replay", "simulate", "accuracy", "alerts",
+              "gateway", "broker", "devices", "jt808", "db", "scores", "company-role", "import",
+              "report", "services", "config", "geofence", "coords")
 
 
 def command_table() -> CommandTable:

@@ -34,10 +34,11 @@ def db(args, settings) -> int:
             with tqdm(total=len(available_migrations()), unit=" migrations",
                       desc="migrating", file=sys.stderr, disable=None) as bar:
                 applied = migrate(conn, progress=lambda name: bar.update(1))
-            from store.scores import sync_deductions
+            from store.scores import sync_scoring
 
             try:
-                sync_deductions(conn, settings.scoring.deductions)
+                sync_scoring(conn, settings.scoring.deductions,
+                             settings.scoring.unreviewed_after_days)
             except ValueError as e:
                 raise UserError(str(e)) from None
             print(f"applied migrations: {applied}" if applied else "schema is up to date")
@@ -81,7 +82,8 @@ def scores(args, settings) -> int:
 
     with connect(settings) as conn:
         try:
-            store.sync_deductions(conn, settings.scoring.deductions)
+            store.sync_scoring(conn, settings.scoring.deductions,
+                               settings.scoring.unreviewed_after_days)
         except ValueError as e:
             raise UserError(str(e)) from None
         if args.action == "snapshot":

@@ -25,6 +25,9 @@ def _demo_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--interval", type=float, default=1.0, help="seconds between fixes")
     p.add_argument("--trucks", type=int, default=1000, help="at most this many trucks")
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--no-wait", action="store_true",
+                   help="stop at once after the report (on a terminal the demo otherwise "
+                        "keeps the API up until Enter)")
 
 
 def demo(args, settings) -> int:
@@ -34,7 +37,8 @@ def demo(args, settings) -> int:
     try:
         return run_demo(settings, DemoOptions(duration_s=args.duration,
                                               interval_s=args.interval,
-                                              trucks=args.trucks, seed=args.seed))
+                                              trucks=args.trucks, seed=args.seed,
+                                              keep=not args.no_wait))
     except ServiceError as e:
         raise Failure(str(e)) from None
 

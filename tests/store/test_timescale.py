@@ -9,6 +9,7 @@ import re
 import shutil
 import tempfile
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import psycopg
@@ -110,11 +111,14 @@ def test_documented_queries_and_the_scorer_run_unchanged(timescale, migrated):
             conn.execute(q).fetchall()
         daily = conn.execute("SELECT sum(violations) FROM violations_daily").fetchone()[0]
         assert daily == 3
-        rows = scores.company_scores(conn, scores.as_of_end(None))
-        by_id = {r[0]: r for r in rows}
         _, device = migrated
         company = conn.execute("SELECT company_id FROM vehicles WHERE device_id = %s",
                                (device,)).fetchone()[0]
+        # unreviewed violations count once [scoring] unreviewed_after_days (7) have passed
+        now = {r[0]: r for r in scores.company_scores(conn, scores.as_of_end(None))}
+        assert now[company][3] == 0
+        later = scores.as_of_end(None) + timedelta(days=8)
+        by_id = {r[0]: r for r in scores.company_scores(conn, later)}
         assert by_id[company][3] == 3 and by_id[company][4] == 20 + 8 + 4  # all severity 3
         assert scores.snapshot(conn, scores.as_of_end(None).date()) > 0
         evidence = conn.execute("SELECT count(*) FROM violations WHERE evidence IS NOT NULL"

@@ -1,0 +1,43 @@
+"""Who may do what: the role × permission matrix every request is checked against.
+
+One table, read by the request check and printed in docs/api.md (a test compares them), so
+the documented matrix is the enforced one. Scope comes on top: an officer sees only the
+violations and cases of their districts, a company only its own (``Principal.scope``).
+"""
+
+from __future__ import annotations
+
+ROLES = ("officer", "supervisor", "company", "association", "public", "analyst")
+
+MATRIX: dict[str, frozenset[str]] = {
+    "me.read": frozenset(ROLES),
+    "scores.read": frozenset(ROLES),
+    "permits.read": frozenset(ROLES),
+    "sites.read": frozenset(ROLES),
+    "reasons.read": frozenset({"officer", "supervisor", "company", "analyst"}),
+    "violations.read": frozenset({"officer", "supervisor", "company", "analyst"}),
+    "violations.review": frozenset({"officer", "supervisor"}),
+    "queue.read": frozenset({"officer", "supervisor"}),
+    "appeals.file": frozenset({"company"}),
+    "appeals.read": frozenset({"officer", "supervisor", "company", "analyst"}),
+    "appeals.decide": frozenset({"officer", "supervisor"}),
+    "cases.read": frozenset({"officer", "supervisor", "company", "analyst"}),
+    "cases.write": frozenset({"officer", "supervisor"}),
+    "closure.read": frozenset({"officer", "supervisor", "analyst"}),
+    "association.read": frozenset({"association", "supervisor", "analyst"}),
+    "telemetry.read": frozenset({"officer", "supervisor", "analyst"}),
+    "audit.read": frozenset({"supervisor", "analyst"}),
+}
+
+
+def allowed(role: str, permission: str) -> bool:
+    return role in MATRIX[permission]
+
+
+def matrix_markdown() -> str:
+    """The matrix as the Markdown table in docs/api.md."""
+    head = "| permission | " + " | ".join(ROLES) + " |"
+    rule = "|---|" + "---|" * len(ROLES)
+    rows = [f"| `{p}` | " + " | ".join("✓" if r in roles else "" for r in ROLES) + " |"
+            for p, roles in MATRIX.items()]
+    return "\n".join([head, rule, *rows])
