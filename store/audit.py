@@ -29,18 +29,18 @@ def record(conn: psycopg.Connection, *, actor: str, role: str, action: str, reso
          None if after is None else Jsonb(_plain(after))))
 
 
+_ENTRIES = """SELECT id, at, actor, role, action, resource, resource_id, before, after
+FROM audit_log
+WHERE (%(resource)s::text IS NULL OR resource = %(resource)s)
+  AND (%(resource_id)s::text IS NULL OR resource_id = %(resource_id)s)
+  AND (%(actor)s::text IS NULL OR actor = %(actor)s)
+ORDER BY id DESC LIMIT %(limit)s OFFSET %(offset)s"""
+
+
 def entries(conn: psycopg.Connection, *, resource: str | None = None,
             resource_id: str | None = None, actor: str | None = None, limit: int = 100,
             offset: int = 0) -> list[dict]:
-    clauses = ["true"]
-    params: dict[str, Any] = {"limit": limit, "offset": offset}
-    for column, value in (("resource", resource), ("resource_id", resource_id),
-                          ("actor", actor)):
-        if value is not None:
-            clauses.append(f"{column} = %({column})s")
-            params[column] = value
+    params = {"resource": resource, "resource_id": resource_id, "actor": actor,
+              "limit": limit, "offset": offset}
     with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute("SELECT id, at, actor, role, action, resource, resource_id, before,"
-                           " after FROM audit_log WHERE " + " AND ".join(clauses)
-                           + " ORDER BY id DESC LIMIT %(limit)s OFFSET %(offset)s",
-                           params).fetchall()
+        return cur.execute(_ENTRIES, params).fetchall()

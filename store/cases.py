@@ -20,23 +20,45 @@ CASE_COLUMNS = ("id", "company_id", "plate", "district_id", "state", "team", "du
                 "penalty_yuan", "note", "external_ref", "created_by", "created_at",
                 "dispatched_at", "handled_at", "closed_at", "withdrawn_at", "updated_at")
 
-# action → (states it may start from, the state it leads to, the timestamp column it sets)
-MOVES: dict[str, tuple[tuple[str, ...], str, str]] = {
-    "dispatch": (("new", "dispatched"), "dispatched", "dispatched_at"),
-    "handle": (("dispatched",), "handled", "handled_at"),
-    "close": (("handled",), "closed", "closed_at"),
-    "withdraw": (("new", "dispatched", "handled"), "withdrawn", "withdrawn_at"),
+# action → (states it may start from, the state it leads to; _MOVE stamps <state>_at)
+MOVES: dict[str, tuple[tuple[str, ...], str]] = {
+    "dispatch": (("new", "dispatched"), "dispatched"),
+    "handle": (("dispatched",), "handled"),
+    "close": (("handled",), "closed"),
+    "withdraw": (("new", "dispatched", "handled"), "withdrawn"),
 }
+
+
+# Scope.params() as a constant condition on cases (c); NULL parameters lift it
+SCOPE_C = ("(%(scope_districts)s::text[] IS NULL OR c.district_id = ANY(%(scope_districts)s))"
+           " AND (%(scope_company)s::text IS NULL OR c.company_id = %(scope_company)s)")
+_CASE_COLUMNS = ", ".join(f"c.{x}" for x in CASE_COLUMNS)
+_GET = f"SELECT {_CASE_COLUMNS} FROM cases c WHERE c.id = %(id)s AND {SCOPE_C}"
+_GET_LOCKED = _GET + " FOR UPDATE"
+_LIST = f"""SELECT {_CASE_COLUMNS} FROM cases c
+WHERE {SCOPE_C}
+  AND (%(state)s::text IS NULL OR c.state = %(state)s)
+  AND (%(district)s::text IS NULL OR c.district_id = %(district)s)
+  AND (NOT %(overdue)s OR (c.state NOT IN ('closed', 'withdrawn') AND c.due_at < now()))
+ORDER BY c.created_at DESC, c.id DESC LIMIT %(limit)s OFFSET %(offset)s"""
+# one statement for every move: the columns a move does not set keep their values
+_MOVE = """UPDATE cases SET state = %(state)s,
+    team = coalesce(%(team)s, team), due_at = coalesce(%(due_at)s, due_at),
+    action = coalesce(%(action)s, action), penalty_yuan = coalesce(%(penalty_yuan)s, penalty_yuan),
+    note = coalesce(%(note)s, note), external_ref = coalesce(%(external_ref)s, external_ref),
+    dispatched_at = CASE WHEN %(state)s = 'dispatched' THEN now() ELSE dispatched_at END,
+    handled_at = CASE WHEN %(state)s = 'handled' THEN now() ELSE handled_at END,
+    closed_at = CASE WHEN %(state)s = 'closed' THEN now() ELSE closed_at END,
+    withdrawn_at = CASE WHEN %(state)s = 'withdrawn' THEN now() ELSE withdrawn_at END,
+    updated_at = now()
+WHERE id = %(id)s"""
 
 
 def get_case(conn: psycopg.Connection, scope: Scope, case_id: int, *,
              lock: bool = False) -> dict:
-    where, params = scope.where("c")
-    params["id"] = case_id
     with conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute("SELECT " + ", ".join(f"c.{x}" for x in CASE_COLUMNS)
-                          + f" FROM cases c WHERE c.id = %(id)s AND {where}"
-                          + (" FOR UPDATE" if lock else ""), params).fetchone()
+        row = cur.execute(_GET_LOCKED if lock else _GET,
+                          {**scope.params(), "id": case_id}).fetchone()
         if row is None:
             raise NotFound(f"no case {case_id}")
         row["violations"] = [r["violation_id"] for r in cur.execute(
@@ -48,20 +70,10 @@ def get_case(conn: psycopg.Connection, scope: Scope, case_id: int, *,
 def list_cases(conn: psycopg.Connection, scope: Scope, *, state: str | None = None,
                district: str | None = None, overdue: bool = False, limit: int = 100,
                offset: int = 0) -> list[dict]:
-    where, params = scope.where("c")
-    params.update(limit=limit, offset=offset)
-    sql = "SELECT " + ", ".join(f"c.{x}" for x in CASE_COLUMNS) + f" FROM cases c WHERE {where}"
-    if state is not None:
-        sql += " AND c.state = %(state)s"
-        params["state"] = state
-    if district is not None:
-        sql += " AND c.district_id = %(district)s"
-        params["district"] = district
-    if overdue:
-        sql += " AND c.state NOT IN ('closed', 'withdrawn') AND c.due_at < now()"
-    sql += " ORDER BY c.created_at DESC, c.id DESC LIMIT %(limit)s OFFSET %(offset)s"
+    params = {**scope.params(), "state": state, "district": district, "overdue": overdue,
+              "limit": limit, "offset": offset}
     with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(sql, params).fetchall()
+        return cur.execute(_LIST, params).fetchall()
 
 
 def open_case(conn: psycopg.Connection, scope: Scope, violation_ids: list[str], *, actor: str,
@@ -111,51 +123,45 @@ def move(conn: psycopg.Connection, scope: Scope, case_id: int, action: str, *,
     if action not in MOVES:
         raise ValueError(f"action must be one of {', '.join(MOVES)}, not {action!r}")
     before = get_case(conn, scope, case_id, lock=True)
-    allowed_from, to, stamp = MOVES[action]
+    allowed_from, to = MOVES[action]
     if before["state"] not in allowed_from:
         raise Conflict(f"case {case_id} is {before['state']}: cannot {action} "
                        f"(only from {', '.join(allowed_from)})")
-    sets: dict[str, Any] = {"state": to}
+    values: dict[str, Any] = {"state": to, "team": None, "due_at": None, "action": None,
+                              "penalty_yuan": None, "note": note, "external_ref": external_ref,
+                              "id": case_id}
     if action == "dispatch":
         if not team or due_at is None:
             raise ValueError("dispatch needs a team and a due date (due_at)")
         if due_at.tzinfo is None:
             raise ValueError("due_at needs a time zone (e.g. 2026-12-10T18:00:00+08:00)")
-        sets.update(team=team, due_at=due_at)
+        values.update(team=team, due_at=due_at)
     elif action == "handle":
         if not (action_taken or "").strip():
             raise ValueError("handle needs the action taken (e.g. fine, warning, suspension)")
         if penalty_yuan is not None and Decimal(str(penalty_yuan)) < 0:
             raise ValueError("penalty_yuan cannot be negative")
-        sets.update(action=action_taken, penalty_yuan=penalty_yuan)
+        values.update(action=action_taken, penalty_yuan=penalty_yuan)
     elif action == "withdraw" and not (note or "").strip():
         raise ValueError("withdraw needs a note saying why")
-    if note is not None:
-        sets["note"] = note
-    if external_ref is not None:
-        sets["external_ref"] = external_ref
-    assignments = ", ".join(f"{k} = %({k})s" for k in sets)
-    conn.execute(f"UPDATE cases SET {assignments}, {stamp} = now(), updated_at = now()"
-                 " WHERE id = %(id)s", {**sets, "id": case_id})
+    conn.execute(_MOVE, values)
     return before, get_case(conn, scope, case_id)
+
+
+_CLOSURE = """SELECT * FROM case_closure_monthly
+WHERE (%(scope_districts)s::text[] IS NULL OR district_id = ANY(%(scope_districts)s))
+  AND (%(since)s::date IS NULL OR month >= %(since)s)
+  AND (%(until)s::date IS NULL OR month < %(until)s)
+ORDER BY month, district_id NULLS LAST"""
 
 
 def closure(conn: psycopg.Connection, scope: Scope, *, since=None, until=None) -> list[dict]:
     """On time / late / overdue per district and month of the due date (the view
     case_closure_monthly, limited to the caller's districts)."""
-    clauses, params = ["true"], {}
-    if scope.districts is not None:
-        clauses.append("district_id = ANY(%(d)s)")
-        params["d"] = list(scope.districts)
-    if since is not None:
-        clauses.append("month >= %(since)s")
-        params["since"] = since
-    if until is not None:
-        clauses.append("month < %(until)s")
-        params["until"] = until
+    params = {"scope_districts": scope.params()["scope_districts"], "since": since,
+              "until": until}
     with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute("SELECT * FROM case_closure_monthly WHERE " + " AND ".join(clauses)
-                           + " ORDER BY month, district_id NULLS LAST", params).fetchall()
+        return cur.execute(_CLOSURE, params).fetchall()
 
 
 def inbound_seen(conn: psycopg.Connection, message_id: str) -> tuple[int, dict] | None:

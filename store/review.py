@@ -30,23 +30,40 @@ class Scope:
     districts: tuple[str, ...] | None = None
     company: str | None = None
 
-    def where(self, alias: str = "v") -> tuple[str, dict[str, Any]]:
-        clauses: list[str] = []
-        params: dict[str, Any] = {}
-        if self.districts is not None:
-            clauses.append(f"{alias}.district_id = ANY(%(scope_districts)s)")
-            params["scope_districts"] = list(self.districts)
-        if self.company is not None:
-            clauses.append(f"{alias}.company_id = %(scope_company)s")
-            params["scope_company"] = self.company
-        return (" AND ".join(clauses) or "true"), params
+    def params(self) -> dict[str, Any]:
+        """The bound parameters of SCOPE_V / SCOPE_C (statements stay constant text)."""
+        return {"scope_districts": None if self.districts is None else list(self.districts),
+                "scope_company": self.company}
 
+
+# the scope as a constant condition on violations (v); NULL parameters lift it
+SCOPE_V = ("(%(scope_districts)s::text[] IS NULL OR v.district_id = ANY(%(scope_districts)s))"
+           " AND (%(scope_company)s::text IS NULL OR v.company_id = %(scope_company)s)")
 
 VIOLATION_COLUMNS = (
     "id", "rule", "severity", "state", "review", "review_reason", "review_note", "reviewed_by",
     "reviewed_at", "device_id", "plate", "company_id", "permit_id", "fence_id", "district_id",
     "start_ts", "end_ts", "start_lon", "start_lat", "end_lon", "end_lat", "peak", "late")
-_SELECT = "SELECT " + ", ".join(f"v.{c}" for c in VIOLATION_COLUMNS) + " FROM violations v"
+_COLUMNS = ", ".join(f"v.{c}" for c in VIOLATION_COLUMNS)
+_GET = f"SELECT {_COLUMNS} FROM violations v WHERE v.id = %(id)s AND {SCOPE_V}"
+_GET_EVIDENCE = f"SELECT {_COLUMNS}, v.evidence FROM violations v WHERE v.id = %(id)s AND {SCOPE_V}"
+_GET_LOCKED = _GET + " FOR UPDATE"
+_LIST = f"""SELECT {_COLUMNS} FROM violations v
+WHERE {SCOPE_V} AND v.state <> 'retracted' AND v.severity >= %(sev)s
+  AND (%(review)s::text IS NULL OR v.review = %(review)s)
+  AND (%(rule)s::text IS NULL OR v.rule = %(rule)s)
+  AND (%(district)s::text IS NULL OR v.district_id = %(district)s)
+  AND (%(since)s::timestamptz IS NULL OR v.start_ts >= %(since)s)
+  AND (%(until)s::timestamptz IS NULL OR v.start_ts < %(until)s)
+ORDER BY v.start_ts DESC, v.id LIMIT %(limit)s OFFSET %(offset)s"""
+_QUEUE = f"""SELECT {_COLUMNS} FROM violations v
+WHERE {SCOPE_V} AND v.review = 'new' AND v.state <> 'retracted' AND v.severity >= %(sev)s
+  AND (%(district)s::text IS NULL OR v.district_id = %(district)s)
+  AND (%(rule)s::text IS NULL OR v.rule = %(rule)s)
+ORDER BY v.severity DESC, v.start_ts, v.id LIMIT %(limit)s OFFSET %(offset)s"""
+_QUEUE_COUNTS = f"""SELECT v.district_id, v.severity, count(*) AS violations FROM violations v
+WHERE {SCOPE_V} AND v.review = 'new' AND v.state <> 'retracted'
+GROUP BY 1, 2 ORDER BY 1 NULLS LAST, 2 DESC"""
 
 DECISIONS = {"confirm": "confirmed", "dismiss": "dismissed"}
 
@@ -55,24 +72,12 @@ def list_violations(conn: psycopg.Connection, scope: Scope, *, review: str | Non
                     rule: str | None = None, min_severity: int = 1,
                     district: str | None = None, since=None, until=None,
                     limit: int = 100, offset: int = 0) -> list[dict]:
-    """Violations in scope, newest first; ``review='new'`` with severity order is the queue
-    (see review_queue)."""
-    where, params = scope.where()
-    sql = [_SELECT, f"WHERE {where} AND v.state <> 'retracted' AND v.severity >= %(sev)s"]
-    params.update(sev=min_severity, limit=limit, offset=offset)
-    for column, value in (("review", review), ("rule", rule), ("district_id", district)):
-        if value is not None:
-            sql.append(f"AND v.{column} = %({column})s")
-            params[column] = value
-    if since is not None:
-        sql.append("AND v.start_ts >= %(since)s")
-        params["since"] = since
-    if until is not None:
-        sql.append("AND v.start_ts < %(until)s")
-        params["until"] = until
-    sql.append("ORDER BY v.start_ts DESC, v.id LIMIT %(limit)s OFFSET %(offset)s")
+    """Violations in scope (not retracted), newest first."""
+    params = {**scope.params(), "sev": min_severity, "review": review, "rule": rule,
+              "district": district, "since": since, "until": until, "limit": limit,
+              "offset": offset}
     with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(" ".join(sql), params).fetchall()
+        return cur.execute(_LIST, params).fetchall()
 
 
 def review_queue(conn: psycopg.Connection, scope: Scope, *, district: str | None = None,
@@ -80,40 +85,23 @@ def review_queue(conn: psycopg.Connection, scope: Scope, *, district: str | None
                  offset: int = 0) -> list[dict]:
     """New violations (closed or still open, not retracted), gravest first, then oldest:
     what an officer should look at next."""
-    where, params = scope.where()
-    sql = [_SELECT, f"WHERE {where} AND v.review = 'new' AND v.state <> 'retracted'"
-                    " AND v.severity >= %(sev)s"]
-    params.update(sev=min_severity, limit=limit, offset=offset)
-    if district is not None:
-        sql.append("AND v.district_id = %(district)s")
-        params["district"] = district
-    if rule is not None:
-        sql.append("AND v.rule = %(rule)s")
-        params["rule"] = rule
-    sql.append("ORDER BY v.severity DESC, v.start_ts, v.id LIMIT %(limit)s OFFSET %(offset)s")
+    params = {**scope.params(), "sev": min_severity, "district": district, "rule": rule,
+              "limit": limit, "offset": offset}
     with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(" ".join(sql), params).fetchall()
+        return cur.execute(_QUEUE, params).fetchall()
 
 
 def queue_counts(conn: psycopg.Connection, scope: Scope) -> list[dict]:
     """New violations per district and severity (the queue's overview)."""
-    where, params = scope.where()
     with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(
-            f"SELECT v.district_id, v.severity, count(*) AS violations FROM violations v"
-            f" WHERE {where} AND v.review = 'new' AND v.state <> 'retracted'"
-            " GROUP BY 1, 2 ORDER BY 1 NULLS LAST, 2 DESC", params).fetchall()
+        return cur.execute(_QUEUE_COUNTS, scope.params()).fetchall()
 
 
 def get_violation(conn: psycopg.Connection, scope: Scope, violation_id: str, *,
                   evidence: bool = False, lock: bool = False) -> dict:
-    where, params = scope.where()
-    params["id"] = violation_id
-    columns = ", v.evidence" if evidence else ""
-    sql = (_SELECT.replace(" FROM violations v", f"{columns} FROM violations v")
-           + f" WHERE v.id = %(id)s AND {where}" + (" FOR UPDATE" if lock else ""))
+    statement = _GET_LOCKED if lock else _GET_EVIDENCE if evidence else _GET
     with conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(sql, params).fetchone()
+        row = cur.execute(statement, {**scope.params(), "id": violation_id}).fetchone()
     if row is None:
         raise NotFound(f"no violation {violation_id!r}")
     return row
@@ -210,19 +198,18 @@ def file_appeal(conn: psycopg.Connection, scope: Scope, violation_id: str, *, te
     return _appeal(conn, appeal_id)
 
 
+_LIST_APPEALS = (
+    "SELECT " + ", ".join(f"a.{c}" for c in APPEAL_COLUMNS) + ", v.rule, v.district_id"
+    f" FROM appeals a JOIN violations v ON v.id = a.violation_id WHERE {SCOPE_V}"
+    " AND (%(state)s::text IS NULL OR a.state = %(state)s)"
+    " ORDER BY a.filed_at DESC, a.id DESC LIMIT %(limit)s OFFSET %(offset)s")
+
+
 def list_appeals(conn: psycopg.Connection, scope: Scope, *, state: str | None = None,
                  limit: int = 100, offset: int = 0) -> list[dict]:
-    where, params = scope.where()
-    params.update(limit=limit, offset=offset)
-    sql = ("SELECT " + ", ".join(f"a.{c}" for c in APPEAL_COLUMNS) + ", v.rule, v.district_id"
-           " FROM appeals a JOIN violations v ON v.id = a.violation_id"
-           f" WHERE {where}")
-    if state is not None:
-        sql += " AND a.state = %(state)s"
-        params["state"] = state
-    sql += " ORDER BY a.filed_at DESC, a.id DESC LIMIT %(limit)s OFFSET %(offset)s"
+    params = {**scope.params(), "state": state, "limit": limit, "offset": offset}
     with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(sql, params).fetchall()
+        return cur.execute(_LIST_APPEALS, params).fetchall()
 
 
 def decide_appeal(conn: psycopg.Connection, scope: Scope, appeal_id: int, *, outcome: str,

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("alerts", "devservices", "domain", "gateway", "geofence", "ingest", "muckwatch",
+PACKAGES = ("alerts", "api", "devservices", "domain", "gateway", "geofence", "ingest", "muckwatch",
             "rules", "simulator", "store")
 CALLS = {"execute", "executemany", "copy", "stream"}
 # Statements read from the repository's own migration files, not built from any value.
