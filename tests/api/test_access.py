@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from api.access import MATRIX, ROLES, matrix_markdown
@@ -198,3 +199,34 @@ def test_openapi_and_curl(api):
     out = subprocess.run(["curl", "-sS", "-H", f"Authorization: Bearer {api.tokens['officer']}",
                           f"{api.url}/v1/me"], capture_output=True, text=True, timeout=20)
     assert '"role":"officer"' in out.stdout
+
+
+def test_who_passed_here_through_the_api(api, sample_city):
+    """A patrol's find: the loaded truck that passed 50 m away is named with its company and
+    track; the empty one is left out; the public may not ask."""
+    from datetime import UTC, datetime, timedelta
+
+    place = (114.0530, 22.6210)
+    vehicles = [v for v in sample_city.vehicles][-2:]
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    rows = []
+    for v, load in zip(vehicles, (2, 0), strict=True):
+        for k in range(-5, 6):  # along a meridian, 50 m east of the place, one fix per 10 s
+            rows.append((v.device_id, t0 + timedelta(seconds=10 * k), place[0] + 0.000486,
+                         place[1] + k * 0.0003, 30.0, load))
+    with psycopg.connect(api.dsn, autocommit=True) as conn:
+        conn.cursor().executemany(
+            "INSERT INTO telemetry (device_id, ts, lon, lat, speed_kmh, load, received_at)"
+            " VALUES (%s, %s, %s, %s, %s, %s, now())", rows)
+    params = {"lon": place[0], "lat": place[1], "radius_m": 200,
+              "since": (t0 - timedelta(minutes=5)).isoformat(),
+              "until": (t0 + timedelta(minutes=5)).isoformat()}
+    r = api.get("officer", "/v1/passed", params=params)
+    assert r.status_code == 200, r.text
+    found = r.json()
+    assert [t["plate"] for t in found] == [vehicles[0].plate]
+    assert found[0]["company_id"] == vehicles[0].company_id
+    assert 45 < found[0]["closest_m"] < 55 and found[0]["track"]
+    assert api.get("public", "/v1/passed", params=params).status_code == 403
+    assert api.get("officer", "/v1/passed",
+                   params={**params, "radius_m": 99999}).status_code == 422
