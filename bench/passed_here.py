@@ -28,7 +28,6 @@ runs, best of three each.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import math
 import tempfile
@@ -41,9 +40,8 @@ import psycopg
 
 from devservices.common import default_run_dir
 from devservices.postgres import PrivatePostgres
-from domain.batches import DeviceStatus, FixBatch, Rejects
+from domain.batches import FixBatch
 from store.copy_binary import Column, encode, timestamptz
-from store.database import Store
 from store.migrate import migrate
 from store.passed import who_passed
 
@@ -247,16 +245,7 @@ def writer_batches(day: dict[str, np.ndarray], n_fixes: int, batch: int) -> list
 
 
 def writer_cost(dsn: str, batches: list[FixBatch]) -> dict:
-    async def write_all() -> float:
-        store = Store(dsn)
-        try:
-            await store.write(FixBatch.empty(), Rejects(), DeviceStatus(), [])
-            t0 = time.perf_counter()
-            for b in batches:
-                await store.write(b, Rejects(), DeviceStatus(), [])
-            return time.perf_counter() - t0
-        finally:
-            await store.close()
+    from store_writer import writer  # bench/ is on the path: run as a script or by run.py
 
     n = sum(len(b) for b in batches)
     rates: dict[str, list[float]] = {"with": [], "without": []}
@@ -270,7 +259,7 @@ def writer_cost(dsn: str, batches: list[FixBatch]) -> dict:
                     conn.execute("CREATE INDEX IF NOT EXISTS telemetry_cell_ts"
                                  " ON telemetry (geo_cell(lon, lat), ts)")
                 conn.execute("CHECKPOINT")
-            rates[variant].append(n / asyncio.run(write_all()))
+            rates[variant].append(n / writer(dsn, batches))
     with_rate, without_rate = max(rates["with"]), max(rates["without"])
     return {"writer_fixes": n, "writer_with": with_rate, "writer_without": without_rate,
             "writer_ratio": with_rate / without_rate,
