@@ -202,6 +202,13 @@ def validate(settings: Settings) -> None:
     if settings.scoring.unreviewed_after_days < 0:
         raise ConfigError(f"[scoring] unreviewed_after_days = "
                           f"{settings.scoring.unreviewed_after_days}: must be ≥ 0")
+    permits = settings.permits
+    if not 0 < permits.corridor_min_m <= permits.corridor_max_m:
+        raise ConfigError(f"[permits] corridor_min_m = {permits.corridor_min_m} and "
+                          f"corridor_max_m = {permits.corridor_max_m}: need 0 < min ≤ max")
+    if permits.max_validity_days < 1:
+        raise ConfigError(f"[permits] max_validity_days = {permits.max_validity_days}: "
+                          "must be ≥ 1")
     if settings.observability.log_format not in ("text", "json"):
         raise ConfigError(f"[observability] log_format = "
                           f"{settings.observability.log_format!r}: must be \"text\" or \"json\"")

@@ -171,6 +171,14 @@ class ApiSettings:
 
 
 @dataclass(frozen=True)
+class PermitSettings:
+    # checked when an officer approves a permit application (docs/permits.md)
+    corridor_min_m: float = 20.0  # narrower corridors flag a truck a lane off its route
+    corridor_max_m: float = 500.0  # wider ones no longer say which road the truck must take
+    max_validity_days: int = 366  # valid_to − valid_from at most this many days
+
+
+@dataclass(frozen=True)
 class ObservabilitySettings:
     listen: str = "127.0.0.1:9108"  # muckwatch run serves /metrics and /healthz here; "" = off
     log_format: str = "text"  # "json": one JSON object per log line, for log shippers
@@ -188,6 +196,7 @@ class Settings:
     scoring: ScoringSettings = field(default_factory=ScoringSettings)
     observability: ObservabilitySettings = field(default_factory=ObservabilitySettings)
     api: ApiSettings = field(default_factory=ApiSettings)
+    permits: PermitSettings = field(default_factory=PermitSettings)
 
     def with_overrides(self, **sections: dict[str, Any]) -> Settings:
         """A copy with some keys replaced, e.g. ``with_overrides(mqtt={"port": 1884})``."""

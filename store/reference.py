@@ -76,15 +76,25 @@ def import_city(conn: psycopg.Connection, city: City, progress=None) -> dict[str
             [_fence_row(f) for f in (*city.fences, *city.districts)],
         )
         tick("fences")
+        # bundle permits arrive 'active' with their vehicle's company (migration 0010); a
+        # re-import updates what the bundle says and keeps the life cycle (a suspension or
+        # revocation stays; an 'expired' one whose validity the bundle extended is 'active'
+        # again), and never overwrites a permit issued from an application
         cur.executemany(
             "INSERT INTO permits (id, plate, origin, destinations, corridor_m, valid_from,"
-            " valid_to, hours, route) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " valid_to, hours, route, company_id, status)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s,"
+            " (SELECT company_id FROM vehicles WHERE plate = %s), 'active')"
             " ON CONFLICT (id) DO UPDATE SET plate = excluded.plate, origin = excluded.origin,"
             " destinations = excluded.destinations, corridor_m = excluded.corridor_m,"
             " valid_from = excluded.valid_from, valid_to = excluded.valid_to,"
-            " hours = excluded.hours, route = excluded.route",
+            " hours = excluded.hours, route = excluded.route,"
+            " company_id = excluded.company_id,"
+            " status = CASE WHEN permits.status = 'expired' AND excluded.valid_to >= now()"
+            "   THEN 'active' ELSE permits.status END"
+            " WHERE permits.application_id IS NULL",
             [(p.id, p.plate, p.origin, list(p.destinations), p.corridor_m, p.valid_from,
-              p.valid_to, p.hours, json.dumps(shapely.geometry.mapping(p.route)))
+              p.valid_to, p.hours, json.dumps(shapely.geometry.mapping(p.route)), p.plate)
              for p in city.permits],
         )
         _replace_districts(cur, city)

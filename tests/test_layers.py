@@ -15,6 +15,7 @@ LAYERS = {
     "domain": 0,  # the shared vocabulary: imports nothing of ours
     "geofence": 1,  # geometry and indexes
     "ingest": 2, "rules": 2, "store": 2, "alerts": 2, "gateway": 2,  # the stages
+    "permits": 2,  # approval checks of permit applications: pure geometry over domain's city
     "simulator": 3,  # talks to the broker like a terminal (wire schema, JT/T 808 codec)
     "api": 3,  # the HTTP API: people acting on violations (store, alerts' signatures)
     "devservices": 3,  # private Mosquitto / PostgreSQL / TimescaleDB for the demo and tests
