@@ -161,12 +161,18 @@ class CheckReport:
                            "max_validity_days": self.settings.max_validity_days}}
 
     def text(self) -> str:
-        """The report for a terminal: one line per finding."""
-        head = ("all checks passed" if self.ok else
-                f"{len(self.errors)} check(s) failed: approval refused")
-        lines = [head + (f", {len(self.warnings)} warning(s)" if self.warnings else "")]
-        lines += [f"  {p.severity.upper():7} {p.code}: {p.message}" for p in self.problems]
-        return "\n".join(lines)
+        return describe(self.as_dict())
+
+
+def describe(report: Mapping[str, Any]) -> str:
+    """A report (``CheckReport.as_dict()``, as stored) for a terminal: one line per finding."""
+    problems = report.get("problems") or []
+    errors = sum(1 for p in problems if p["severity"] == "error")
+    warnings = len(problems) - errors
+    head = "all checks passed" if not errors else f"{errors} check(s) failed: approval refused"
+    lines = [head + (f", {warnings} warning(s)" if warnings else "")]
+    lines += [f"  {p['severity'].upper():7} {p['code']}: {p['message']}" for p in problems]
+    return "\n".join(lines)
 
 
 def check(app: Application, city: CityView, settings: PermitSettings,
