@@ -27,6 +27,12 @@ MATRIX: dict[str, frozenset[str]] = {
     "association.read": frozenset({"association", "supervisor", "analyst"}),
     "telemetry.read": frozenset({"officer", "supervisor", "analyst"}),
     "audit.read": frozenset({"supervisor", "analyst"}),
+    # permits with a life cycle (issue #22, docs/permits.md); city-wide, a company its own
+    "permits.apply": frozenset({"company"}),
+    "applications.read": frozenset({"officer", "supervisor", "company", "analyst"}),
+    "permits.decide": frozenset({"officer", "supervisor"}),
+    "permits.list": frozenset({"officer", "supervisor", "company", "analyst"}),
+    "permits.manage": frozenset({"officer", "supervisor"}),
 }
 
 

@@ -16,11 +16,11 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from api import appeals, cases, published, violations
+from api import appeals, cases, permits, published, violations
 from api.db import Database
 from store.review import Conflict, NotFound
 
-ROUTERS = (violations.router, appeals.router, cases.router, published.router)
+ROUTERS = (violations.router, appeals.router, cases.router, published.router, permits.router)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,19 @@ import argparse
 import logging
 import sys
 
-from muckwatch.cli import alerts, api, broker, config, db, geo, report, run, services, simulate
+from muckwatch.cli import (
+    alerts,
+    api,
+    broker,
+    config,
+    db,
+    geo,
+    permits,
+    report,
+    run,
+    services,
+    simulate,
+)
 from muckwatch.cli.common import CommandTable, Failure, UserError
 
 __all__ = ["Failure", "UserError", "main"]
@@ -33,6 +45,7 @@ examples:
   muckwatch db migrate && muckwatch db status
   muckwatch serve                             # the HTTP API (docs/api.md)
   muckwatch accounts add officer-d01 --role officer --district D01
+  muckwatch permits approve 12 --by officer-wang   # permits with a life cycle (docs/permits.md)
   muckwatch import city data/sample-city
   muckwatch services up                       # private broker + database for poking around
   muckwatch coords convert --from gcj02 --to wgs84 114.0628 22.5401
@@ -40,11 +53,11 @@ examples:
   muckwatch config show
 """
 
-GROUPS = (run, services, simulate, alerts, broker, db, report, config, geo, api)
+GROUPS = (run, services, simulate, alerts, broker, db, report, config, geo, api, permits)
 # the order `muckwatch --help` lists the commands in (groups register theirs together)
-HELP_ORDER = ("run", "serve", "accounts", "demo", "replay", "simulate", "accuracy", "alerts",
-              "gateway", "broker", "devices", "jt808", "db", "scores", "company-role", "import",
-              "report", "services", "config", "geofence", "coords")
+HELP_ORDER = ("run", "serve", "accounts", "permits", "demo", "replay", "simulate", "accuracy",
+              "alerts", "gateway", "broker", "devices", "jt808", "db", "scores", "company-role",
+              "import", "report", "services", "config", "geofence", "coords")
 
 
 def command_table() -> CommandTable:

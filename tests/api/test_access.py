@@ -36,6 +36,11 @@ PROBES = {
                               "&since=2026-01-01T00:00:00%2B08:00"
                               "&until=2026-01-01T01:00:00%2B08:00"),
     "audit.read": ("GET", "/v1/audit"),
+    "permits.apply": ("POST", "/v1/permits/applications"),
+    "applications.read": ("GET", "/v1/permits/applications"),
+    "permits.decide": ("POST", "/v1/permits/applications/999999/decision"),
+    "permits.list": ("GET", "/v1/permits"),
+    "permits.manage": ("POST", "/v1/permits/NOPE/actions"),
 }
 
 
