@@ -353,3 +353,34 @@ def test_hours_in_sql(conn):
                         (night, night + timedelta(hours=6, minutes=29),
                          night + timedelta(hours=6, minutes=30))).fetchone() == \
         (True, True, False)
+
+
+def test_the_documented_queries_run_as_the_analyst(db, conn, city):
+    """docs/permits.md's SQL runs as muckwatch_analyst; a company's role reads only its own
+    applications."""
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "permits.md").read_text("utf-8")
+    blocks = re.findall(r"```sql\n(.*?)```", doc, re.S)
+    assert len(blocks) == 1 and blocks[0].count("-- name:") == 2
+    app = apply(conn, city, index=9)
+    permit_id = approve(conn, app["id"]).permits[0]["id"]
+    apply(conn, city, index=10)
+    from psycopg.conninfo import make_conninfo
+
+    with psycopg.connect(make_conninfo(db, user="muckwatch_analyst"),
+                         autocommit=True) as as_analyst:
+        assert as_analyst.execute("SELECT current_user").fetchone() == ("muckwatch_analyst",)
+        for query in blocks[0].split(";")[:-1]:
+            as_analyst.execute(query.replace("A12-粤B0352X", permit_id)).fetchall()
+        assert as_analyst.execute("SELECT count(*) FROM permit_states WHERE current_status"
+                                  " = 'active'").fetchone()[0] > 0
+    from store.scores import create_company_role
+
+    role = f"company_perm_{app['company_id'].lower()}"
+    create_company_role(conn, app["company_id"], role)
+    with psycopg.connect(make_conninfo(db, user=role), autocommit=True) as own:
+        seen = {r[0] for r in own.execute("SELECT company_id FROM permit_applications")}
+        assert seen == {app["company_id"]}
+        own.execute("SELECT * FROM permit_suspensions").fetchall()
