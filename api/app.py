@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -18,9 +18,11 @@ from fastapi.responses import JSONResponse
 
 from api import appeals, cases, permits, published, violations
 from api.db import Database
+from domain.settings import PermitSettings
 from store.review import Conflict, NotFound
 
-ROUTERS = (violations.router, appeals.router, cases.router, published.router, permits.router)
+ROUTERS = (violations.router, appeals.router, cases.router, published.router,
+           permits.router)
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,7 @@ class ApiConfig:
     max_attachments: int = 5
     webhook_secret: str = ""
     pool_size: int = 8
+    permits: PermitSettings = field(default_factory=PermitSettings)  # approval checks
 
     @property
     def max_body_bytes(self) -> int:

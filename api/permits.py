@@ -73,17 +73,8 @@ class PermitAction(BaseModel):
 
 
 def _settings(request: Request) -> PermitSettings:
-    """``[permits]`` of the server's configuration; a config without it (ApiConfig before
-    #22) falls back to the settings of the environment (MUCKWATCH_CONFIG, MUCKWATCH_PERMITS_*)."""
-    found = getattr(request.app.state.config, "permits", None)
-    if isinstance(found, PermitSettings):
-        return found
-    cached = getattr(request.app.state, "permit_settings", None)
-    if cached is None:
-        from domain.config import load_settings
-
-        cached = request.app.state.permit_settings = load_settings().permits
-    return cached
+    """``[permits]`` of the server's configuration (ApiConfig.permits)."""
+    return request.app.state.config.permits
 
 
 def _checker(request: Request) -> store.Checker:

@@ -25,8 +25,9 @@ def grades(conn: psycopg.Connection, as_of: datetime) -> list[dict]:
 
 def active_permits(conn: psycopg.Connection, at: datetime, *, company: str | None = None,
                    limit: int = 1000, offset: int = 0) -> list[dict]:
-    """Permits valid at ``at``: plate, company, origin and destinations by name, hours and
-    validity — not the route, never a position."""
+    """Permits valid at ``at`` (not suspended, revoked or expired: permit_valid_at): plate,
+    company, origin and destinations by name, hours and validity — not the route, never a
+    position."""
     params: dict = {"at": at, "limit": limit, "offset": offset}
     extra = ""
     if company is not None:
@@ -43,7 +44,8 @@ def active_permits(conn: psycopg.Connection, at: datetime, *, company: str | Non
             " FROM permits p LEFT JOIN vehicles ve ON ve.plate = p.plate"
             " LEFT JOIN companies c ON c.id = ve.company_id"
             " LEFT JOIN fences o ON o.id = p.origin"
-            " WHERE p.valid_from <= %(at)s AND p.valid_to > %(at)s" + extra +
+            " WHERE p.valid_from <= %(at)s AND p.valid_to > %(at)s"
+            " AND permit_valid_at(p.id, %(at)s)" + extra +
             " ORDER BY p.plate, p.id LIMIT %(limit)s OFFSET %(offset)s", params).fetchall()
 
 

@@ -53,7 +53,7 @@ def serve(args, settings) -> int:
                        timezone=city_timezone(args.city or city_dir(settings.city.dir)),
                        uploads_dir=Path(api.uploads_dir), max_upload_bytes=api.max_upload_bytes,
                        max_attachments=api.max_attachments, webhook_secret=api.webhook_secret,
-                       pool_size=api.pool_size)
+                       pool_size=api.pool_size, permits=settings.permits)
     server = uvicorn.Server(uvicorn.Config(create_app(config), host=host.strip("[]"),
                                            port=int(port), log_level="info", access_log=False,
                                            proxy_headers=False))

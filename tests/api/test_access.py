@@ -235,3 +235,12 @@ def test_who_passed_here_through_the_api(api, sample_city):
     assert api.get("public", "/v1/passed", params=params).status_code == 403
     assert api.get("officer", "/v1/passed",
                    params={**params, "radius_m": 99999}).status_code == 422
+
+
+def test_public_permits_leave_out_revoked_ones(api):
+    listed = api.get("public", "/v1/public/permits").json()
+    victim = listed[0]["id"]
+    r = api.post("supervisor", f"/v1/permits/{victim}/actions",
+                 json={"action": "revoke", "reason": "site closed by the district"})
+    assert r.status_code == 200, r.text
+    assert victim not in {p["id"] for p in api.get("public", "/v1/public/permits").json()}

@@ -21,7 +21,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("alerts", "api", "devservices", "domain", "gateway", "geofence", "ingest", "muckwatch",
-            "rules", "simulator", "store")
+            "permits", "rules", "simulator", "store")
 CALLS = {"execute", "executemany", "copy", "stream"}
 # Statements read from the repository's own migration files, not built from any value.
 TRUSTED_ATTRIBUTES = {"sql", "timescale_sql"}
