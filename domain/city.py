@@ -69,6 +69,9 @@ class Permit:
     valid_to: datetime
     route: BaseGeometry  # WGS-84 LineString
     hours: str | None = None
+    # [from, to) epoch-ms intervals in which the permit does not apply (suspensions from the
+    # database, issue #22); a revocation is a valid_to moved earlier. Bundles have none.
+    suspended: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,7 @@ from domain.settings import Settings
 from ingest.receiver import BrokerError, MqttReceiver, PartitionedReceiver
 from ingest.wire import RawBatch, WireDecoder, subscriptions
 from muckwatch.handover import StateHandover
+from muckwatch.live_reference import LiveReference
 from muckwatch.observability import IngestMetrics, render, serve_http
 from muckwatch.pipeline import BatchResult, Pipeline
 from muckwatch.stages import GeofenceStage, Sequencer
@@ -161,6 +162,8 @@ class IngestService:
         self.metrics = IngestMetrics()
         self._stop = asyncio.Event()
         self._reload: asyncio.Task | None = None
+        # permits, suspensions and vehicles changed in the database apply while running
+        self.live = LiveReference(settings.database.dsn, city)
         self.worker = DeliveryWorker(settings.database.dsn,
                                      WorkerOptions.from_settings(settings.alerts)) \
             if settings.alerts.worker else None
@@ -232,6 +235,7 @@ class IngestService:
             return
         self.pipeline.geofence.swap_from(stage)
         self.pipeline.rules.engine.swap_reference(reference)
+        self.live.rebase(city)  # the database's permits over the new bundle, next
         await self._load_subscriptions()
         log.info("reloaded fences: %d fences from %s in %.2f s", len(city.fences),
                  self.city_dir, time.perf_counter() - t0)
@@ -284,6 +288,10 @@ class IngestService:
         worker_task = asyncio.ensure_future(self.worker.run(self._stop)) \
             if self.worker is not None else None
         reloader = asyncio.ensure_future(self._reload_subscriptions_periodically())
+        live = asyncio.ensure_future(self.live.run(self._stop))
+        if not await self.live.first_load(timeout_s=10.0):
+            log.warning("permits from the database not loaded yet: judging by the city "
+                        "bundle's until they are")
         await self.receiver.start()
         http = await self._serve_observability()
         mqtt = self.settings.mqtt
@@ -329,6 +337,7 @@ class IngestService:
         finally:
             self._stop.set()
             reloader.cancel()
+            live.cancel()
             if http is not None:
                 http.close()
             await self.receiver.stop()
@@ -377,6 +386,9 @@ class IngestService:
         return (200 if ok else 503), "application/json", body + "\n"
 
     async def _process_until_committed(self, batch) -> None:
+        newer = self.live.take()  # between batches: one batch, one reference
+        if newer is not None:
+            self.pipeline.rules.engine.swap_reference(newer)
         delay = 0.5
         while True:
             try:

@@ -59,6 +59,8 @@ class Reference:
     permit_from_ms: np.ndarray
     permit_to_ms: np.ndarray
     permit_hours: list[list[tuple[int, int]]]
+    # suspensions: (permit index, from ms, to ms) rows, [from, to) — few, so checked per row
+    permit_gaps: np.ndarray  # (g, 3) int64
 
     @cached_property
     def fence_index_of(self) -> dict[str, int]:
@@ -112,6 +114,8 @@ class Reference:
             permit_to_ms=np.array([int(p.valid_to.timestamp() * 1000) for p in permits],
                                   np.int64),
             permit_hours=[_window_minutes((p.hours,)) if p.hours else [] for p in permits],
+            permit_gaps=np.array([(k, a, b) for k, p in enumerate(permits)
+                                  for a, b in p.suspended], np.int64).reshape(-1, 3),
             permit_origin=np.array([fence_index[p.origin] for p in permits], np.int64),
             permit_allowed=[{fence_index[p.origin], *(fence_index[d] for d in p.destinations)}
                             for p in permits],
@@ -161,7 +165,9 @@ class Reference:
 
     def permits_valid(self, slots: np.ndarray, ts_ms: np.ndarray) -> np.ndarray:
         """(n, K) bool: permit ``slots[i, k]`` is valid at ``ts_ms[i]`` — inside its validity
-        window and, if it has hours, inside them (local time; a window may cross midnight)."""
+        window, not suspended then and, if it has hours, inside them (local time; a window may
+        cross midnight). All by device time, so late fixes are judged by the permit as it was
+        when they were recorded."""
         if slots.size == 0 or len(self.permit_ids) == 0:
             return np.zeros(slots.shape, bool)
         k = np.maximum(slots, 0)
@@ -170,7 +176,10 @@ class Reference:
         ok = (slots >= 0) & (t >= self.permit_from_ms[k]) & (t <= self.permit_to_ms[k])
         h0, h1 = self._hours[k, 0], self._hours[k, 1]
         in_hours = np.where(h0 < h1, (m >= h0) & (m < h1), (m >= h0) | (m < h1))
-        return ok & ((h0 < 0) | (h0 == h1) | in_hours)
+        ok &= (h0 < 0) | (h0 == h1) | in_hours
+        for permit, start, end in self.permit_gaps.tolist():  # suspended: not valid then
+            ok &= ~((slots == permit) & (t >= start) & (t < end))
+        return ok
 
     @cached_property
     def _hours(self) -> np.ndarray:

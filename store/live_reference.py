@@ -1,0 +1,50 @@
+"""Reference data as the database holds it now: permits with their effective validity and
+suspensions, and vehicles — what ``muckwatch run`` merges over the city bundle while it runs
+(issue #22, docs/permits.md).
+
+Effective validity is by device time: a permit revoked at 14:00 ends at 14:00 (its
+``valid_to`` is moved to just before), a suspension is a gap; a fix recorded before the
+change — late ones included — is judged by the permit as it was then.
+"""
+
+from __future__ import annotations
+
+import psycopg
+import shapely.geometry
+
+from domain.city import Permit, Vehicle
+
+CHANNEL = "muckwatch_reference"  # migration 0011: NOTIFY on permits, suspensions, vehicles, fences
+_FAR = 253_402_300_799_000  # 9999-12-31: an open-ended suspension
+
+_PERMITS = """
+SELECT p.id, p.plate, p.origin, p.destinations, p.corridor_m, p.valid_from,
+       CASE WHEN p.status = 'revoked'
+            THEN least(p.valid_to, p.status_changed_at - interval '1 millisecond')
+            ELSE p.valid_to END,
+       p.route, p.hours,
+       coalesce((SELECT array_agg(ARRAY[(extract(epoch FROM s.from_ts) * 1000)::bigint,
+                                        coalesce((extract(epoch FROM s.to_ts) * 1000)::bigint,
+                                                 %(far)s)] ORDER BY s.from_ts)
+                 FROM permit_suspensions s WHERE s.permit_id = p.id), '{}')
+FROM permits p
+ORDER BY p.id
+"""
+_VEHICLES = "SELECT plate, device_id, company_id FROM vehicles ORDER BY plate"
+
+
+def _permit(row: tuple) -> Permit:
+    pid, plate, origin, destinations, corridor, valid_from, valid_to, route, hours, gaps = row
+    return Permit(pid, plate, origin, tuple(destinations), float(corridor), valid_from,
+                  valid_to, shapely.geometry.shape(route), hours,
+                  tuple((int(a), int(b)) for a, b in gaps))
+
+
+async def load(conn: psycopg.AsyncConnection) -> tuple[list[Permit], list[Vehicle]]:
+    """Every permit (effective validity, suspensions) and vehicle in the database."""
+    cur = await conn.execute(_PERMITS, {"far": _FAR})
+    permits = [_permit(r) for r in await cur.fetchall()]
+    cur = await conn.execute(_VEHICLES)
+    vehicles = [Vehicle(*r) for r in await cur.fetchall()]
+    return permits, vehicles
+
