@@ -5,6 +5,12 @@ reason, not just the first, because a city's data team fixes them all in one pas
 drawn in GCJ-02 or BD-09 (AMap, Baidu) are converted to WGS-84 here, once, so nothing
 downstream ever sees a Chinese map datum.
 
+Registry properties (issue #22) are optional, with defaults, so older bundles load unchanged:
+a site's ``status`` (open / closed / full), ``capacity_m3`` and ``licence_expires``; a
+vehicle's ``rated_load_kg``, ``volume_m3``, ``type`` and ``inspection_expires``; a company's
+``licence_no`` and ``licence_expires``. A site closed or full, or whose licence has expired,
+is no allowed destination (``Fence.closed_intervals``).
+
 Districts (``kind: "district"`` in fences.geojson, issue #21) are administrative areas that
 officers and case statistics are scoped to, not fences a truck is judged against: they load
 into ``City.districts`` and never into ``City.fences``, which the geofence index and the rules
@@ -18,7 +24,7 @@ import json
 import re
 import tomllib
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -33,6 +39,10 @@ FENCE_KINDS = ("construction_site", "disposal_site", "transfer_dock", "restricte
 DISTRICT_KIND = "district"
 DISTRICT_TYPES = ("Polygon", "MultiPolygon")
 SITE_KINDS = ("construction_site", "disposal_site", "transfer_dock")
+SITE_STATUSES = ("open", "closed", "full")
+#: epoch-ms bounds of a closure that has no start (a bundle's status) or no end yet
+NEVER_MS = -(2**62)
+FAR_MS = 253_402_300_799_000  # 9999-12-31
 _WINDOW = re.compile(r"([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)")
 
 
@@ -56,6 +66,38 @@ class Fence:
     name: str | None = None
     windows: tuple[str, ...] = ()
     speed_limit_kmh: float | None = None
+    # the registry, sites only (issue #22)
+    status: str | None = None  # 'open' | 'closed' | 'full'; None = not stated (open)
+    capacity_m3: float | None = None
+    licence_expires: date | None = None  # valid through this day (local time)
+    # [from, to) epoch-ms intervals in which the site is closed or full, with that status:
+    # the database's history of status changes, or a bundle's status (for ever)
+    closures: tuple[tuple[int, int, str], ...] = ()
+
+    def closed_intervals(self, timezone: str) -> list[tuple[int, int, str]]:
+        """Every [from, to) epoch-ms interval in which the site receives nothing: closed,
+        full, or (from the local midnight after ``licence_expires``) an expired licence."""
+        out = list(self.closures)
+        if self.licence_expires is not None:
+            out.append((licence_end_ms(self.licence_expires, timezone), FAR_MS,
+                        "licence_expired"))
+        return out
+
+    def status_at(self, ts_ms: int, timezone: str) -> str:
+        """'open', 'closed', 'full' or 'licence_expired' at ``ts_ms`` (as the database's
+        ``site_status_at``: a closure wins over an expired licence)."""
+        found = "open"
+        for start, end, status in self.closed_intervals(timezone):
+            if start <= ts_ms < end and found in ("open", "licence_expired"):
+                found = status
+        return found
+
+
+def licence_end_ms(expires: date, timezone: str) -> int:
+    """A licence (or inspection) is valid through its expiry day: it ends at the local
+    midnight after it (epoch ms)."""
+    end = datetime.combine(expires + timedelta(days=1), time(), ZoneInfo(timezone))
+    return int(end.timestamp() * 1000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,12 +121,20 @@ class Vehicle:
     plate: str
     device_id: str
     company_id: str
+    # the registry (issue #22)
+    rated_load_kg: float | None = None
+    volume_m3: float | None = None
+    vehicle_type: str | None = None  # vehicles.csv column ``type``
+    inspection_expires: date | None = None  # valid through this day
 
 
 @dataclass(frozen=True, slots=True)
 class Company:
     id: str
     name: str
+    # the registry (issue #22)
+    licence_no: str | None = None
+    licence_expires: date | None = None  # valid through this day
 
 
 @dataclass(frozen=True)
@@ -160,6 +210,62 @@ def _timestamp(value: object, where: str, problems: list[str]) -> datetime | Non
     return parsed
 
 
+def _date(value: object, where: str, problems: list[str]) -> date | None:
+    """An optional ``YYYY-MM-DD`` date (JSON string or CSV cell); None when absent."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            pass
+    problems.append(f"{where}: {value!r} is not a date YYYY-MM-DD")
+    return None
+
+
+def _positive(value: object, where: str, problems: list[str]) -> float | None:
+    """An optional positive number: a JSON number, or a CSV cell holding one."""
+    if value is None or value == "":
+        return None
+    number: float | None = None
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        number = float(value)
+    if number is None or not number > 0 or number == float("inf"):
+        problems.append(f"{where}: {value!r} must be a positive number")
+        return None
+    return number
+
+
+def _registry(props: dict, kind: str, where: str, problems: list[str]) -> dict:
+    """A fence's optional registry properties (sites only): status, capacity_m3,
+    licence_expires — and, for a closed or full site, its closure (the bundle has no
+    history: it holds at every time)."""
+    stated = [k for k in ("status", "capacity_m3", "licence_expires") if props.get(k) is not None]
+    if not stated:
+        return {}
+    if kind not in SITE_KINDS:
+        problems.append(f"{where}: {', '.join(stated)} only apply to sites, not a {kind}")
+        return {}
+    status = props.get("status")
+    if status is not None and status not in SITE_STATUSES:
+        problems.append(f"{where}: status {status!r} is not one of {', '.join(SITE_STATUSES)}")
+        status = None
+    if isinstance(props.get("capacity_m3"), str):
+        problems.append(f"{where}: capacity_m3 must be a JSON number, not a string")
+        capacity = None
+    else:
+        capacity = _positive(props.get("capacity_m3"), f"{where}: capacity_m3", problems)
+    licence = _date(props.get("licence_expires"), f"{where}: licence_expires", problems)
+    closures = ((NEVER_MS, FAR_MS, str(status)),) if status in ("closed", "full") else ()
+    return {"status": status, "capacity_m3": capacity, "licence_expires": licence,
+            "closures": closures}
+
+
 def _district(feature: dict, props: dict, fid: str, crs: str,
               problems: list[str]) -> Fence | None:
     """A ``kind: "district"`` feature: a named Polygon or MultiPolygon (no Point circles)."""
@@ -208,7 +314,10 @@ def load_city(directory: str | Path) -> City:
         if not row["id"]:
             problems.append("companies.csv: a row has an empty id")
             continue
-        companies.append(Company(row["id"], row["name"]))
+        where = f"companies.csv: {row['id']}"
+        companies.append(Company(
+            row["id"], row["name"], row.get("licence_no") or None,
+            _date(row.get("licence_expires"), f"{where}: licence_expires", problems)))
     company_ids = {c.id for c in companies}
 
     vehicles = []
@@ -223,7 +332,12 @@ def load_city(directory: str | Path) -> City:
             continue
         if row["company_id"] not in company_ids:
             problems.append(f"{where}: company {row['company_id']!r} is not in companies.csv")
-        vehicles.append(Vehicle(row["plate"], row["device_id"], row["company_id"]))
+        vehicles.append(Vehicle(
+            row["plate"], row["device_id"], row["company_id"],
+            _positive(row.get("rated_load_kg"), f"{where}: rated_load_kg", problems),
+            _positive(row.get("volume_m3"), f"{where}: volume_m3", problems),
+            row.get("type") or None,
+            _date(row.get("inspection_expires"), f"{where}: inspection_expires", problems)))
     plates = {v.plate for v in vehicles}
 
     fences: list[Fence] = []
@@ -258,6 +372,7 @@ def load_city(directory: str | Path) -> City:
         if limit is not None and (not isinstance(limit, int | float) or limit <= 0):
             problems.append(f"{where}: speed_limit_kmh must be a positive number")
             limit = None
+        registry = _registry(props, kind, where, problems)
         try:
             geometry = read_area(feature, props, crs)
         except GeometryError as e:
@@ -265,7 +380,7 @@ def load_city(directory: str | Path) -> City:
             continue
         fences.append(Fence(fid, kind, geometry, props.get("name"),
                             tuple(str(w) for w in windows),
-                            float(limit) if limit is not None else None))
+                            float(limit) if limit is not None else None, **registry))
     kinds = {f.id: f.kind for f in fences}
 
     permits = []

@@ -9,7 +9,9 @@ order, by the engine (``rules.legs``).
 A vehicle may hold several permits, so the permit facts (``permit_facts``) are (fixes × K)
 matrices, column k being the k-th permit the fix's vehicle holds
 (``Reference.vehicle_permits``); they are computed per round for the released fixes only,
-so the reorder window does not carry them.
+so the reorder window does not carry them. So are the sites' closures (issue #22): a
+destination closed, full or with an expired licence at the fix's device time is no
+destination (``dest``), and a closed disposal site or dock receives nothing (``receiving``).
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ class Facts:
     site: np.ndarray  # fence index of the site the fix is in, -1 none
     site2: np.ndarray  # a second site it is in (overlapping fences), -1 none
     in_site: np.ndarray  # bool: inside any construction/disposal/dock fence
-    in_receiving: np.ndarray  # bool: inside a disposal site or transfer dock
+    in_receiving: np.ndarray  # bool: inside a disposal site or transfer dock (open or not)
     zone: np.ndarray  # fence index of an active restricted zone the fix is in, -1 none
     speed_limit: np.ndarray  # km/h in force at the fix
 
@@ -63,37 +65,52 @@ class Facts:
 
 @dataclass(slots=True)
 class PermitFacts:
-    """(n, K) matrices: column k is the k-th permit the fix's vehicle holds. Computed per
-    round for the fixes released to the rules (not carried through the reorder window)."""
+    """(n, K) matrices: column k is the k-th permit the fix's vehicle holds (``receiving``:
+    one value per fix). Computed per round for the fixes released to the rules (not carried
+    through the reorder window)."""
 
     permit: np.ndarray  # the vehicle's permits, -1 padded
     valid: np.ndarray  # valid at the fix's device time (validity and hours)
     origin: np.ndarray  # inside the permit's origin site
     origin_site: np.ndarray  # the permit's origin site (fence index), -1 for padding
-    dest: np.ndarray  # inside one of the permit's destinations
+    dest: np.ndarray  # inside one of the permit's destinations, open at the fix's time
+    in_dest: np.ndarray  # inside one of the permit's destinations, open or not
+    receiving: np.ndarray  # (n,): inside a disposal site or dock open at the fix's time
 
 
 def permit_facts(f: Facts, ref: Reference, settings: RuleSettings) -> PermitFacts:
     """Every permit each fix's vehicle holds: validity now and whether the fix is in its
-    origin or one of its destinations (corridor distances are measured later, only for the
-    permits a fix is judged against: ``rules.situation``)."""
+    origin or one of its destinations — open then, or not (corridor distances are measured
+    later, only for the permits a fix is judged against: ``rules.situation``)."""
     slots = ref.permit_slots(f.vehicle)
     valid = ref.permits_valid(slots, f.ts)
     origin = np.zeros(slots.shape, bool)
     dest = np.zeros(slots.shape, bool)
+    in_dest = np.zeros(slots.shape, bool)
+    # receiving: decided by the fix's sites (site, site2); a fix in more overlapping sites
+    # than that keeps the membership's answer
+    seen = np.zeros(len(f), bool)
+    receiving = np.zeros(len(f), bool)
     for site in (f.site, f.site2):
         at = np.flatnonzero(site >= 0)
         if not len(at):
             continue
+        closed = ref.sites_closed(site[at], f.ts[at])
+        is_receiving = ref.fence_receiving[site[at]]
+        seen[at[is_receiving]] = True
+        receiving[at[is_receiving & ~closed]] = True
         for k in range(slots.shape[1]):
             p = slots[at, k]
             has = p >= 0
             fx, fence, pk = at[has], site[at[has]], p[has]
             origin[fx[ref.permit_origin[pk] == fence], k] = True
-            dest[fx[ref.permit_site_has(pk, fence, "destination")], k] = True
+            is_dest = ref.permit_site_has(pk, fence, "destination")
+            in_dest[fx[is_dest], k] = True
+            dest[fx[is_dest & ~closed[has]], k] = True
     origin_site = np.where(slots >= 0, ref.permit_origin[np.maximum(slots, 0)], -1) \
         if len(ref.permit_ids) else np.full(slots.shape, -1, np.int64)
-    return PermitFacts(slots, valid, origin, origin_site, dest)
+    return PermitFacts(slots, valid, origin, origin_site, dest, in_dest,
+                       np.where(seen, receiving, f.in_receiving))
 
 
 def compute_facts(fixes: FixBatch, memberships: Memberships, ref: Reference,

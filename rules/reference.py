@@ -1,7 +1,8 @@
 """Reference data the rules need, as arrays: vehicles, sites, zones, permits.
 
 Built once from a city bundle; every per-fix lookup (which permit is valid now, which site
-or zone a fix is in, is a zone's window active) is a numpy operation over the batch.
+or zone a fix is in, is a zone's window active, is a site closed) is a numpy operation over
+the batch.
 """
 
 from __future__ import annotations
@@ -80,6 +81,9 @@ class Reference:
     permit_destinations: list[set[int]]
     permits_by_vehicle: dict[int, list[int]]
     corridors: Corridors
+    # sites closed, full or with an expired licence: (fence index, from ms, to ms) rows,
+    # [from, to) — few, so checked per row (issue #22, docs/permits.md "Registry")
+    site_closed: np.ndarray  # (c, 3) int64
 
     @classmethod
     def from_city(cls, city: City) -> Reference:
@@ -123,6 +127,10 @@ class Reference:
             permits_by_vehicle=by_vehicle,
             corridors=Corridors([p.route for p in permits], [p.corridor_m for p in permits],
                                 projector),
+            site_closed=np.array([(k, a, b) for k, f in enumerate(city.fences)
+                                  if f.kind in SITE_KINDS
+                                  for a, b, _ in f.closed_intervals(city.timezone)],
+                                 np.int64).reshape(-1, 3),
         )
 
     def vehicle_of(self, devices: np.ndarray) -> np.ndarray:
@@ -203,6 +211,28 @@ class Reference:
         q = permit.astype(np.int64) * n_fences + fence
         at = np.clip(np.searchsorted(keys, q), 0, len(keys) - 1)
         return keys[at] == q
+
+    @cached_property
+    def fence_receiving(self) -> np.ndarray:
+        """Per fence index: a disposal site or transfer dock (where spoil may be received)."""
+        return np.isin(self.fence_kind, ("disposal_site", "transfer_dock"))
+
+    def sites_closed(self, fence: np.ndarray, ts_ms: np.ndarray) -> np.ndarray:
+        """Is site ``fence[i]`` closed (closed, full or its licence expired) at device time
+        ``ts_ms[i]``; False for -1 and for sites never closed. By device time, so a late fix
+        is judged by the site as it was when the fix was recorded."""
+        out = np.zeros(len(fence), bool)
+        if not len(self.site_closed) or not len(fence):
+            return out
+        at = np.flatnonzero(np.isin(fence, self.site_closed[:, 0]))
+        if not len(at):
+            return out
+        fx, t = fence[at], ts_ms[at]
+        hit = np.zeros(len(at), bool)
+        for site, start, end in self.site_closed.tolist():
+            hit |= (fx == site) & (t >= start) & (t < end)
+        out[at] = hit
+        return out
 
     def is_site(self, fence: np.ndarray) -> np.ndarray:
         return np.isin(self.fence_kind[fence], SITE_KINDS)

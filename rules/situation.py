@@ -35,7 +35,7 @@ class Situation:
     off_route: np.ndarray  # outside the corridor of every permit it is judged against
     on_route: np.ndarray  # well inside (``off_route_close_ratio``) at least one of them
     in_leg_site: np.ndarray  # in the origin or a destination of one of those permits
-    tip_allowed: np.ndarray  # tipping is allowed here
+    tip_allowed: np.ndarray  # tipping is allowed here (and now: the site is open)
     load_dropped: np.ndarray  # no lift sensor: the load fell, sustained (set by the dump rule)
 
 
@@ -61,10 +61,12 @@ def situation(f: Facts, pf: PermitFacts, known: np.ndarray, legs: LegView,
     permit = np.where(has_permit, pf.permit[rows, best], -1)
     route_m = np.where(has_permit, dist.min(axis=1), np.nan)
     best_ratio = ratio[rows, best]
-    in_leg_site = (cover & (pf.origin | pf.dest)).any(axis=1)
-    # tipping: in an origin or destination of a permit it is judged against; with none, in
-    # any disposal site or dock (the missing permit is NO_PERMIT's business)
-    tip_allowed = in_leg_site | (~has_permit & f.in_receiving)
+    # in a site of its leg — a destination closed since is still no place to be off route in
+    in_leg_site = (cover & (pf.origin | pf.in_dest)).any(axis=1)
+    # tipping: in an origin or an open destination of a permit it is judged against; with
+    # none, in any open disposal site or dock (the missing permit is NO_PERMIT's business).
+    # A site closed, full or past its licence at the fix's device time receives nothing.
+    tip_allowed = (cover & (pf.origin | pf.dest)).any(axis=1) | (~has_permit & pf.receiving)
     return Situation(
         facts=f, known=known, loaded=loaded, speed_known=speed_known,
         moving=np.nan_to_num(f.speed, nan=0.0) > s.moving_kmh,

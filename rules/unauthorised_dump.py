@@ -6,6 +6,11 @@ load has fallen when it is empty (``load`` 0) after having been loaded, or its w
 ``dump_load_drop`` below the most it weighed, within ``dump_load_window_s``. Either way the
 debounce needs several reports (``dump_open_fixes``, and ``dump_load_fixes`` for a load
 drop), so one bad weight reading or one lift-switch bounce is not a dump.
+
+Where tipping is allowed is ``Situation.tip_allowed``: the origin or an open destination of a
+permit the leg is judged against, or — with no permit — any open disposal site or dock. A
+site closed, full or past its licence at the fix's device time is not open (issue #22): the
+minute after its closure, tipping there is a dump, whenever the fix arrives.
 """
 
 from __future__ import annotations
