@@ -22,8 +22,8 @@ pytestmark = pytest.mark.e2e
 
 
 def single_permit_trucks(city):
-    """Vehicles holding exactly one permit, valid all day for the next days: (vehicle,
-    permit)."""
+    """Vehicles holding exactly one permit, valid all day around now, with a route of some
+    kilometres (≈ 0.02°): (vehicle, permit)."""
     now = datetime.now(UTC)
     holders: dict[str, list] = {}
     for p in city.permits:
@@ -31,7 +31,7 @@ def single_permit_trucks(city):
     out = []
     for v in city.vehicles:
         ps = holders.get(v.plate, [])
-        if len(ps) == 1 and ps[0].hours is None and \
+        if len(ps) == 1 and ps[0].hours is None and ps[0].route.length > 0.02 and \
                 ps[0].valid_from < now - timedelta(days=1) and \
                 now + timedelta(days=1) < ps[0].valid_to:
             out.append((v, ps[0]))
@@ -39,19 +39,21 @@ def single_permit_trucks(city):
 
 
 def drive(city, permit, start: datetime, minutes: int) -> list[dict]:
-    """Loaded, lid closed, 30 km/h along the middle of the permit's route, a fix every 10 s."""
+    """Loaded, lid closed, 30 km/h up and down the permit's route away from its sites (the
+    middle of the route, 400 m clear of either end), a fix every 10 s."""
     proj = Projector(city.metric_epsg)
     xy = shapely.get_coordinates(permit.route)
     line = shapely.LineString(list(zip(*proj.to_metric(xy[:, 0], xy[:, 1]), strict=True)))
+    lo, hi = 400.0, line.length - 400.0
+    assert hi - lo > 500, "a route long enough to drive on"
     fixes = []
-    n = minutes * 6
-    offset = max(0.0, line.length / 2 - n * 83.3 / 2)
-    for k in range(n):
-        x, y = shapely.get_coordinates(line.interpolate(offset + k * 83.3))[0]
+    for k in range(minutes * 6):
+        d = (k * 83.3) % (2 * (hi - lo))
+        along = lo + (d if d <= hi - lo else 2 * (hi - lo) - d)
+        x, y = shapely.get_coordinates(line.interpolate(along))[0]
         lon, lat = (float(c[0]) for c in proj.to_lonlat([x], [y]))
         ts = int((start + timedelta(seconds=10 * k)).timestamp() * 1000)
-        fixes.append(fix_message(ts, float(lon), float(lat), spd=30.0, lid=0, load=2,
-                                 sats=12, hdop=0.8))
+        fixes.append(fix_message(ts, lon, lat, spd=30.0, lid=0, load=2, sats=12, hdop=0.8))
     return fixes
 
 
