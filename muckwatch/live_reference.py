@@ -1,5 +1,5 @@
-"""Live reference data for ``muckwatch run`` (issue #22): permits, suspensions, revocations
-and vehicles changed in the database apply while the ingest runs, by device time.
+"""Live reference data for ``muckwatch run`` (issue #22): permits, suspensions, revocations,
+vehicles and site status changes in the database apply while the ingest runs, by device time.
 
 The database notifies ``muckwatch_reference`` on every change (migration 0011). A listener
 re-reads permits and vehicles, merges them over the city bundle (database rows win by permit
@@ -7,7 +7,9 @@ id and by plate; rows only in the database are added) and builds the rules' refe
 worker thread; the service swaps it in *between* batches (``take``), so a batch is judged by
 one reference from start to end. A permit's validity, suspensions and revocation are device
 times, so a fix recorded before a revocation — even one arriving late — is still judged by
-the permit, and every fix after it is not (docs/permits.md).
+the permit, and every fix after it is not (docs/permits.md). Sites take the database's
+status, capacity, licence expiry and closures (their outlines stay the bundle's): a site
+closed from T is no allowed destination for fixes from T on, late ones included.
 """
 
 from __future__ import annotations
@@ -16,19 +18,24 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+from collections.abc import Mapping
 
 import psycopg
 
 from domain.city import City
 from rules.reference import Reference
-from store.live_reference import CHANNEL, load
+from store.live_reference import CHANNEL, load, load_sites
+from store.registry import SiteState
 
 log = logging.getLogger(__name__)
 
 
-def merge(city: City, permits, vehicles) -> tuple[City, list[str]]:
-    """The bundle with the database's permits and vehicles over it; also the ids of
-    database permits left out because a site they name is not a fence of this city."""
+def merge(city: City, permits, vehicles,
+          sites: Mapping[str, SiteState] | None = None) -> tuple[City, list[str]]:
+    """The bundle with the database's permits, vehicles and sites over it; also the ids of
+    database permits left out because a site they name is not a fence of this city. A site
+    the database holds takes its status, capacity, licence and closures from there (its
+    history replaces the bundle's status); one it does not keeps the bundle's."""
     fences = {f.id for f in city.fences}
     by_id = {p.id: p for p in city.permits}
     skipped = []
@@ -43,7 +50,10 @@ def merge(city: City, permits, vehicles) -> tuple[City, list[str]]:
     merged = {plate: v for plate, v in by_plate.items()
               if plate in from_db or v.device_id not in taken}
     merged.update(from_db)
-    return dataclasses.replace(city, permits=list(by_id.values()),
+    fence_list = city.fences
+    if sites:
+        fence_list = [sites[f.id].apply(f) if f.id in sites else f for f in city.fences]
+    return dataclasses.replace(city, permits=list(by_id.values()), fences=fence_list,
                                vehicles=sorted(merged.values(), key=lambda v: v.plate)), skipped
 
 
@@ -100,12 +110,14 @@ class LiveReference:
     async def _reload(self, conn: psycopg.AsyncConnection) -> None:
         self._changed.clear()
         permits, vehicles = await load(conn)
-        city, skipped = merge(self.city, permits, vehicles)
+        sites = await load_sites(conn)
+        city, skipped = merge(self.city, permits, vehicles, sites)
         if skipped:
             log.warning("permits naming sites this city does not have, left out: %s",
                         ", ".join(skipped[:20]) + (" …" if len(skipped) > 20 else ""))
         self._pending = await asyncio.to_thread(Reference.from_city, city)
         self.loads += 1
         self._loaded.set()
-        log.info("reference data from the database: %d permits, %d vehicles",
-                 len(city.permits), len(city.vehicles))
+        closed = sum(1 for f in city.fences if f.closures or f.licence_expires)
+        log.info("reference data from the database: %d permits, %d vehicles, %d sites with "
+                 "closures or a licence expiry", len(city.permits), len(city.vehicles), closed)

@@ -1,10 +1,13 @@
 """Reference data as the database holds it now: permits with their effective validity and
-suspensions, and vehicles — what ``muckwatch run`` merges over the city bundle while it runs
-(issue #22, docs/permits.md).
+suspensions, vehicles, and sites with their status history — what ``muckwatch run`` merges
+over the city bundle while it runs (issue #22, docs/permits.md).
 
 Effective validity is by device time: a permit revoked at 14:00 ends at 14:00 (its
 ``valid_to`` is moved to just before), a suspension is a gap; a fix recorded before the
-change — late ones included — is judged by the permit as it was then.
+change — late ones included — is judged by the permit as it was then. Sites likewise: a
+site closed (or full) from 14:00 is closed for fixes from 14:00 on (``load_sites``: each
+closure an interval, store.registry), and a site whose licence has expired is closed from
+the local midnight after its expiry day (``Fence.closed_intervals``, in the city's time zone).
 """
 
 from __future__ import annotations
@@ -12,10 +15,13 @@ from __future__ import annotations
 import psycopg
 import shapely.geometry
 
-from domain.city import Permit, Vehicle
+from domain.city import FAR_MS, Permit, Vehicle
+from store.registry import STATE_CLOSURES, STATE_SITES, SiteState, combine
 
-CHANNEL = "muckwatch_reference"  # migration 0011: NOTIFY on permits, suspensions, vehicles, fences
-_FAR = 253_402_300_799_000  # 9999-12-31: an open-ended suspension
+# migration 0011: NOTIFY on permits, suspensions, vehicles, fences; 0012: site status
+# changes and companies
+CHANNEL = "muckwatch_reference"
+_FAR = FAR_MS  # 9999-12-31: an open-ended suspension
 
 _PERMITS = """
 SELECT p.id, p.plate, p.origin, p.destinations, p.corridor_m, p.valid_from,
@@ -48,3 +54,13 @@ async def load(conn: psycopg.AsyncConnection) -> tuple[list[Permit], list[Vehicl
     vehicles = [Vehicle(*r) for r in await cur.fetchall()]
     return permits, vehicles
 
+
+
+async def load_sites(conn: psycopg.AsyncConnection) -> dict[str, SiteState]:
+    """Every site's status, capacity, licence expiry and closures ([from, to) epoch ms in
+    which it is closed or full, from ``site_status_changes``)."""
+    params = {"ids": None, "far": FAR_MS}
+    cur = await conn.execute(STATE_SITES, params)
+    sites = await cur.fetchall()
+    cur = await conn.execute(STATE_CLOSURES, params)
+    return combine(sites, await cur.fetchall())

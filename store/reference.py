@@ -6,6 +6,14 @@ are fences of kind 'district' plus their outlines in ``district_areas`` (Postgre
 polygon type, exterior rings only), which is replaced as a whole: a district dropped from the
 bundle no longer tags violations, and every violation's district is recomputed
 (``assign_violation_districts()``, store/migrations/0007_districts.sql).
+
+Registry columns (issue #22, migration 0012) follow one rule: **what the bundle states wins,
+what it leaves out is kept**. A site's status, capacity and licence, a vehicle's rated load,
+volume, type and inspection, a company's licence are updated when the bundle gives them and
+left as they are (set through the API, docs/permits.md "Registry") when it does not. A status
+the bundle states that differs from the site's current one is recorded as a change in
+``site_status_changes`` from the import's time (changed_by ``import``), so the history stays
+whole and the running ingest applies it from then on.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ import shapely
 from shapely.geometry.base import BaseGeometry
 
 from domain.city import City, Fence
+from store.registry import SYNC_SITE_STATUS
 
 
 def polygon_literals(geometry: BaseGeometry) -> list[str]:
@@ -31,7 +40,18 @@ def polygon_literals(geometry: BaseGeometry) -> list[str]:
 
 def _fence_row(f: Fence) -> tuple:
     return (f.id, f.kind, f.name, list(f.windows) or None, f.speed_limit_kmh,
-            json.dumps(shapely.geometry.mapping(f.geometry)))
+            json.dumps(shapely.geometry.mapping(f.geometry)), f.capacity_m3, f.licence_expires)
+
+
+# a status the bundle states, when it differs from the site's status now (the latest change
+# at or before now; 'open' without one): a change from now in the history (nothing when they
+# agree, so a re-import adds no rows); then fences.status follows the history
+_BUNDLE_STATUS = """INSERT INTO site_status_changes (site_id, status, from_ts, reason, changed_by)
+SELECT f.id, %(status)s, now(), 'city bundle', 'import' FROM fences f
+WHERE f.id = %(id)s
+  AND coalesce((SELECT c.status FROM site_status_changes c
+                WHERE c.site_id = f.id AND c.from_ts <= now()
+                ORDER BY c.from_ts DESC, c.id DESC LIMIT 1), 'open') <> %(status)s"""
 
 
 def _replace_districts(cur: psycopg.Cursor, city: City) -> None:
@@ -55,26 +75,41 @@ def import_city(conn: psycopg.Connection, city: City, progress=None) -> dict[str
     tick = progress or (lambda table: None)
     with conn.transaction(), conn.cursor() as cur:
         cur.executemany(
-            "INSERT INTO companies (id, name) VALUES (%s, %s)"
-            " ON CONFLICT (id) DO UPDATE SET name = excluded.name",
-            [(c.id, c.name) for c in city.companies],
+            "INSERT INTO companies (id, name, licence_no, licence_expires)"
+            " VALUES (%s, %s, %s, %s)"
+            " ON CONFLICT (id) DO UPDATE SET name = excluded.name,"
+            " licence_no = coalesce(excluded.licence_no, companies.licence_no),"
+            " licence_expires = coalesce(excluded.licence_expires, companies.licence_expires)",
+            [(c.id, c.name, c.licence_no, c.licence_expires) for c in city.companies],
         )
         tick("companies")
         cur.executemany(
-            "INSERT INTO vehicles (plate, device_id, company_id) VALUES (%s, %s, %s)"
+            "INSERT INTO vehicles (plate, device_id, company_id, rated_load_kg, volume_m3,"
+            " vehicle_type, inspection_expires) VALUES (%s, %s, %s, %s, %s, %s, %s)"
             " ON CONFLICT (plate) DO UPDATE SET device_id = excluded.device_id,"
-            " company_id = excluded.company_id",
-            [(v.plate, v.device_id, v.company_id) for v in city.vehicles],
+            " company_id = excluded.company_id,"
+            " rated_load_kg = coalesce(excluded.rated_load_kg, vehicles.rated_load_kg),"
+            " volume_m3 = coalesce(excluded.volume_m3, vehicles.volume_m3),"
+            " vehicle_type = coalesce(excluded.vehicle_type, vehicles.vehicle_type),"
+            " inspection_expires = coalesce(excluded.inspection_expires,"
+            "                               vehicles.inspection_expires)",
+            [(v.plate, v.device_id, v.company_id, v.rated_load_kg, v.volume_m3,
+              v.vehicle_type, v.inspection_expires) for v in city.vehicles],
         )
         tick("vehicles")
         cur.executemany(
-            "INSERT INTO fences (id, kind, name, windows, speed_limit_kmh, geometry)"
-            " VALUES (%s, %s, %s, %s, %s, %s)"
+            "INSERT INTO fences (id, kind, name, windows, speed_limit_kmh, geometry,"
+            " capacity_m3, licence_expires) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
             " ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, name = excluded.name,"
             " windows = excluded.windows, speed_limit_kmh = excluded.speed_limit_kmh,"
-            " geometry = excluded.geometry",
+            " geometry = excluded.geometry,"
+            " capacity_m3 = coalesce(excluded.capacity_m3, fences.capacity_m3),"
+            " licence_expires = coalesce(excluded.licence_expires, fences.licence_expires)",
             [_fence_row(f) for f in (*city.fences, *city.districts)],
         )
+        stated = [{"id": f.id, "status": f.status} for f in city.fences if f.status is not None]
+        cur.executemany(_BUNDLE_STATUS, stated)
+        cur.executemany(SYNC_SITE_STATUS, stated)
         tick("fences")
         # bundle permits arrive 'active' with their vehicle's company (migration 0010); a
         # re-import updates what the bundle says and keeps the life cycle (a suspension or
