@@ -4,6 +4,9 @@ Given the city's fences and vehicles, an application is checked for:
 
 * **sites** — the origin is a ``construction_site``; every destination a ``disposal_site`` or
   ``transfer_dock``;
+* **open destinations** — no destination is closed, full or past its licence now or at the
+  permit's ``valid_from`` (the registry, issue #22: such a site is no allowed destination,
+  and every truck tipping there would be dumping);
 * **route ends** — the route's first point lies in the origin, its last in one of the
   destinations (a truck whose permitted route ends outside the site it may tip in is sent
   into an UNAUTHORISED_DUMP by its own permit);
@@ -180,6 +183,7 @@ def check(app: Application, city: CityView, settings: PermitSettings,
     """Every check, every finding (not just the first)."""
     problems: list[Problem] = []
     problems += _sites(app, city)
+    problems += _destinations_open(app, city, now)
     problems += _vehicles(app, city)
     problems += _corridor(app, settings)
     problems += _validity(app, settings, now)
@@ -248,6 +252,31 @@ def _sites(app: Application, city: CityView) -> list[Problem]:
     if len(set(app.destinations)) != len(app.destinations):
         out.append(Problem("destination_duplicate", "a destination is named twice",
                            {"destinations": list(app.destinations)}))
+    return out
+
+
+_NOT_OPEN = {"closed": "closed", "full": "full", "licence_expired": "past its licence"}
+
+
+def _destinations_open(app: Application, city: CityView, now: datetime) -> list[Problem]:
+    """Each destination is open now and at ``valid_from`` (when that is later)."""
+    out = []
+    moments = [now] + ([app.valid_from] if app.valid_from > now else [])
+    for d in dict.fromkeys(app.destinations):
+        fence = city.fences.get(d)
+        if fence is None or fence.kind not in DESTINATION_KINDS:
+            continue  # destination_unknown / destination_not_disposal
+        for at in moments:
+            status = fence.status_at(int(at.timestamp() * 1000), city.timezone)
+            if status != "open":
+                when = "now" if at is now else f"at valid_from {at.isoformat()}"
+                where: dict[str, Any] = {"site": d, "status": status, "at": at.isoformat()}
+                if fence.licence_expires is not None:
+                    where["licence_expires"] = fence.licence_expires.isoformat()
+                out.append(Problem("destination_not_open",
+                                   f"destination {_name(fence)} is {_NOT_OPEN[status]} {when}",
+                                   where))
+                break
     return out
 
 

@@ -34,7 +34,7 @@ from psycopg.types.json import Jsonb
 from domain.city import Fence, parse_window
 from domain.coords import SYSTEMS
 from domain.geojson import read_geometry
-from store import audit
+from store import audit, registry
 from store.review import Conflict, NotFound, Scope
 
 
@@ -259,13 +259,15 @@ def list_applications(conn: psycopg.Connection, scope: Scope, *, status: str | N
 
 def reference(conn: psycopg.Connection, application: Mapping[str, Any]
               ) -> tuple[list[Fence], dict[str, str]]:
-    """What the checks read: the origin, the destinations and every restricted zone as
-    fences (WGS-84), and the company of each plate named."""
+    """What the checks read: the origin, the destinations (with their registry status and
+    closures, store.registry) and every restricted zone as fences (WGS-84), and the company
+    of each plate named."""
     ids = [application["origin"], *application["destinations"]]
     with conn.cursor(row_factory=dict_row) as cur:
         fences = [Fence(r["id"], r["kind"], shapely.geometry.shape(r["geometry"]), r["name"],
                         tuple(r["windows"] or ()), r["speed_limit_kmh"])
                   for r in cur.execute(_REFERENCE_FENCES, {"ids": ids})]
+    fences = registry.with_state(conn, fences)
     vehicles: dict[str, str] = dict(
         conn.execute(_VEHICLES, {"plates": list(application["plates"])}).fetchall())
     return fences, vehicles

@@ -314,3 +314,34 @@ def test_property_windows_read_back_as_they_were_written(a, b):
     (back,) = W.text(parts)
     assert W.window_minutes(back) == parts and back[:5] == text[:5]
     assert sum(e - s for s, e in parts) == (b - a) % 1440
+
+
+@pytest.mark.parametrize(("closures", "licence", "passes"), [
+    ((), None, True),
+    # closed from a second after valid_from: open then, and now — the approval may pass
+    # (the pipeline closes the site from then on)
+    (((int((NOW + timedelta(hours=1, seconds=1)).timestamp() * 1000), 2**60, "closed"),),
+     None, True),
+    # closed from valid_from: refused
+    (((int((NOW + timedelta(hours=1)).timestamp() * 1000), 2**60, "full"),), None, False),
+    # closed now, re-opened before valid_from: still refused (closed now)
+    (((int(NOW.timestamp() * 1000), int((NOW + timedelta(minutes=30)).timestamp() * 1000),
+       "closed"),), None, False),
+    # a licence valid through today (Asia/Shanghai) passes; one that ended yesterday fails
+    ((), 0, True),
+    ((), -1, False),
+])
+def test_a_closed_or_full_destination_fails_now_or_at_valid_from(closures, licence, passes):
+    """destination_not_open (the registry, issue #22), at the second; ``licence``: days from
+    today (local) to the licence's last day."""
+    import dataclasses
+    from zoneinfo import ZoneInfo
+
+    today = NOW.astimezone(ZoneInfo("Asia/Shanghai")).date()
+    expires = None if licence is None else today + timedelta(days=licence)
+    fences = [dataclasses.replace(f, closures=closures, licence_expires=expires)
+              if f.id == "DS1" else f for f in FENCES]
+    report = run(city=CityView.of(fences, VEHICLES, "Asia/Shanghai", 4547), route=AROUND)
+    assert codes(report) == ([] if passes else ["destination_not_open"]), report.text()
+    if not passes:
+        assert report.errors[0].where["site"] == "DS1"
