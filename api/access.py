@@ -33,6 +33,10 @@ MATRIX: dict[str, frozenset[str]] = {
     "permits.decide": frozenset({"officer", "supervisor"}),
     "permits.list": frozenset({"officer", "supervisor", "company", "analyst"}),
     "permits.manage": frozenset({"officer", "supervisor"}),
+    # the registry (issue #22): sites, vehicles, companies; a company reads its own
+    "registry.read": frozenset({"officer", "supervisor", "company", "analyst"}),
+    "registry.manage": frozenset({"supervisor"}),
+    "sites.status": frozenset({"officer", "supervisor"}),
 }
 
 

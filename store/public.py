@@ -50,10 +50,14 @@ def active_permits(conn: psycopg.Connection, at: datetime, *, company: str | Non
 
 
 def disposal_sites(conn: psycopg.Connection) -> list[dict]:
-    """Disposal sites (消纳场) and transfer docks with their outlines: where spoil may go."""
+    """Disposal sites (消纳场) and transfer docks with their outlines, their state now
+    (``status``: open, closed, full or licence_expired — site_status_at in the session's
+    time zone, the city's in the API) and capacity: where spoil may go."""
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(
-            "SELECT id, kind, name, geometry FROM fences"
+            "SELECT id, kind, name,"
+            " site_status_at(id, now(), current_setting('TimeZone')) AS status, capacity_m3,"
+            " geometry FROM fences"
             " WHERE kind IN ('disposal_site', 'transfer_dock') ORDER BY kind, id").fetchall()
 
 

@@ -41,6 +41,9 @@ PROBES = {
     "permits.decide": ("POST", "/v1/permits/applications/999999/decision"),
     "permits.list": ("GET", "/v1/permits"),
     "permits.manage": ("POST", "/v1/permits/NOPE/actions"),
+    "registry.read": ("GET", "/v1/registry/sites"),
+    "registry.manage": ("PATCH", "/v1/registry/vehicles/NOPE"),
+    "sites.status": ("POST", "/v1/registry/sites/NOPE/status"),
 }
 
 
@@ -54,10 +57,14 @@ def test_role_matrix(api, role):
     """Each role gets past the check exactly where the matrix says, and 403 elsewhere."""
     account = role if role != "public" else "public"
     for permission, (method, path) in PROBES.items():
-        body = {"json": {}} if method == "POST" and "appeals" not in path else {}
+        body = {"json": {}} if method != "GET" and "appeals" not in path else {}
         if permission == "appeals.file":
             body = {"data": {"text": "x"}}
-        r = (api.get(account, path) if method == "GET" else api.post(account, path, **body))
+        if method in ("GET", "POST"):
+            r = (api.get(account, path) if method == "GET" else api.post(account, path, **body))
+        else:  # PATCH
+            with api.client(account) as c:
+                r = c.request(method, path, **body)
         if role in MATRIX[permission]:
             assert r.status_code not in (401, 403), (role, permission, r.status_code, r.text)
         else:
