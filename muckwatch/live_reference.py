@@ -21,6 +21,7 @@ import logging
 from collections.abc import Mapping
 
 import psycopg
+from psycopg import sql
 
 from domain.city import City
 from rules.reference import Reference
@@ -91,7 +92,7 @@ class LiveReference:
             try:
                 async with await psycopg.AsyncConnection.connect(self.dsn,
                                                                  autocommit=True) as conn:
-                    await conn.execute(f"LISTEN {CHANNEL}")
+                    await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(CHANNEL)))
                     await self._reload(conn)  # after LISTEN: no change falls in between
                     while not stop.is_set():
                         async for _ in conn.notifies(timeout=0.5, stop_after=1):

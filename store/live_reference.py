@@ -16,7 +16,9 @@ import psycopg
 import shapely.geometry
 
 from domain.city import FAR_MS, Permit, Vehicle
-from store.registry import STATE_CLOSURES, STATE_SITES, SiteState, combine
+from store.registry import load_sites
+
+__all__ = ["CHANNEL", "load", "load_sites"]
 
 # migration 0011: NOTIFY on permits, suspensions, vehicles, fences; 0012: site status
 # changes and companies
@@ -53,14 +55,3 @@ async def load(conn: psycopg.AsyncConnection) -> tuple[list[Permit], list[Vehicl
     cur = await conn.execute(_VEHICLES)
     vehicles = [Vehicle(*r) for r in await cur.fetchall()]
     return permits, vehicles
-
-
-
-async def load_sites(conn: psycopg.AsyncConnection) -> dict[str, SiteState]:
-    """Every site's status, capacity, licence expiry and closures ([from, to) epoch ms in
-    which it is closed or full, from ``site_status_changes``)."""
-    params = {"ids": None, "far": FAR_MS}
-    cur = await conn.execute(STATE_SITES, params)
-    sites = await cur.fetchall()
-    cur = await conn.execute(STATE_CLOSURES, params)
-    return combine(sites, await cur.fetchall())

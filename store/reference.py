@@ -25,7 +25,7 @@ import shapely
 from shapely.geometry.base import BaseGeometry
 
 from domain.city import City, Fence
-from store.registry import SYNC_SITE_STATUS
+from store import registry
 
 
 def polygon_literals(geometry: BaseGeometry) -> list[str]:
@@ -43,15 +43,6 @@ def _fence_row(f: Fence) -> tuple:
             json.dumps(shapely.geometry.mapping(f.geometry)), f.capacity_m3, f.licence_expires)
 
 
-# a status the bundle states, when it differs from the site's status now (the latest change
-# at or before now; 'open' without one): a change from now in the history (nothing when they
-# agree, so a re-import adds no rows); then fences.status follows the history
-_BUNDLE_STATUS = """INSERT INTO site_status_changes (site_id, status, from_ts, reason, changed_by)
-SELECT f.id, %(status)s, now(), 'city bundle', 'import' FROM fences f
-WHERE f.id = %(id)s
-  AND coalesce((SELECT c.status FROM site_status_changes c
-                WHERE c.site_id = f.id AND c.from_ts <= now()
-                ORDER BY c.from_ts DESC, c.id DESC LIMIT 1), 'open') <> %(status)s"""
 
 
 def _replace_districts(cur: psycopg.Cursor, city: City) -> None:
@@ -107,9 +98,7 @@ def import_city(conn: psycopg.Connection, city: City, progress=None) -> dict[str
             " licence_expires = coalesce(excluded.licence_expires, fences.licence_expires)",
             [_fence_row(f) for f in (*city.fences, *city.districts)],
         )
-        stated = [{"id": f.id, "status": f.status} for f in city.fences if f.status is not None]
-        cur.executemany(_BUNDLE_STATUS, stated)
-        cur.executemany(SYNC_SITE_STATUS, stated)
+        registry.import_statuses(cur, city.fences)
         tick("fences")
         # bundle permits arrive 'active' with their vehicle's company (migration 0010); a
         # re-import updates what the bundle says and keeps the life cycle (a suspension or

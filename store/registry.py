@@ -142,6 +142,15 @@ def combine(sites: Iterable[Sequence], closures: Iterable[Sequence]) -> dict[str
             for sid, status, cap, licence in sites}
 
 
+async def load_sites(conn: psycopg.AsyncConnection) -> dict[str, SiteState]:
+    """Every site's state, read by the running ingest (store.live_reference)."""
+    params = {"ids": None, "far": FAR_MS}
+    cur = await conn.execute(STATE_SITES, params)
+    sites = await cur.fetchall()
+    cur = await conn.execute(STATE_CLOSURES, params)
+    return combine(sites, await cur.fetchall())
+
+
 def site_states(conn: psycopg.Connection,
                 ids: Sequence[str] | None = None) -> dict[str, SiteState]:
     """Every site's state (or those of ``ids``)."""
@@ -149,6 +158,25 @@ def site_states(conn: psycopg.Connection,
     sites = conn.execute(STATE_SITES, params).fetchall()
     closures = conn.execute(STATE_CLOSURES, params).fetchall()
     return combine(sites, closures)
+
+
+# a status the bundle states, when it differs from the site's status now (the latest change
+# at or before now; 'open' without one): a change from now in the history (nothing when they
+# agree, so a re-import adds no rows); then fences.status follows the history
+_BUNDLE_STATUS = """INSERT INTO site_status_changes (site_id, status, from_ts, reason, changed_by)
+SELECT f.id, %(status)s, now(), 'city bundle', 'import' FROM fences f
+WHERE f.id = %(id)s
+  AND coalesce((SELECT c.status FROM site_status_changes c
+                WHERE c.site_id = f.id AND c.from_ts <= now()
+                ORDER BY c.from_ts DESC, c.id DESC LIMIT 1), 'open') <> %(status)s"""
+
+
+def import_statuses(cur: psycopg.Cursor, fences: Iterable[Fence]) -> None:
+    """The statuses a bundle states (``muckwatch import city``, store.reference): each one
+    that differs from the site's status now becomes a change from now."""
+    stated = [{"id": f.id, "status": f.status} for f in fences if f.status is not None]
+    cur.executemany(_BUNDLE_STATUS, stated)
+    cur.executemany(SYNC_SITE_STATUS, stated)
 
 
 def with_state(conn: psycopg.Connection, fences: Sequence[Fence]) -> list[Fence]:

@@ -116,7 +116,8 @@ def test_set_site_status_history_audit_and_notifications(imported):
         with conn.transaction():
             registry.update_company(conn, "C01", {"licence_no": "L-1"}, actor="s",
                                     role="supervisor")
-        assert "companies" in {n.payload for n in listener.notifies(timeout=2, stop_after=1)}
+        heard = {n.payload for n in listener.notifies(timeout=2, stop_after=3)}
+        assert heard == {"site_status_changes", "fences", "companies"}
         actions = conn.execute("SELECT action, before->>'status', after->>'status' FROM"
                                " audit_log WHERE resource = 'site' ORDER BY id").fetchall()
         assert actions == [("site.status", "open", "closed"), ("site.status", "closed", "open")]
