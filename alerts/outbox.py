@@ -16,11 +16,9 @@ import numpy as np
 
 from alerts.subscriptions import Subscription
 from domain.coords import wgs84_to_gcj02
-from domain.events import Phase, ViolationEvent
+from domain.events import PEAK_UNITS, Phase, ViolationEvent
 
 SCHEMA = "muckwatch.alert.v1"
-PEAK_UNITS = {"OFF_ROUTE": "m", "OVERSPEED": "km/h", "UNCOVERED_LOAD": "km/h",
-              "SIGNAL_LOSS": "s"}
 EVIDENCE_S = 120  # the excerpt: fixes from this long before the start …
 EVIDENCE_FIXES = 60  # … to the event, at most this many (the latest)
 

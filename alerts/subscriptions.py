@@ -23,9 +23,8 @@ from typing import Any
 import shapely
 
 from alerts.signing import SignatureError, secret_key
+from domain.events import RULES
 
-RULES = ("OFF_ROUTE", "UNAUTHORISED_DUMP", "UNCOVERED_LOAD", "RESTRICTED_ZONE", "NO_PERMIT",
-         "OVERSPEED", "SIGNAL_LOSS")
 EVENTS = ("opened", "updated", "closed", "retracted")
 DEFAULT_EVENTS = ("opened", "closed", "retracted")
 _ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")

@@ -114,6 +114,17 @@ class Permit:
     # [from, to) epoch-ms intervals in which the permit does not apply (suspensions from the
     # database, issue #22); a revocation is a valid_to moved earlier. Bundles have none.
     suspended: tuple[tuple[int, int], ...] = ()
+    # the job (出土申报) the permit belongs to: an application issues one permit per plate,
+    # all sharing its declared volume (PERMIT_VOLUME_EXCEEDED counts the job's loads). Empty:
+    # the permit is its own job (a bundle permit). ``hauled_m3`` is the job's estimated volume
+    # already on the manifest when the reference was loaded (the database's; 0 for a bundle).
+    job: str = ""
+    declared_volume_m3: float | None = None
+    hauled_m3: float = 0.0
+
+    @property
+    def job_id(self) -> str:
+        return self.job or self.id
 
 
 @dataclass(frozen=True, slots=True)
@@ -424,9 +435,13 @@ def load_city(directory: str | Path) -> City:
             continue
         if corridor is None or valid_from is None or valid_to is None:
             continue
+        declared = _positive(props.get("declared_volume_m3"), f"{where}: declared_volume_m3",
+                             problems)
+        job = props.get("job")
         permits.append(Permit(pid, str(plate), str(origin), tuple(str(d) for d in destinations),
                               float(corridor), valid_from, valid_to, route,
-                              str(hours) if hours is not None else None))
+                              str(hours) if hours is not None else None,
+                              job=str(job) if job else "", declared_volume_m3=declared))
 
     for name, ids in (("companies.csv", [c.id for c in companies]),
                       ("vehicles.csv", [v.plate for v in vehicles]),

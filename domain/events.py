@@ -7,6 +7,17 @@ from enum import StrEnum
 
 import numpy as np
 
+# Every rule's name, in the order of docs/rules.md — the one list the store (scoring), alerts
+# (subscriptions) and reports read; rules/chain.py implements each of them (a test holds the
+# two equal).
+RULES = ("OFF_ROUTE", "UNAUTHORISED_DUMP", "UNCOVERED_LOAD", "RESTRICTED_ZONE", "NO_PERMIT",
+         "OVERSPEED", "SIGNAL_LOSS", "WRONG_DESTINATION", "TRIP_NOT_CLOSED", "OVERLOAD",
+         "PERMIT_VOLUME_EXCEEDED")
+# the unit of each rule's peak (its own measure); rules without one have a peak of 0
+PEAK_UNITS = {"OFF_ROUTE": "m", "OVERSPEED": "km/h", "UNCOVERED_LOAD": "km/h",
+              "SIGNAL_LOSS": "s", "TRIP_NOT_CLOSED": "s", "OVERLOAD": "%",
+              "PERMIT_VOLUME_EXCEEDED": "m3"}
+
 
 class Phase(StrEnum):
     OPENED = "opened"
@@ -71,3 +82,10 @@ class TripEvent:
     destination: str | None = None
     arrived_ts: int | None = None
     late: bool = False
+    # the manifest (issue #22): on departure the load's estimated volume, how it was
+    # estimated ('load_sensor' or 'rated') and the weighed load; on arrival the transfer
+    # docks the leg passed, (dock id, entered ms, left ms or None)
+    volume_m3: float | None = None
+    volume_source: str | None = None
+    load_kg: float | None = None
+    transfers: tuple = ()

@@ -66,6 +66,22 @@ class RuleSettings:
     overspeed_grave_kmh: float = 20.0  # severity 2 when the peak is this far over the limit
     # SIGNAL_LOSS
     signal_loss_s: float = 300.0
+    # WRONG_DESTINATION: tipping in an open disposal site or dock the leg's permits do not
+    # name (debounced like UNAUTHORISED_DUMP: dump_open_s / dump_open_fixes …)
+    # TRIP_NOT_CLOSED: a loaded leg that reached none of its destinations this long after it
+    # left its origin
+    trip_close_s: float = 7200.0
+    trip_open_fixes: int = 2  # fixes past the deadline before it opens
+    # OVERLOAD: weighed load above rated load × (1 + tolerance), while moving
+    overload_tolerance: float = 0.1  # the load sensor's error and the road's bumps
+    overload_open_s: float = 60.0
+    overload_open_fixes: int = 3
+    overload_close_s: float = 30.0
+    overload_close_fixes: int = 3
+    overload_grave_ratio: float = 0.5  # severity 3 when the peak is this far over rated load
+    # the manifest's estimated volume of a load: weighed kg / density, else the vehicle's
+    # rated volume (half of it for a "half" load level)
+    spoil_density_kg_m3: float = 1800.0
 
 
 @dataclass(frozen=True)
@@ -154,7 +170,8 @@ class ScoringSettings:
     # score_deductions table by `muckwatch db migrate` and `muckwatch scores`
     deductions: str = ("UNAUTHORISED_DUMP=10/15/20, NO_PERMIT=6/8/10, OFF_ROUTE=3/5/8, "
                        "RESTRICTED_ZONE=3/5/8, UNCOVERED_LOAD=2/4/6, SIGNAL_LOSS=2/4/6, "
-                       "OVERSPEED=1/2/4")
+                       "OVERSPEED=1/2/4, WRONG_DESTINATION=4/6/8, TRIP_NOT_CLOSED=4/6/10, "
+                       "OVERLOAD=2/4/6, PERMIT_VOLUME_EXCEEDED=3/5/8")
     # a violation nobody reviewed counts in the score this many days after it started
     # (confirmed ones count at once, dismissed ones never); written into score_policy
     unreviewed_after_days: int = 7

@@ -59,8 +59,10 @@ class EventMaker:
             fence_id=fence_id,
         )
 
-    def trip(self, device: str, vehicle: int, t, late: bool) -> TripEvent:
-        """A leg that left its origin (and, once arrived, reached a destination)."""
+    def trip(self, device: str, vehicle: int, t, late: bool, volume_m3: float | None = None,
+             volume_source: str | None = None, load_kg: float | None = None) -> TripEvent:
+        """A leg that left its origin (with its estimated volume) and, once arrived, reached
+        a destination (with the docks it passed)."""
         ref, v = self.ref, vehicle
         return TripEvent(
             id=violation_id(device, "TRIP", t.left_ts), device_id=device,
@@ -70,4 +72,8 @@ class EventMaker:
             origin=ref.fence_ids[t.origin] if t.origin >= 0 else None,
             left_ts=t.left_ts,
             destination=ref.fence_ids[t.destination] if t.destination >= 0 else None,
-            arrived_ts=t.arrived_ts, late=late)
+            arrived_ts=t.arrived_ts, late=late,
+            volume_m3=volume_m3, volume_source=volume_source,
+            load_kg=None if load_kg is None or load_kg != load_kg or t.arrived_ts is not None
+            else load_kg,
+            transfers=tuple(t.transfers))

@@ -43,6 +43,7 @@ from rules.state import (
     state_to_json,
 )
 from rules.unauthorised_dump import load_dropped
+from rules.volume import JobVolumes, PermitVolumeExceeded, estimate_volume
 
 __all__ = ["RuleEngine"]
 
@@ -75,6 +76,7 @@ class RuleEngine:
         self.dropped_late = 0  # late fixes already evaluated (redeliveries): not re-evaluated
         self._id_indexes: tuple[dict, dict] | None = None  # built on the first hand-over
         self._emit: EventMaker | None = None
+        self._jobs: JobVolumes | None = None
 
     # --- public API -------------------------------------------------------------------------
 
@@ -123,6 +125,15 @@ class RuleEngine:
                 raise RuntimeError("no city reference: rules are not evaluated")
             self._emit = EventMaker(self.ref, self.settings)
         return self._emit
+
+    @property
+    def jobs(self) -> JobVolumes:
+        """The jobs' volume counts for this reference (PERMIT_VOLUME_EXCEEDED)."""
+        if self._jobs is None or self._jobs.ref is not self.ref:
+            if self.ref is None:
+                raise RuntimeError("no city reference: rules are not evaluated")
+            self._jobs = JobVolumes(self.ref)
+        return self._jobs
 
     def _last_position(self, device: str) -> tuple[float, float]:
         st = self.vehicles.get(device)
@@ -354,9 +365,9 @@ class RuleEngine:
         before = [(st.good_lon, st.good_lat) for st in sts]
         known = gnss_known(f, first, slot, starts, ends, sts, s.max_implied_kmh)
         pf = permit_facts(f, ref, s)
-        legs = walk_legs(f, pf, known, first, slot, starts, ends, [st.leg for st in sts], s)
-        events += [self.emit.trip(names[t.vehicle], int(f.vehicle[t.row]), t, late)
-                   for t in legs.trips]
+        legs = walk_legs(f, pf, known, first, slot, starts, ends, [st.leg for st in sts], s,
+                         ref.dock_ids(f.site))
+        events += self._trips(f, legs.trips, names, late)
         x = situation(f, pf, known, legs, ref.corridors, s)
         events += self._signal_loss(f, first, slot, starts, sts, names, before,
                                     x.moving & ~f.in_site, late)
@@ -396,6 +407,26 @@ class RuleEngine:
         for i, st in enumerate(sts):
             st.last_ts = int(f.ts[last_rows[i]])
             st.last_moving_outside = bool(moving_outside[last_rows[i]])
+        return events
+
+    def _trips(self, f: Facts, trips: list, names: list[str], late: bool) -> list:
+        """Trip events (the manifest's lines) and, for a departure that takes its job over
+        the declared volume, a PERMIT_VOLUME_EXCEEDED against that truck and load."""
+        events: list = []
+        for t in trips:
+            k = t.row
+            volume, source = (None, None) if t.arrived_ts is not None else \
+                estimate_volume(f, k, self.ref, self.settings)
+            events.append(self.emit.trip(names[t.vehicle], int(f.vehicle[k]), t, late,
+                                         volume, source, float(f.load_kg[k])))
+            over = self.jobs.add(t.permit, volume) if volume is not None else None
+            if over is not None:
+                lon, lat = float(f.lon[k]), float(f.lat[k])
+                for phase, end in ((Phase.OPENED, None), (Phase.CLOSED, t.left_ts)):
+                    events.append(self.emit.violation(
+                        names[t.vehicle], PermitVolumeExceeded.name, phase, t.left_ts, end,
+                        lon, lat, None if end is None else lon, None if end is None else lat,
+                        over, t.permit, late))
         return events
 
     def _signal_loss(self, f: Facts, first: np.ndarray, slot: np.ndarray, starts: np.ndarray,

@@ -50,6 +50,7 @@ class Facts:
     in_receiving: np.ndarray  # bool: inside a disposal site or transfer dock (open or not)
     zone: np.ndarray  # fence index of an active restricted zone the fix is in, -1 none
     speed_limit: np.ndarray  # km/h in force at the fix
+    rated_kg: np.ndarray  # the vehicle's rated load (registry), NaN unknown
 
     def __len__(self) -> int:
         return len(self.ts)
@@ -155,5 +156,12 @@ def compute_facts(fixes: FixBatch, memberships: Memberships, ref: Reference,
         speed=fixes.speed.astype(np.float64), lid=fixes.lid, lift=fixes.lift, load=fixes.load,
         load_kg=fixes.load_kg.astype(np.float64), static_ok=static_ok, site=site,
         site2=site2, in_site=site >= 0, in_receiving=in_receiving, zone=zone,
-        speed_limit=limit,
+        speed_limit=limit, rated_kg=_per_vehicle(ref.vehicle_rated_kg, vehicle),
     )
+
+
+def _per_vehicle(values: np.ndarray, vehicle: np.ndarray) -> np.ndarray:
+    """A per-vehicle float column per fix; NaN for terminals not in the registry."""
+    if not len(values):
+        return np.full(len(vehicle), np.nan)
+    return np.where(vehicle >= 0, values[np.maximum(vehicle, 0)], np.nan)

@@ -56,16 +56,23 @@ class LegState:
     arrive_permit: int = -1  # the candidate whose destination it is arriving in
     arrive_site: int = -1
     code: int = -1  # site-membership code of the last known fix (walk trigger)
+    # its load sensor said loaded as it left (TRIP_NOT_CLOSED judges only such legs: a truck
+    # without a load sensor may have left empty)
+    sure_loaded: bool = False
+    # transfer docks it stopped in on the way: [dock id, entered ms, left ms or None]
+    transfers: list[list] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         out = {name: getattr(self, name) for name in _LEG_FIELDS}
         out["permits"] = list(self.permits)
+        out["transfers"] = [list(t) for t in self.transfers]
         return out
 
     @classmethod
     def from_dict(cls, data: dict) -> LegState:
         state = cls(**{k: v for k, v in data.items() if k in _LEG_FIELDS})
         state.permits = list(state.permits)
+        state.transfers = [list(t) for t in state.transfers]
         return state
 
 
@@ -84,6 +91,7 @@ class TripStep:
     origin: int
     arrived_ts: int | None = None
     destination: int = -1
+    transfers: tuple[tuple[str, int, int | None], ...] = ()  # docks on the way (arrival)
 
 
 @dataclass(slots=True)
@@ -93,12 +101,18 @@ class LegView:
     loaded: np.ndarray  # loaded implied by the leg (for trucks without a load sensor)
     cover: np.ndarray  # (n, K): the permits this fix is judged against
     trips: list[TripStep]
+    # device time the leg left its origin, for fixes on a leg whose load sensor said loaded
+    # as it left and that has not arrived yet; -1 elsewhere (TRIP_NOT_CLOSED)
+    loaded_since: np.ndarray
 
 
 def walk_legs(f: Facts, pf: PermitFacts, known: np.ndarray, first: np.ndarray, slot: np.ndarray,
               starts: np.ndarray, ends: np.ndarray, legs: list[LegState],
-              settings: RuleSettings) -> LegView:
-    """Advance every vehicle's leg over its rows (sorted by vehicle, ts)."""
+              settings: RuleSettings, docks: np.ndarray | None = None) -> LegView:
+    """Advance every vehicle's leg over its rows (sorted by vehicle, ts). ``docks``: per fix
+    the id of the transfer dock it is in, "" none (the manifest's transfers)."""
+    if docks is None:
+        docks = np.full(len(f), "", object)
     n, width = pf.permit.shape
     at_origin = (pf.origin & pf.valid).any(axis=1)
     at_dest = pf.dest.any(axis=1)
@@ -121,15 +135,17 @@ def walk_legs(f: Facts, pf: PermitFacts, known: np.ndarray, first: np.ndarray, s
     table = _leg_table(legs, width)[slot]
     left = np.array([lg.pending_ts if lg.phase == LEAVING else lg.left_ts for lg in legs],
                     np.int64)[slot]
+    sure = np.array([lg.sure_loaded for lg in legs], bool)[slot]
     trips: list[TripStep] = []
     for i in np.flatnonzero(walk).tolist():
         lg = legs[i]
         for k in range(int(starts[i]), int(ends[i])):
             if known[k]:
-                _step(lg, f, pf, k, bool(at_origin[k]), i, settings, trips)
+                _step(lg, f, pf, k, bool(at_origin[k]), i, settings, trips, str(docks[k]))
                 lg.code = int(code[k])
             phase[k] = lg.phase
             left[k] = lg.pending_ts if lg.phase == LEAVING else lg.left_ts
+            sure[k] = lg.sure_loaded
             table[k] = -1
             table[k, :len(lg.permits)] = lg.permits[:width]
     # the others kept their code; only a first sight (code -1) learns it
@@ -145,13 +161,16 @@ def walk_legs(f: Facts, pf: PermitFacts, known: np.ndarray, first: np.ndarray, s
     grace = (f.ts - left <= settings.leg_grace_s * 1000)[:, None]
     leg_cover = in_leg & (pf.valid | grace)
     cover = np.where((on_leg & leg_cover.any(axis=1))[:, None], leg_cover, pf.valid)
-    return LegView(_LOADED_BY_PHASE[phase], cover, trips)
+    en_route = ((phase == EN_ROUTE) | (phase == ARRIVING)) & sure
+    return LegView(_LOADED_BY_PHASE[phase], cover, trips, np.where(en_route, left, -1))
 
 
 def _step(lg: LegState, f: Facts, pf: PermitFacts, k: int, at_origin: bool, vehicle: int,
-          settings: RuleSettings, trips: list[TripStep]) -> None:
+          settings: RuleSettings, trips: list[TripStep], dock: str = "") -> None:
     """One known fix of one vehicle."""
     t = int(f.ts[k])
+    if lg.phase in (EN_ROUTE, ARRIVING):
+        _note_transfer(lg, dock, t)
     if at_origin and lg.phase not in (EN_ROUTE, ARRIVING):
         # in a site where a leg of one of its valid permits begins (loading, or back in
         # before an exit was confirmed)
@@ -179,6 +198,7 @@ def _step(lg: LegState, f: Facts, pf: PermitFacts, k: int, at_origin: bool, vehi
                                                                           lg.permits))
             lg.permits = [int(p) for p in pf.permit[k][ok]]
             lg.phase, lg.left_ts = EN_ROUTE, lg.pending_ts
+            lg.sure_loaded, lg.transfers = _loaded(f, k), []
             trips.append(TripStep(vehicle, k, lg.left_ts, _first(lg.permits), lg.origin))
         return
     if lg.phase in (EN_ROUTE, ARRIVING):
@@ -199,12 +219,28 @@ def _step(lg: LegState, f: Facts, pf: PermitFacts, k: int, at_origin: bool, vehi
             lg.arrive_site = int(f.site[k])
         lg.pending_count += 1
         if lg.pending_count >= settings.site_enter_fixes:
+            # a dock it arrived in is its destination, not a transfer on the way
+            on_way = tuple((str(d), int(a), b) for d, a, b in lg.transfers
+                           if not (b is None and d == dock))
             trips.append(TripStep(vehicle, k, lg.left_ts, lg.arrive_permit, lg.origin,
-                                  lg.pending_ts, lg.arrive_site))
+                                  lg.pending_ts, lg.arrive_site, on_way))
             lg.phase, lg.permits = AT_DESTINATION, [lg.arrive_permit]
+            lg.sure_loaded, lg.transfers = False, []
         return
     if lg.phase == AT_DESTINATION and not f.in_site[k]:
         lg.phase, lg.permits = NONE, []
+
+
+def _note_transfer(lg: LegState, dock: str, t: int) -> None:
+    """A leg on its way entered (or left) a transfer dock: the manifest lists the docks the
+    load passed through, with the device times in and out."""
+    last = lg.transfers[-1] if lg.transfers else None
+    if dock:
+        if last is None or last[0] != dock or last[2] is not None:
+            lg.transfers.append([dock, t, None])
+            del lg.transfers[:-8]  # a leg through more docks than this is no haul
+    elif last is not None and last[2] is None:
+        last[2] = t
 
 
 def merge_late_leg(live: LegState, late: LegState, gap_start: int) -> None:

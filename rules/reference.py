@@ -84,6 +84,15 @@ class Reference:
     # sites closed, full or with an expired licence: (fence index, from ms, to ms) rows,
     # [from, to) — few, so checked per row (issue #22, docs/permits.md "Registry")
     site_closed: np.ndarray  # (c, 3) int64
+    # the registry and the jobs (issue #22): per vehicle index rated load (kg) and volume
+    # (m³), NaN unknown; per permit its job's index, per job the declared volume (NaN none)
+    # and what the manifest already held of it when the reference was built
+    vehicle_rated_kg: np.ndarray
+    vehicle_volume_m3: np.ndarray
+    permit_job: np.ndarray
+    job_ids: list[str]
+    job_declared_m3: np.ndarray
+    job_hauled_m3: np.ndarray
 
     @classmethod
     def from_city(cls, city: City) -> Reference:
@@ -98,6 +107,15 @@ class Reference:
         for ks in by_vehicle.values():
             ks.sort(key=lambda k: (permits[k].valid_from, permits[k].id))
         projector = Projector(city.metric_epsg)
+        job_ids = list(dict.fromkeys(p.job_id for p in permits))
+        job_index = {j: k for k, j in enumerate(job_ids)}
+        declared = np.full(len(job_ids), np.nan)
+        hauled = np.zeros(len(job_ids))
+        for p in permits:  # the permits of one job share its volume (the first one names it)
+            k = job_index[p.job_id]
+            if np.isnan(declared[k]) and p.declared_volume_m3:
+                declared[k] = p.declared_volume_m3
+            hauled[k] = max(hauled[k], p.hauled_m3)
         return cls(
             city=city,
             timezone=ZoneInfo(city.timezone),
@@ -131,6 +149,11 @@ class Reference:
                                   if f.kind in SITE_KINDS
                                   for a, b, _ in f.closed_intervals(city.timezone)],
                                  np.int64).reshape(-1, 3),
+            vehicle_rated_kg=np.array([v.rated_load_kg or np.nan for v in vehicles],
+                                      np.float64),
+            vehicle_volume_m3=np.array([v.volume_m3 or np.nan for v in vehicles], np.float64),
+            permit_job=np.array([job_index[p.job_id] for p in permits], np.int64),
+            job_ids=job_ids, job_declared_m3=declared, job_hauled_m3=hauled,
         )
 
     def vehicle_of(self, devices: np.ndarray) -> np.ndarray:
@@ -216,6 +239,17 @@ class Reference:
     def fence_receiving(self) -> np.ndarray:
         """Per fence index: a disposal site or transfer dock (where spoil may be received)."""
         return np.isin(self.fence_kind, ("disposal_site", "transfer_dock"))
+
+    @cached_property
+    def _dock_ids(self) -> np.ndarray:
+        return np.array([fid if kind == "transfer_dock" else "" for fid, kind in
+                         zip(self.fence_ids, self.fence_kind.tolist(), strict=True)] + [""],
+                        dtype=object)
+
+    def dock_ids(self, site: np.ndarray) -> np.ndarray:
+        """Per fix the id of the transfer dock its site is, "" for none (manifest
+        transfers)."""
+        return self._dock_ids[np.where(site >= 0, site, len(self.fence_ids))]
 
     def sites_closed(self, fence: np.ndarray, ts_ms: np.ndarray) -> np.ndarray:
         """Is site ``fence[i]`` closed (closed, full or its licence expired) at device time

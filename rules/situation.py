@@ -36,6 +36,10 @@ class Situation:
     on_route: np.ndarray  # well inside (``off_route_close_ratio``) at least one of them
     in_leg_site: np.ndarray  # in the origin or a destination of one of those permits
     tip_allowed: np.ndarray  # tipping is allowed here (and now: the site is open)
+    # in an open disposal site or dock that none of the permits it is judged against names:
+    # tipping here is WRONG_DESTINATION, not UNAUTHORISED_DUMP
+    wrong_site: np.ndarray
+    loaded_since: np.ndarray  # departure ms of a leg known loaded, not yet arrived; -1
     load_dropped: np.ndarray  # no lift sensor: the load fell, sustained (set by the dump rule)
 
 
@@ -67,6 +71,7 @@ def situation(f: Facts, pf: PermitFacts, known: np.ndarray, legs: LegView,
     # none, in any open disposal site or dock (the missing permit is NO_PERMIT's business).
     # A site closed, full or past its licence at the fix's device time receives nothing.
     tip_allowed = (cover & (pf.origin | pf.dest)).any(axis=1) | (~has_permit & pf.receiving)
+    wrong_site = has_permit & pf.receiving & ~tip_allowed
     return Situation(
         facts=f, known=known, loaded=loaded, speed_known=speed_known,
         moving=np.nan_to_num(f.speed, nan=0.0) > s.moving_kmh,
@@ -74,6 +79,7 @@ def situation(f: Facts, pf: PermitFacts, known: np.ndarray, legs: LegView,
         has_permit=has_permit, permit=permit, route_m=route_m,
         off_route=has_permit & (best_ratio > 1.0),
         on_route=has_permit & (best_ratio < s.off_route_close_ratio),
-        in_leg_site=in_leg_site, tip_allowed=tip_allowed,
+        in_leg_site=in_leg_site, tip_allowed=tip_allowed, wrong_site=wrong_site,
+        loaded_since=legs.loaded_since,
         load_dropped=np.zeros(len(f), bool),
     )

@@ -10,7 +10,9 @@ drop), so one bad weight reading or one lift-switch bounce is not a dump.
 Where tipping is allowed is ``Situation.tip_allowed``: the origin or an open destination of a
 permit the leg is judged against, or — with no permit — any open disposal site or dock. A
 site closed, full or past its licence at the fix's device time is not open (issue #22): the
-minute after its closure, tipping there is a dump, whenever the fix arrives.
+minute after its closure, tipping there is a dump, whenever the fix arrives. Tipping in an
+open disposal site or dock its permits do not name is WRONG_DESTINATION instead
+(``rules.wrong_destination``): the spoil is where the city can find it.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ class UnauthorisedDump(Rule):
     def condition(self, x: Situation, s: RuleSettings) -> Condition:
         f = x.facts
         raised = f.lift == 1
-        c = np.where(raised & x.stationary & ~x.tip_allowed, ON, OFF)
+        c = np.where(raised & x.stationary & ~x.tip_allowed & ~x.wrong_site, ON, OFF)
         known = x.known & (f.lift >= 0) & (x.speed_known | ~raised)
         return Condition(c, known, np.zeros(len(f)), x.permit)
 
@@ -55,7 +57,7 @@ class UnauthorisedDumpByLoad(UnauthorisedDump):
 
     def condition(self, x: Situation, s: RuleSettings) -> Condition:
         f = x.facts
-        c = np.where(x.load_dropped & x.stationary & ~x.tip_allowed, ON, OFF)
+        c = np.where(x.load_dropped & x.stationary & ~x.tip_allowed & ~x.wrong_site, ON, OFF)
         has_load = (f.load >= 0) | ~np.isnan(f.load_kg)
         known = x.known & (f.lift < 0) & has_load & (x.speed_known | ~x.load_dropped)
         return Condition(c, known, np.zeros(len(f)), x.permit)

@@ -13,6 +13,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import numpy as np
 import orjson
@@ -88,13 +89,19 @@ WHERE v.state = 'closed' AND v.evidence IS NULL
 
 _UPSERT_TRIP = """
 INSERT INTO trips (id, device_id, plate, company_id, permit_id, origin, left_at, destination,
-                   arrived_at, late)
+                   arrived_at, late, volume_m3, volume_source, load_kg, transfers)
 VALUES (%(id)s, %(device_id)s, %(plate)s, %(company_id)s, %(permit_id)s, %(origin)s,
         timestamptz 'epoch' + %(left_ts)s * interval '1 millisecond', %(destination)s,
-        timestamptz 'epoch' + %(arrived_ts)s * interval '1 millisecond', %(late)s)
+        timestamptz 'epoch' + %(arrived_ts)s * interval '1 millisecond', %(late)s,
+        %(volume_m3)s, %(volume_source)s, %(load_kg)s, %(transfers)s)
 ON CONFLICT (id, left_at) DO UPDATE SET
     destination = COALESCE(excluded.destination, trips.destination),
     arrived_at = COALESCE(excluded.arrived_at, trips.arrived_at),
+    volume_m3 = COALESCE(trips.volume_m3, excluded.volume_m3),
+    volume_source = COALESCE(trips.volume_source, excluded.volume_source),
+    load_kg = COALESCE(trips.load_kg, excluded.load_kg),
+    transfers = CASE WHEN excluded.arrived_at IS NOT NULL THEN excluded.transfers
+                     ELSE trips.transfers END,
     -- on arrival the trip names the permit whose destination it reached (docs/rules.md)
     permit_id = CASE WHEN trips.arrived_at IS NULL AND excluded.arrived_at IS NOT NULL
                      THEN COALESCE(excluded.permit_id, trips.permit_id)
@@ -382,4 +389,14 @@ def _alert_row(a) -> dict:
 def _trip_row(t: TripEvent) -> dict:
     return {"id": t.id, "device_id": t.device_id, "plate": t.plate, "company_id": t.company_id,
             "permit_id": t.permit_id, "origin": t.origin, "left_ts": t.left_ts,
-            "destination": t.destination, "arrived_ts": t.arrived_ts, "late": t.late}
+            "destination": t.destination, "arrived_ts": t.arrived_ts, "late": t.late,
+            "volume_m3": t.volume_m3, "volume_source": t.volume_source, "load_kg": t.load_kg,
+            "transfers": Jsonb([{"dock": d, "entered_at": _iso(a), "left_at": _iso(b)}
+                                for d, a, b in t.transfers])}
+
+
+def _iso(ms: int | None) -> str | None:
+    """Epoch ms as an ISO-8601 UTC time (the manifest's transfer times in JSON)."""
+    if ms is None:
+        return None
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")

@@ -34,18 +34,35 @@ SELECT p.id, p.plate, p.origin, p.destinations, p.corridor_m, p.valid_from,
        coalesce((SELECT array_agg(ARRAY[(extract(epoch FROM s.from_ts) * 1000)::bigint,
                                         coalesce((extract(epoch FROM s.to_ts) * 1000)::bigint,
                                                  %(far)s)] ORDER BY s.from_ts)
-                 FROM permit_suspensions s WHERE s.permit_id = p.id), '{}')
+                 FROM permit_suspensions s WHERE s.permit_id = p.id), '{}'),
+       coalesce(p.job, p.id), p.declared_volume_m3, coalesce(j.hauled, 0)
 FROM permits p
+LEFT JOIN (SELECT q.job, sum(t.volume_m3) AS hauled
+           FROM trips t JOIN permits q ON q.id = t.permit_id
+           WHERE q.valid_to > now() - interval '1 day'
+           GROUP BY q.job) j ON j.job = p.job
 ORDER BY p.id
 """
-_VEHICLES = "SELECT plate, device_id, company_id FROM vehicles ORDER BY plate"
+_VEHICLES = """SELECT plate, device_id, company_id, rated_load_kg, volume_m3, vehicle_type,
+       inspection_expires
+FROM vehicles ORDER BY plate"""
 
 
 def _permit(row: tuple) -> Permit:
-    pid, plate, origin, destinations, corridor, valid_from, valid_to, route, hours, gaps = row
+    (pid, plate, origin, destinations, corridor, valid_from, valid_to, route, hours, gaps,
+     job, declared, hauled) = row
     return Permit(pid, plate, origin, tuple(destinations), float(corridor), valid_from,
                   valid_to, shapely.geometry.shape(route), hours,
-                  tuple((int(a), int(b)) for a, b in gaps))
+                  tuple((int(a), int(b)) for a, b in gaps), job=job,
+                  declared_volume_m3=float(declared) if declared is not None else None,
+                  hauled_m3=float(hauled))
+
+
+def _vehicle(row: tuple) -> Vehicle:
+    plate, device_id, company_id, rated_kg, volume, kind, inspection = row
+    return Vehicle(plate, device_id, company_id,
+                   float(rated_kg) if rated_kg is not None else None,
+                   float(volume) if volume is not None else None, kind, inspection)
 
 
 async def load(conn: psycopg.AsyncConnection) -> tuple[list[Permit], list[Vehicle]]:
@@ -53,5 +70,5 @@ async def load(conn: psycopg.AsyncConnection) -> tuple[list[Permit], list[Vehicl
     cur = await conn.execute(_PERMITS, {"far": _FAR})
     permits = [_permit(r) for r in await cur.fetchall()]
     cur = await conn.execute(_VEHICLES)
-    vehicles = [Vehicle(*r) for r in await cur.fetchall()]
+    vehicles = [_vehicle(r) for r in await cur.fetchall()]
     return permits, vehicles

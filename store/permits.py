@@ -103,10 +103,10 @@ WHERE id = %(id)s AND status = 'applied'"""
 _ISSUE = """INSERT INTO permits
     (id, plate, origin, destinations, corridor_m, valid_from, valid_to, hours, route,
      application_id, company_id, declared_volume_m3, status, status_changed_at, status_reason,
-     status_changed_by)
+     status_changed_by, job)
 SELECT 'A' || a.id || '-' || plate, plate, a.origin, a.destinations, a.corridor_m,
        greatest(a.valid_from, now()), a.valid_to, a.hours, a.route, a.id, a.company_id,
-       a.declared_volume_m3, 'active', now(), 'approved', %(actor)s
+       a.declared_volume_m3, 'active', now(), 'approved', %(actor)s, 'A' || a.id
 FROM permit_applications a, unnest(a.plates) AS plate
 WHERE a.id = %(id)s
 RETURNING id"""

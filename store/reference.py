@@ -106,19 +106,21 @@ def import_city(conn: psycopg.Connection, city: City, progress=None) -> dict[str
         # again), and never overwrites a permit issued from an application
         cur.executemany(
             "INSERT INTO permits (id, plate, origin, destinations, corridor_m, valid_from,"
-            " valid_to, hours, route, company_id, status)"
+            " valid_to, hours, route, company_id, status, job, declared_volume_m3)"
             " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s,"
-            " (SELECT company_id FROM vehicles WHERE plate = %s), 'active')"
+            " (SELECT company_id FROM vehicles WHERE plate = %s), 'active', %s, %s)"
             " ON CONFLICT (id) DO UPDATE SET plate = excluded.plate, origin = excluded.origin,"
             " destinations = excluded.destinations, corridor_m = excluded.corridor_m,"
             " valid_from = excluded.valid_from, valid_to = excluded.valid_to,"
             " hours = excluded.hours, route = excluded.route,"
-            " company_id = excluded.company_id,"
+            " company_id = excluded.company_id, job = excluded.job,"
+            " declared_volume_m3 = excluded.declared_volume_m3,"
             " status = CASE WHEN permits.status = 'expired' AND excluded.valid_to >= now()"
             "   THEN 'active' ELSE permits.status END"
             " WHERE permits.application_id IS NULL",
             [(p.id, p.plate, p.origin, list(p.destinations), p.corridor_m, p.valid_from,
-              p.valid_to, p.hours, json.dumps(shapely.geometry.mapping(p.route)), p.plate)
+              p.valid_to, p.hours, json.dumps(shapely.geometry.mapping(p.route)), p.plate,
+              p.job_id, p.declared_volume_m3)
              for p in city.permits],
         )
         _replace_districts(cur, city)

@@ -11,6 +11,8 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
+from domain.events import RULES
+
 COLUMNS = ("company_id", "name", "vehicles", "violations", "deductions", "score", "grade")
 
 
@@ -66,8 +68,7 @@ def create_company_role(conn: psycopg.Connection, company: str, role: str) -> No
                      (role, company))
 
 
-SCORED_RULES = ("OFF_ROUTE", "UNAUTHORISED_DUMP", "UNCOVERED_LOAD", "RESTRICTED_ZONE",
-                "NO_PERMIT", "OVERSPEED", "SIGNAL_LOSS")
+SCORED_RULES = RULES
 
 
 def parse_deductions(text: str) -> list[tuple[str, int, float]]:

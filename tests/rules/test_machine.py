@@ -381,10 +381,10 @@ def test_every_rule_in_the_chain_is_documented_with_its_evidence_and_thresholds(
     from pathlib import Path
 
     from domain.settings import RuleSettings
-    from rules.chain import MACHINE_RULES, SIGNAL_LOSS
+    from rules.chain import EVENT_RULES, MACHINE_RULES
 
     text = (Path(__file__).resolve().parents[2] / "docs" / "rules.md").read_text()
-    for rule in (*MACHINE_RULES, SIGNAL_LOSS):
+    for rule in (*MACHINE_RULES, *EVENT_RULES):
         assert f"`{rule.name}`" in text and rule.evidence in text, rule.name
     for rule in MACHINE_RULES:
         d = rule.debounce(RuleSettings())
