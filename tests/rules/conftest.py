@@ -15,10 +15,11 @@ from rules.engine import RuleEngine
 from rules.reference import Reference
 
 
-def _all_events(city, lines: list[str], batch: int = 50) -> list:
+def _all_events(city, lines: list[str], batch: int = 50, settings=None) -> list:
     """Decode → sequence → geofence → rules, ``batch`` lines at a time, then flush."""
     decoder, sequencer = WireDecoder(max_future_ms=2**62), Sequencer()
-    geofence, engine = GeofenceStage.for_city(city), RuleEngine(Reference.from_city(city))
+    geofence = GeofenceStage.for_city(city)
+    engine = RuleEngine(Reference.from_city(city), settings)
     out: list = []
     for i in range(0, len(lines), batch):
         chunk = lines[i:i + batch]
