@@ -31,8 +31,8 @@ from rules.emit import SIGNAL_LOSS, EventMaker
 from rules.facts import Facts, compute_facts, permit_facts
 from rules.gnss import gnss_known
 from rules.late import prune_gaps, reconcile_late, retract_filled_gaps
-from rules.legs import merge_late_leg, walk_legs
-from rules.machine import ON, feed
+from rules.legs import ARRIVING, EN_ROUTE, merge_late_leg, walk_legs
+from rules.machine import ON, OPEN, OPEN_PHASES, PENDING, feed
 from rules.reference import Reference
 from rules.situation import situation
 from rules.state import (
@@ -42,12 +42,14 @@ from rules.state import (
     state_from_json,
     state_to_json,
 )
+from rules.trip_not_closed import TripNotClosed
 from rules.unauthorised_dump import load_dropped
 from rules.volume import JobVolumes, PermitVolumeExceeded, estimate_volume
 
 __all__ = ["RuleEngine"]
 
 _NEVER = -(2**62)
+TRIP_NOT_CLOSED = TripNotClosed.name
 # the state before a vehicle's first fix, shared by every vehicle's first gap (snapshots are
 # never changed in place): one dict, not one per vehicle
 _EMPTY = VehicleState().to_dict()
@@ -115,6 +117,38 @@ class RuleEngine:
                 events.append(self.emit.violation(
                     device, SIGNAL_LOSS, Phase.OPENED, st.last_ts, None,
                     *self._last_position(device), None, None, silent_ms / 1000, -1, late=False))
+        events += self._sweep_trips(now_ms)
+        return events
+
+    def _sweep_trips(self, now_ms: int) -> list:
+        """TRIP_NOT_CLOSED for a loaded leg whose terminal fell silent: once the silence is
+        longer than ``signal_loss_s`` (a terminal that reports opens it with its own fixes)
+        and the leg's deadline has passed by the vehicle's clock (its last device time plus
+        the silence), it opens at the deadline; the machine is left open, so the next fixes
+        continue it and the arrival closes it, as if it had been opened by a fix."""
+        s = self.settings
+        events: list = []
+        for device, st in self.vehicles.items():
+            leg = st.leg
+            if leg.phase not in (EN_ROUTE, ARRIVING) or not leg.sure_loaded:
+                continue
+            m = st.machine(TRIP_NOT_CLOSED)
+            if m.phase in OPEN_PHASES:
+                continue
+            silent_ms = now_ms - (st.last_received if st.last_received > 0 else st.last_ts)
+            due = leg.left_ts + int(s.trip_close_s * 1000)
+            if silent_ms <= s.signal_loss_s * 1000 or st.last_ts + silent_ms <= due:
+                continue
+            if m.phase != PENDING:
+                m.start_ts = max(due, st.last_ts)
+                m.start_lon, m.start_lat = self._last_position(device)
+                m.context = leg.permits[0] if leg.permits else -1
+            m.phase, m.count = OPEN, 0
+            m.peak = m.emitted_peak = (st.last_ts + silent_ms - leg.left_ts) / 1000
+            self._touched.add(device)
+            events.append(self.emit.violation(
+                device, TRIP_NOT_CLOSED, Phase.OPENED, m.start_ts, None, m.start_lon,
+                m.start_lat, None, None, m.peak, m.context, late=False))
         return events
 
     @property

@@ -6,8 +6,9 @@ Judged only for legs whose load sensor said loaded as the truck left (``LegView
 .loaded_since``): a truck without one may have left empty, and an accusation needs the
 load. It opens at the first known fixes past the deadline (``trip_open_fixes`` of them) and
 closes when the leg ends — arrival at a destination, or back in an origin. Its peak is the
-time since departure (s). A terminal silent past the deadline is SIGNAL_LOSS's (when it went
-silent on the road) until its next fix, which opens this one.
+time since departure (s). A terminal that falls silent on the leg is caught by the engine's
+sweep (``RuleEngine.sweep``): once silent longer than ``signal_loss_s`` and past the deadline
+by its clock, the violation opens at the deadline, and the next fixes continue or close it.
 """
 
 from __future__ import annotations

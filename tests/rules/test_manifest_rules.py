@@ -327,3 +327,58 @@ def test_a_leg_through_a_dock_lists_the_transfer(city, all_events):
     assert len(arrived) == 1 and arrived[0].destination == "DS01"
     (dock, entered, left), = arrived[0].transfers
     assert dock == DOCK and entered < left < arrived[0].arrived_ts
+
+
+def test_a_terminal_silent_on_a_loaded_leg_is_caught_by_the_sweep(city):
+    """The load leaves, the terminal goes dark off the road: live, the sweep opens
+    TRIP_NOT_CLOSED at the deadline once the silence is long; the next fix (still nowhere)
+    continues it under the same id, and the arrival closes it."""
+    import json
+
+    import numpy as np
+
+    from ingest.wire import RawBatch, WireDecoder
+    from muckwatch.stages import GeofenceStage, Sequencer
+    from rules.engine import RuleEngine
+    from rules.reference import Reference
+
+    c = small(city)
+    t = TruckTrack(c, device(c), START, interval_s=10)
+    route = load_and_leave(c, t)
+    left = next(f["ts"] for f in t.fixes if f["spd"] > 0)
+    t.dwell(60, lid=0, lift=0, load=2)  # stops beside the road, then silence
+    before = len(t.fixes)
+    t.silence(1500)
+    t.dwell(20, lid=0, lift=0, load=2)
+    t.drive(t.part(route, 0.5, 1.0), 35, lid=0, lift=0, load=2)
+    drive_to(t, "DS01", lid=0, lift=0, load=2)
+    tip(t)
+    # the deadline falls 2 minutes into the silence
+    limit_ms = t.fixes[before - 1]["ts"] - left + 120_000
+    engine = RuleEngine(Reference.from_city(c), RuleSettings(trip_close_s=limit_ms / 1000))
+    geofence, sequencer, decoder = GeofenceStage.for_city(c), Sequencer(), WireDecoder()
+    events: list = []
+
+    def deliver(fixes):
+        for f in fixes:
+            now = f["ts"]
+            raw = RawBatch([f"muck/v1/{f['dev']}/telemetry"], [json.dumps(f).encode()],
+                           np.array([now], np.int64))
+            got = sequencer.sequence(decoder.decode(raw, now_ms=now).fixes)
+            events.extend(engine.evaluate(got, geofence.classify(got), now_ms=now))
+            events.extend(engine.sweep(now))
+
+    deliver(t.fixes[:before])
+    last = t.fixes[before - 1]["ts"]
+    assert not violations(engine.sweep(last + 200_000), "TRIP_NOT_CLOSED"), "not silent long"
+    # 360 s of silence and past the deadline by the truck's clock
+    departed = next(e for e in events if isinstance(e, TripEvent)).left_ts
+    assert abs(departed - left) <= 20_000
+    opened = violations(engine.sweep(last + 360_000), "TRIP_NOT_CLOSED")
+    assert len(opened) == 1 and opened[0].start_ts == departed + limit_ms
+    assert opened[0].permit_id == PERMIT
+    events.extend(opened)
+    deliver(t.fixes[before:])
+    events.extend(engine.flush())
+    found = violations(events, "TRIP_NOT_CLOSED")
+    assert len(found) == 1 and found[0].id == opened[0].id and found[0].end_ts is not None
