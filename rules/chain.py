@@ -24,11 +24,13 @@ MACHINE_RULES: tuple[Rule, ...] = (
 SIGNAL_LOSS = SignalLoss()
 # fired on events, not through a debounce machine: a gap (SIGNAL_LOSS), a departure that
 # takes its job over the declared volume (PERMIT_VOLUME_EXCEEDED)
-EVENT_RULES = (SIGNAL_LOSS, PermitVolumeExceeded())
+EVENT_RULES: tuple[SignalLoss | PermitVolumeExceeded, ...] = (SIGNAL_LOSS,
+                                                              PermitVolumeExceeded())
 BY_KEY: dict[str, Rule] = {r.machine_key: r for r in MACHINE_RULES}
 RULE_NAMES: tuple[str, ...] = tuple(dict.fromkeys(
     [r.name for r in MACHINE_RULES] + [r.name for r in EVENT_RULES]))
-_BY_NAME = {r.name: r for r in (*MACHINE_RULES, *EVENT_RULES)}
+_BY_NAME: dict[str, Rule | SignalLoss | PermitVolumeExceeded] = {
+    r.name: r for r in (*MACHINE_RULES, *EVENT_RULES)}
 
 
 def severity(rule: str, peak: float, settings) -> int:

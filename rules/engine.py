@@ -447,10 +447,13 @@ class RuleEngine:
         """Trip events (the manifest's lines) and, for a departure that takes its job over
         the declared volume, a PERMIT_VOLUME_EXCEEDED against that truck and load."""
         events: list = []
+        ref = self.ref
+        if ref is None:  # rules run only with a reference
+            return events
         for t in trips:
             k = t.row
             volume, source = (None, None) if t.arrived_ts is not None else \
-                estimate_volume(f, k, self.ref, self.settings)
+                estimate_volume(f, k, ref, self.settings)
             events.append(self.emit.trip(names[t.vehicle], int(f.vehicle[k]), t, late,
                                          volume, source, float(f.load_kg[k])))
             over = self.jobs.add(t.permit, volume) if volume is not None else None
