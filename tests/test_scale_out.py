@@ -5,6 +5,11 @@ The same simulated stream goes to (a) one worker consuming every partition, (b) 
 with two partitions each, (c) two workers, one SIGKILLed mid-stream and its partitions moved
 to the other. Each run has its own database and topic root; all must end with exactly the
 same violations and trips — same ids, same times, same state.
+
+The four deployments run at the same time (``deployments``): the stream is paced at SPEED,
+about 100 messages a second, so four of them leave the cores mostly idle, and one stream's
+wall time serves all four instead of each test waiting out its own. Nothing is shared
+between them but the broker and the PostgreSQL cluster.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import signal
 import threading
 import time
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import psycopg
@@ -100,11 +106,9 @@ def wait_stored(run: Run, expected: int, timeout_s: float = 120) -> None:
     assert got, f"{run.name}: {run.stored()} of {expected} fixes stored"
 
 
-@pytest.fixture(scope="module")
-def single(scenario, broker, dsn, run_dir):
+def run_single(run: Run, scenario) -> tuple[list[tuple], list[tuple]]:
     """The reference: one worker consuming all partitions."""
     deliveries, expected = scenario
-    run = Run("scale-one", broker, create_database(dsn), run_dir)
     run.start("")
     try:
         run.publish(deliveries)
@@ -116,6 +120,74 @@ def single(scenario, broker, dsn, run_dir):
     return violations, trips
 
 
+def run_two_workers(run: Run, scenario) -> tuple[list[tuple], list[tuple]]:
+    """Two workers with two partitions each, from start to end."""
+    deliveries, expected = scenario
+    run.start("0-1")
+    run.start("2-3")
+    try:
+        run.publish(deliveries)
+        wait_stored(run, expected)
+    finally:
+        run.stop_all()
+    return run.outcome()
+
+
+def run_kill_and_restart(run: Run, scenario) -> tuple[int, IngestProcess, str, tuple]:
+    """Worker 2 is SIGKILLed mid-stream; worker 1 is stopped and restarted with all four
+    partitions."""
+    def restart_with_all(first: IngestProcess) -> IngestProcess:
+        code, _ = first.stop()
+        assert code == 0, first.log_path.read_text()[-3000:]
+        time.sleep(0.5)  # the stream goes on meanwhile: it queues in the partitions' sessions
+        return run.start("0-3")
+
+    at_kill, survivor, metrics = kill_worker_two_mid_stream(run, scenario, run.start("0-1"),
+                                                            restart_with_all)
+    return at_kill, survivor, metrics, run.outcome()
+
+
+def run_kill_and_sighup(run: Run, scenario, config: Path) -> tuple[int, str, tuple]:
+    """Worker 2 is SIGKILLed mid-stream; worker 1 gets partitions 2-3 added to its config
+    file and SIGHUP."""
+    config.write_text('[ingest]\npartitions = "0-1"\n')
+
+    def add_partitions(first: IngestProcess) -> IngestProcess:
+        config.write_text('[ingest]\npartitions = "0-3"\n')
+        first.proc.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: "took over topic partitions 2,3; now consuming 0,1,2,3"
+                        in first.log_path.read_text(), timeout_s=30)
+        return first
+
+    at_kill, _, metrics = kill_worker_two_mid_stream(run, scenario, run.start(None, config),
+                                                     add_partitions)
+    return at_kill, metrics, run.outcome()
+
+
+@pytest.fixture(scope="module")
+def deployments(scenario, broker, dsn, run_dir, tmp_path_factory) -> dict[str, Future]:
+    """The four deployments, run at once, each in its own thread with its own database
+    (created one after the other first) and topic root; a test reads its deployment's
+    ``result()``, which re-raises whatever failed in that deployment."""
+    runs = {name: Run(f"scale-{name}", broker, create_database(dsn), run_dir)
+            for name in ("one", "two", "kill", "hup")}
+    config = tmp_path_factory.mktemp("scale-hup") / "worker-1.toml"
+    with ThreadPoolExecutor(max_workers=len(runs)) as pool:
+        futures = {
+            "one": pool.submit(run_single, runs["one"], scenario),
+            "two": pool.submit(run_two_workers, runs["two"], scenario),
+            "kill": pool.submit(run_kill_and_restart, runs["kill"], scenario),
+            "hup": pool.submit(run_kill_and_sighup, runs["hup"], scenario, config),
+        }
+    return futures  # leaving the pool waited for all four
+
+
+@pytest.fixture(scope="module")
+def single(deployments):
+    """The reference: one worker consuming all partitions (its violations, its trips)."""
+    return deployments["one"].result()
+
+
 def test_partitions_split_the_fleet_between_workers(scenario):
     """The stream really is partitioned: every partition carries vehicles."""
     deliveries, _ = scenario
@@ -125,18 +197,8 @@ def test_partitions_split_the_fleet_between_workers(scenario):
     assert all(counts), counts
 
 
-def test_two_workers_produce_exactly_the_violations_of_one(scenario, single, broker,
-                                                           fresh_database, run_dir):
-    deliveries, expected = scenario
-    run = Run("scale-two", broker, fresh_database(), run_dir)
-    run.start("0-1")
-    run.start("2-3")
-    try:
-        run.publish(deliveries)
-        wait_stored(run, expected)
-    finally:
-        run.stop_all()
-    violations, trips = run.outcome()
+def test_two_workers_produce_exactly_the_violations_of_one(single, deployments):
+    violations, trips = deployments["two"].result()
     assert violations == single[0]
     assert trips == single[1]
     print(f"\n[scale-out] two workers, {PARTITIONS} partitions: {len(violations)} violations, "
@@ -144,22 +206,13 @@ def test_two_workers_produce_exactly_the_violations_of_one(scenario, single, bro
 
 
 def test_killed_worker_partitions_move_to_the_survivor_with_identical_ids(
-        scenario, single, broker, fresh_database, run_dir):
+        scenario, single, deployments):
     """Worker 2 is SIGKILLed mid-stream; the survivor is restarted with all four partitions
     (a graceful stop saves its own vehicles) and takes over worker 2's sessions: what the
     broker queued, what worker 2 never acked, and its vehicles' rule state (last periodic
     snapshot + the fixes stored after it)."""
-    run = Run("scale-kill", broker, fresh_database(), run_dir)
-
-    def restart_with_all(first: IngestProcess) -> IngestProcess:
-        code, _ = first.stop()
-        assert code == 0, first.log_path.read_text()[-3000:]
-        time.sleep(0.5)  # the stream goes on meanwhile: it queues in the partitions' sessions
-        return run.start("0-3")
-
-    at_kill, survivor, metrics = kill_worker_two_mid_stream(run, scenario, run.start("0-1"),
-                                                            restart_with_all)
-    assert run.outcome() == single
+    at_kill, survivor, metrics, outcome = deployments["kill"].result()
+    assert outcome == single
     took_over = [tuple(map(int, m)) for m in re.findall(
         r"took over (\d+) vehicles: rule state restored, (\d+) stored fixes",
         survivor.log_path.read_text())]
@@ -176,23 +229,11 @@ def test_killed_worker_partitions_move_to_the_survivor_with_identical_ids(
 
 
 def test_survivor_takes_the_killed_workers_partitions_over_live_on_sighup(
-        scenario, single, broker, fresh_database, run_dir, tmp_path):
+        scenario, single, deployments):
     """The same crash, but the survivor keeps running: its config file gets partitions 2-3
     added and SIGHUP makes it connect their sessions. Still the single worker's rows."""
-    run = Run("scale-hup", broker, fresh_database(), run_dir)
-    config = tmp_path / "worker-1.toml"
-    config.write_text('[ingest]\npartitions = "0-1"\n')
-
-    def add_partitions(first: IngestProcess) -> IngestProcess:
-        config.write_text('[ingest]\npartitions = "0-3"\n')
-        first.proc.send_signal(signal.SIGHUP)
-        assert wait_for(lambda: "took over topic partitions 2,3; now consuming 0,1,2,3"
-                        in first.log_path.read_text(), timeout_s=30)
-        return first
-
-    at_kill, _, metrics = kill_worker_two_mid_stream(run, scenario, run.start(None, config),
-                                                     add_partitions)
-    assert run.outcome() == single
+    at_kill, metrics, outcome = deployments["hup"].result()
+    assert outcome == single
     restored = sample(metrics, "muckwatch_handover_vehicles_total")
     assert restored > 0
     print(f"\n[scale-out] worker killed at {at_kill} of {scenario[1]} fixes stored; the "
