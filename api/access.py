@@ -2,12 +2,14 @@
 
 One table, read by the request check and printed in docs/api.md (a test compares them), so
 the documented matrix is the enforced one. Scope comes on top: an officer sees only the
-violations and cases of their districts, a company only its own (``Principal.scope``).
+violations and cases of their districts, a company only its own (``Principal.scope``), a
+site operator the manifest of its sites (api.manifest).
 """
 
 from __future__ import annotations
 
-ROLES = ("officer", "supervisor", "company", "association", "public", "analyst")
+ROLES = ("officer", "supervisor", "company", "association", "public", "analyst",
+         "site_operator")
 
 MATRIX: dict[str, frozenset[str]] = {
     "me.read": frozenset(ROLES),
@@ -37,6 +39,14 @@ MATRIX: dict[str, frozenset[str]] = {
     "registry.read": frozenset({"officer", "supervisor", "company", "analyst"}),
     "registry.manage": frozenset({"supervisor"}),
     "sites.status": frozenset({"officer", "supervisor"}),
+    # the manifest (issue #22): a site operator records receipts at its sites and reads the
+    # lines and receipts of its sites; a company reads its own lines and jobs
+    "receipts.write": frozenset({"site_operator"}),
+    "receipts.read": frozenset({"officer", "supervisor", "analyst", "site_operator"}),
+    "manifest.read": frozenset({"officer", "supervisor", "company", "analyst",
+                                "site_operator"}),
+    "reconciliation.read": frozenset({"officer", "supervisor", "company", "analyst",
+                                      "site_operator"}),
 }
 
 

@@ -16,13 +16,13 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from api import appeals, cases, permits, published, registry, violations
+from api import appeals, cases, manifest, permits, published, registry, violations
 from api.db import Database
 from domain.settings import PermitSettings
 from store.review import Conflict, NotFound
 
 ROUTERS = (violations.router, appeals.router, cases.router, published.router,
-           permits.router, registry.router)
+           permits.router, registry.router, manifest.router)
 
 
 @dataclass(frozen=True)

@@ -23,14 +23,18 @@ class Principal:
     role: str
     company: str | None = None
     districts: tuple[str, ...] = ()
+    sites: tuple[str, ...] = ()  # a site operator's disposal sites / transfer docks
 
     @property
     def scope(self) -> Scope:
-        """The rows this caller sees: an officer their districts, a company its own."""
+        """The rows this caller sees: an officer their districts, a company its own (a site
+        operator no violations or cases: its scope is its sites, api.manifest)."""
         if self.role == "officer":
             return Scope(districts=self.districts)
         if self.role == "company":
             return Scope(company=self.company)
+        if self.role == "site_operator":
+            return Scope(districts=())
         return Scope()
 
 
@@ -50,7 +54,8 @@ def authenticate(request: Request) -> Principal:
     if account is None:
         raise HTTPException(401, "unknown or revoked token",
                             headers={"WWW-Authenticate": "Bearer"})
-    return Principal(account.id, account.role, account.company_id, account.districts)
+    return Principal(account.id, account.role, account.company_id, account.districts,
+                     account.sites)
 
 
 def need(permission: str) -> Callable[[Request], Principal]:

@@ -15,7 +15,8 @@ from datetime import datetime
 
 import psycopg
 
-ROLES = ("officer", "supervisor", "company", "association", "public", "analyst")
+ROLES = ("officer", "supervisor", "company", "association", "public", "analyst",
+         "site_operator")
 TOKEN_PREFIX = "mwt_"
 
 
@@ -27,6 +28,7 @@ class Account:
     districts: tuple[str, ...]
     created_at: datetime | None = None
     revoked_at: datetime | None = None
+    sites: tuple[str, ...] = ()  # a site operator's disposal sites / transfer docks
 
 
 def new_token() -> str:
@@ -38,7 +40,7 @@ def token_hash(token: str) -> bytes:
 
 
 def _check(conn: psycopg.Connection, role: str, company: str | None,
-           districts: tuple[str, ...]) -> None:
+           districts: tuple[str, ...], sites: tuple[str, ...] = ()) -> None:
     if role not in ROLES:
         raise ValueError(f"role {role!r} is not one of {', '.join(ROLES)}")
     if role == "company":
@@ -59,22 +61,36 @@ def _check(conn: psycopg.Connection, role: str, company: str | None,
     if unknown:
         raise ValueError(f"district(s) {', '.join(unknown)} are not in the fences table "
                          "(kind 'district' of the city bundle)")
+    if role == "site_operator" and not sites:
+        raise ValueError("a site_operator account needs at least one --site")
+    if sites and role != "site_operator":
+        raise ValueError(f"--site scopes site_operator accounts, not {role}")
+    receiving = {r[0] for r in conn.execute(
+        "SELECT id FROM fences WHERE kind IN ('disposal_site', 'transfer_dock')"
+        " AND id = ANY(%s)", (list(sites),))}
+    wrong = sorted(set(sites) - receiving)
+    if wrong:
+        raise ValueError(f"site(s) {', '.join(wrong)} are not disposal sites or transfer "
+                         "docks of the fences table (the city bundle)")
 
 
 def add_account(conn: psycopg.Connection, account_id: str, role: str, *,
-                company: str | None = None, districts: tuple[str, ...] = ()) -> str:
+                company: str | None = None, districts: tuple[str, ...] = (),
+                sites: tuple[str, ...] = ()) -> str:
     """Create an account and return its token (the only time it is seen)."""
     if not account_id or len(account_id) > 64 or not account_id.isprintable():
         raise ValueError("an account id is 1–64 printable characters")
-    _check(conn, role, company, districts)
+    sites = tuple(dict.fromkeys(sites))
+    _check(conn, role, company, districts, sites)
     token = new_token()
     with conn.transaction():
         if conn.execute("SELECT 1 FROM api_accounts WHERE id = %s",
                         (account_id,)).fetchone() is not None:
             raise ValueError(f"account {account_id!r} exists (revoke it, or rotate its token)")
-        conn.execute("INSERT INTO api_accounts (id, role, company_id, districts, token_hash)"
-                     " VALUES (%s, %s, %s, %s, %s)",
-                     (account_id, role, company, list(districts), token_hash(token)))
+        conn.execute("INSERT INTO api_accounts (id, role, company_id, districts, sites,"
+                     " token_hash) VALUES (%s, %s, %s, %s, %s, %s)",
+                     (account_id, role, company, list(districts), list(sites),
+                      token_hash(token)))
     return token
 
 
@@ -99,14 +115,15 @@ def revoke(conn: psycopg.Connection, account_id: str) -> bool:
 
 
 def list_accounts(conn: psycopg.Connection) -> list[Account]:
-    rows = conn.execute("SELECT id, role, company_id, districts, created_at, revoked_at"
+    rows = conn.execute("SELECT id, role, company_id, districts, created_at, revoked_at, sites"
                         " FROM api_accounts ORDER BY id").fetchall()
-    return [Account(r[0], r[1], r[2], tuple(r[3]), r[4], r[5]) for r in rows]
+    return [Account(r[0], r[1], r[2], tuple(r[3]), r[4], r[5], tuple(r[6])) for r in rows]
 
 
 def account_for_token(conn: psycopg.Connection, token: str) -> Account | None:
     """The active account holding ``token``, or None."""
-    row = conn.execute("SELECT id, role, company_id, districts FROM api_accounts"
+    row = conn.execute("SELECT id, role, company_id, districts, sites FROM api_accounts"
                        " WHERE token_hash = %s AND revoked_at IS NULL",
                        (token_hash(token),)).fetchone()
-    return None if row is None else Account(row[0], row[1], row[2], tuple(row[3]))
+    return None if row is None else Account(row[0], row[1], row[2], tuple(row[3]),
+                                            sites=tuple(row[4]))

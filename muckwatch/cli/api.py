@@ -67,10 +67,13 @@ def _accounts_arguments(p: argparse.ArgumentParser) -> None:
     add.add_argument("id", help="account name, e.g. officer-d01")
     add.add_argument("--role", required=True,
                      choices=["officer", "supervisor", "company", "association", "public",
-                              "analyst"])
+                              "analyst", "site_operator"])
     add.add_argument("--company", help="company id (company accounts)")
     add.add_argument("--district", action="append", default=[],
                      help="district fence id an officer works in (repeat)")
+    add.add_argument("--site", action="append", default=[],
+                     help="disposal site or transfer dock a site_operator records receipts "
+                          "at (repeat)")
     sub.add_parser("list", help="accounts, roles and scopes (never tokens)")
     for name, text in (("revoke", "revoke an account: its token stops working at once"),
                        ("rotate", "a new token for an account; the old one stops working")):
@@ -84,7 +87,8 @@ def accounts(args, settings) -> int:
         try:
             if args.action == "add":
                 token = store.add_account(conn, args.id, args.role, company=args.company,
-                                          districts=tuple(args.district))
+                                          districts=tuple(args.district),
+                                          sites=tuple(args.site))
                 print(token)
                 print(f"account {args.id} ({args.role}) created; the token above is shown "
                       "only now", file=sys.stderr)
@@ -96,7 +100,7 @@ def accounts(args, settings) -> int:
                 print(f"account {args.id} revoked")
             else:
                 for a in store.list_accounts(conn):
-                    scope = a.company_id or ",".join(a.districts) or "-"
+                    scope = a.company_id or ",".join(a.districts or a.sites) or "-"
                     state = f"revoked {a.revoked_at:%Y-%m-%d %H:%M}" if a.revoked_at else "active"
                     print(f"{a.id}\t{a.role}\t{scope}\t{state}")
         except ValueError as e:

@@ -97,6 +97,7 @@ def api(dsn: str, run_dir: Path, sample_city, districts) -> Iterator[Api]:
         "association": ["--role", "association"],
         "public": ["--role", "public"],
         "analyst": ["--role", "analyst"],
+        "site_operator": ["--role", "site_operator", "--site", "DS05"],
     }
     api = Api(f"http://127.0.0.1:{port}", db, uploads, secret)
     for name, args in accounts.items():

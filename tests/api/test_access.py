@@ -44,6 +44,10 @@ PROBES = {
     "registry.read": ("GET", "/v1/registry/sites"),
     "registry.manage": ("PATCH", "/v1/registry/vehicles/NOPE"),
     "sites.status": ("POST", "/v1/registry/sites/NOPE/status"),
+    "receipts.write": ("POST", "/v1/receipts"),
+    "receipts.read": ("GET", "/v1/receipts"),
+    "manifest.read": ("GET", "/v1/manifest"),
+    "reconciliation.read": ("GET", "/v1/manifest/reconciliation?day=2026-01-01"),
 }
 
 
