@@ -34,6 +34,15 @@ from domain.city import load_city
 from domain.settings import Settings
 from domain.wire import encode_batch, encode_fix
 from muckwatch.demo_api import ApiProcess, api_port, officer_token, review_and_open_case
+from muckwatch.demo_manifest import (
+    Haul,
+    accounts,
+    apply_and_approve,
+    arrival_of,
+    haul_track,
+    plan_haul,
+    receipt_and_manifest,
+)
 from muckwatch.locations import city_dir
 from simulator.accuracy import score, table
 from simulator.episodes import demo_offenders
@@ -52,6 +61,9 @@ class DemoOptions:
     trucks: int = 1000
     seed: int = 7
     keep: bool = True  # on a terminal, keep the API up after the report until Enter
+    # a permit applied for and approved through the API, and a truck's haul under it from
+    # site to receipt (the demo runs on until the truck is there: about 90 s)
+    manifest: bool = True
 
 
 def say(text: str) -> None:
@@ -142,16 +154,33 @@ def run_demo(settings: Settings, options: DemoOptions) -> int:
         say(f"● API            muckwatch serve {api.url} (pid {api.proc.pid}), "
             f"log: {api.log_path}")
 
-        sent = drive_fleet(city, broker, options)
+        token = officer_token(dsn)
+        haul = plan_haul(city) if options.manifest else None
+        if haul is not None:
+            company_token, operator_token = accounts(dsn, haul.company, haul.destination)
+            say(f"● Permit         {haul.company} applies, the officer approves "
+                "(through the API)")
+            permit, steps = apply_and_approve(api.url, company_token, token, haul)
+            for line in steps:
+                say("  " + line)
+        sent = drive_fleet(city, broker, options, haul)
         summary = ingest_until_landed(dsn, sent, timeout_s=60)
         stats = ingest.stop()
         ingest = None
         report(dsn, sent, stats, summary, database)
-        token = officer_token(dsn)
         say("")
         say("People act on it (through the HTTP API, as the officer demo-officer)")
         for line in review_and_open_case(api.url, token, sent["first_ts"]):
             say("  " + line)
+        if haul is not None:
+            say("")
+            say(f"The manifest (电子联单): {haul.plate} on {permit}, as the operator of "
+                f"{haul.destination} and the officer see it")
+            arrived = arrival_of(dsn, haul, sent["first_ts"])
+            lines = receipt_and_manifest(api.url, operator_token, token, haul, arrived) \
+                if arrived is not None else ["✗ the haul's arrival is not on the manifest"]
+            for line in lines:
+                say("  " + line)
         say("")
         say(f"  API          {api.url}   (OpenAPI: {api.url}/openapi.json, docs/api.md)")
         say(f"  officer      {token}")
@@ -178,8 +207,11 @@ def run_demo(settings: Settings, options: DemoOptions) -> int:
         say("● Stopped        everything the demo started")
 
 
-def drive_fleet(city, broker: PrivateMosquitto, options: DemoOptions) -> dict[str, int]:
-    """Real-time trucks: one fix per truck per interval, as live terminals would send."""
+def drive_fleet(city, broker: PrivateMosquitto, options: DemoOptions,
+                haul: Haul | None = None) -> dict[str, int]:
+    """Real-time trucks: one fix per truck per interval, as live terminals would send;
+    ``haul``: the truck of the demo's approved permit, driven from its site to its disposal
+    site (the demo runs on until it is there)."""
     started_at = time.time() - 1.0  # wall clock, for this run's rows (ingest time)
     start_ms = time.time_ns() // 1_000_000 - int(options.interval_s * 1000)
     fleet = Fleet(city, trucks=options.trucks, start_ms=start_ms, seed=options.seed,
@@ -195,12 +227,16 @@ def drive_fleet(city, broker: PrivateMosquitto, options: DemoOptions) -> dict[st
     episodes = demo_offenders(city, working, start_ms, ticks * options.interval_s,
                               options.interval_s) if len(fleet) > 10 else []
     offenders = [e.track for e in episodes]
+    if haul is not None:  # it starts now: its permit applies from its approval
+        offenders.append(haul_track(city, haul, start_ms + int(options.interval_s * 1000),
+                                    options.interval_s))
     first_ts = min([start_ms, *(t.fixes[0]["ts"] for t in offenders if t.fixes)])
     sent_upto = dict.fromkeys(range(len(offenders)), 0)
     offender_devices = {t.device for t in offenders}
     in_fleet = len(offender_devices & set(fleet.device.tolist()))
     say(f"● Simulator      {len(fleet) - in_fleet} trucks on their permit routes and "
-        f"{len(offenders)} offenders ({', '.join(e.truth['rule'] for e in episodes)}), "
+        f"{len(episodes)} offenders ({', '.join(e.truth['rule'] for e in episodes)})"
+        + (f", {haul.plate} hauling {haul.origin} → {haul.destination}" if haul else "") + ", "
         f"one fix every {options.interval_s:g} s for {options.duration_s:g} s")
     # the first truck drives through a 'tunnel': its fixes are held and sent as one backfill
     blind_device = next(d for d in fleet.device.tolist() if d not in offender_devices)
@@ -249,6 +285,19 @@ def drive_fleet(city, broker: PrivateMosquitto, options: DemoOptions) -> dict[st
         delay = t0 + (k + 1) * options.interval_s - time.monotonic()
         if delay > 0:
             time.sleep(delay)
+    # the haul may need longer than the fleet's run: its truck goes on alone, in real time
+    while any(sent_upto[n] < len(t.fixes) for n, t in enumerate(offenders)):
+        now_ms = time.time_ns() // 1_000_000
+        for n, track in enumerate(offenders):
+            pending = track.fixes
+            while sent_upto[n] < len(pending) and pending[sent_upto[n]]["ts"] <= now_ms:
+                publisher.telemetry(track.device, encode_fix(pending[sent_upto[n]]))
+                sent_upto[n] += 1
+                messages += 1
+                unique += 1
+        if sys.stdout.isatty():
+            print(f"\r  publishing… the haul's truck, {messages} messages", end="", flush=True)
+        time.sleep(options.interval_s / 2)
     if sys.stdout.isatty():
         print()
     for device in fleet.device.tolist():
@@ -256,10 +305,11 @@ def drive_fleet(city, broker: PrivateMosquitto, options: DemoOptions) -> dict[st
     publisher.flush()
     publisher.close()
     return {"messages": messages + 2 * len(fleet), "unique_fixes": unique,
-            "started_at": started_at, "first_ts": first_ts, "last_ts": fleet.now_ms,
+            "started_at": started_at, "first_ts": first_ts,
             "duplicates": duplicates, "bad": len(bad_messages("a", "b", 0)),
             "backfill": len(held), "trucks": len(fleet),
             "vehicles": len(fleet) + len(offender_devices) - in_fleet,
+            "last_ts": max([fleet.now_ms, *(t.fixes[-1]["ts"] for t in offenders if t.fixes)]),
             "truth": [e.truth for e in episodes]}
 
 

@@ -28,6 +28,9 @@ def _demo_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-wait", action="store_true",
                    help="stop at once after the report (on a terminal the demo otherwise "
                         "keeps the API up until Enter)")
+    p.add_argument("--no-manifest", action="store_true",
+                   help="skip the permit approved through the API and the haul from site to "
+                        "receipt (which keeps the demo running for about 90 s)")
 
 
 def demo(args, settings) -> int:
@@ -38,7 +41,8 @@ def demo(args, settings) -> int:
         return run_demo(settings, DemoOptions(duration_s=args.duration,
                                               interval_s=args.interval,
                                               trucks=args.trucks, seed=args.seed,
-                                              keep=not args.no_wait))
+                                              keep=not args.no_wait,
+                                              manifest=not args.no_manifest))
     except ServiceError as e:
         raise Failure(str(e)) from None
 
