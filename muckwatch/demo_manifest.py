@@ -23,7 +23,7 @@ import shapely.ops
 from domain.city import City
 from geofence.projection import Projector
 from simulator.scenarios import TruckTrack
-from store.accounts import add_account
+from store.accounts import add_account, rotate_token
 
 COMPANY_ACCOUNT = "demo-company"
 OPERATOR_ACCOUNT = "demo-site-operator"
@@ -101,20 +101,26 @@ def haul_track(city: City, haul: Haul, start_ms: int, interval_s: float) -> Truc
 
 
 def accounts(dsn: str, company: str, site: str) -> tuple[str, str]:
-    """Tokens for the demo's company and site operator: made once, rotated later."""
+    """Tokens for the demo's company and site operator: made once, and on later runs (a
+    shared database) pointed at this run's company and site with a new token."""
     tokens = []
     with psycopg.connect(dsn) as conn:
-        for account, role, kw in ((COMPANY_ACCOUNT, "company", {"company": company}),
-                                  (OPERATOR_ACCOUNT, "site_operator", {"sites": (site,)})):
+        for account, role, company_id, sites in ((COMPANY_ACCOUNT, "company", company, None),
+                                                 (OPERATOR_ACCOUNT, "site_operator", None,
+                                                  [site])):
             row = conn.execute("SELECT role FROM api_accounts WHERE id = %s"
                                " AND revoked_at IS NULL", (account,)).fetchone()
-            if row is not None:
-                conn.execute("DELETE FROM api_accounts WHERE id = %s", (account,))
+            if row is not None and row[0] == role:
+                conn.execute("UPDATE api_accounts SET company_id = %s,"
+                             " sites = coalesce(%s, sites) WHERE id = %s",
+                             (company_id, sites, account))
                 conn.commit()
-            conn.execute("DELETE FROM api_accounts WHERE id = %s AND revoked_at IS NOT NULL",
-                         (account,))
+                tokens.append(rotate_token(conn, account))
+                continue
+            conn.execute("DELETE FROM api_accounts WHERE id = %s", (account,))
             conn.commit()
-            tokens.append(add_account(conn, account, role, **kw))
+            tokens.append(add_account(conn, account, role, company=company_id,
+                                      sites=tuple(sites or ())))
     return tokens[0], tokens[1]
 
 
