@@ -24,6 +24,7 @@ from muckwatch.cli import (
     config,
     db,
     geo,
+    office,
     permits,
     report,
     run,
@@ -53,11 +54,12 @@ examples:
   muckwatch config show
 """
 
-GROUPS = (run, services, simulate, alerts, broker, db, report, config, geo, api, permits)
+GROUPS = (run, services, simulate, alerts, broker, db, report, config, geo, api, permits,
+          office)
 # the order `muckwatch --help` lists the commands in (groups register theirs together)
-HELP_ORDER = ("run", "serve", "accounts", "permits", "demo", "replay", "simulate", "accuracy",
-              "alerts", "gateway", "broker", "devices", "jt808", "db", "scores", "company-role",
-              "import", "report", "services", "config", "geofence", "coords")
+HELP_ORDER = ("run", "serve", "accounts", "permits", "office", "demo", "replay", "simulate",
+              "accuracy", "alerts", "gateway", "broker", "devices", "jt808", "db", "scores",
+              "company-role", "import", "report", "services", "config", "geofence", "coords")
 
 
 def command_table() -> CommandTable:
