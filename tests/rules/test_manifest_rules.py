@@ -382,3 +382,15 @@ def test_a_terminal_silent_on_a_loaded_leg_is_caught_by_the_sweep(city):
     events.extend(engine.flush())
     found = violations(events, "TRIP_NOT_CLOSED")
     assert len(found) == 1 and found[0].id == opened[0].id and found[0].end_ts is not None
+
+
+def test_every_rule_is_named_once_for_the_store_alerts_and_reports():
+    """domain.events.RULES is the list the store, alerts and reports read; the chain
+    implements exactly those, and the report draws each in its own colour."""
+    from domain.events import RULES
+    from muckwatch.report import RULE_COLOURS
+    from rules.chain import RULE_NAMES
+
+    assert set(RULE_NAMES) == set(RULES) and len(RULES) == len(set(RULES))
+    assert set(RULE_COLOURS) == set(RULES)
+    assert len(set(RULE_COLOURS.values())) == len(RULES)
