@@ -20,6 +20,7 @@ from simulator.citydistricts import District
 from simulator.cityfleet import Company, Vehicle
 from simulator.citymap import TIMEZONE
 from simulator.citypermits import Permit
+from simulator.cityregistry import Registry
 from simulator.cityroads import Road
 from simulator.citysites import Site
 
@@ -108,14 +109,34 @@ def road_line(proj: Projector, road: Road) -> BaseGeometry:
     return to_published(proj, road[1])
 
 
-def permit_feature(proj: Projector, p: Permit) -> dict:
+def permit_feature(proj: Projector, p: Permit, registry: Registry | None = None) -> dict:
     ids = [d.id for d in p.destinations]
     props: dict = {"id": p.id, "plate": p.plate, "origin": p.origin.id,
                    "destination": ids[0] if len(ids) == 1 else ids,
                    "corridor_m": p.corridor_m, "valid_from": p.valid[0], "valid_to": p.valid[1]}
     if p.hours:
         props["hours"] = p.hours
+    if registry is not None and p.id in registry.declared:
+        props["declared_volume_m3"] = registry.declared[p.id]
+        if registry.job.get(p.id):
+            props["job"] = registry.job[p.id]
     return feature(props, geometry(permit_route(proj, p)))
+
+
+def _number(value: float | None) -> str:
+    return "" if value is None else f"{value:g}"
+
+
+def vehicles_csv(vehicles: list[Vehicle], registry: Registry | None = None) -> str:
+    """vehicles.csv; with a registry, its rated load and volume columns (empty: unknown)."""
+    if registry is None:
+        return "plate,device_id,company_id\n" + "".join(f"{p},{d},{c}\n"
+                                                        for p, d, c in vehicles)
+    rows = []
+    for p, d, c in vehicles:
+        kg, m3 = registry.vehicle.get(p, (None, None))
+        rows.append(f"{p},{d},{c},{_number(kg)},{_number(m3)}\n")
+    return "plate,device_id,company_id,rated_load_kg,volume_m3\n" + "".join(rows)
 
 
 def road_feature(proj: Projector, i: int, road: Road) -> dict:
@@ -134,18 +155,18 @@ def city_toml(seed: int, scale: float, metric_epsg: int) -> str:
 def write_bundle(out_dir: pathlib.Path, proj: Projector, *, sites: list[Site],
                  permits: list[Permit], roads: list[Road], companies: list[Company],
                  vehicles: list[Vehicle], toml: str, readme_text: str,
-                 districts: Sequence[District] = ()) -> None:
+                 districts: Sequence[District] = (), registry: Registry | None = None) -> None:
     """Write every file of FILES; ``sites`` are all fences (zones included) in output order,
-    ``districts`` follow them in fences.geojson."""
+    ``districts`` follow them in fences.geojson; ``registry`` adds the vehicles' rated load
+    and volume and the permits' declared volume and job."""
     _write(out_dir, "city.toml", toml)
     _write(out_dir, "fences.geojson",
            feature_collection([fence_feature(s) for s in sites]
                               + [district_feature(d) for d in districts]))
     _write(out_dir, "permits.geojson",
-           feature_collection([permit_feature(proj, p) for p in permits]))
+           feature_collection([permit_feature(proj, p, registry) for p in permits]))
     _write(out_dir, "roads.geojson",
            feature_collection([road_feature(proj, i, r) for i, r in enumerate(roads)]))
     _write(out_dir, "companies.csv", "id,name\n" + "".join(f"{i},{n}\n" for i, n in companies))
-    _write(out_dir, "vehicles.csv",
-           "plate,device_id,company_id\n" + "".join(f"{p},{d},{c}\n" for p, d, c in vehicles))
+    _write(out_dir, "vehicles.csv", vehicles_csv(vehicles, registry))
     _write(out_dir, "README.md", readme_text)

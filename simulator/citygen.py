@@ -15,7 +15,8 @@ arterials and expressways: plausible, not accurate — never use it for navigati
 The stages, one module each: the hand-drawn map (citymap), metric/published coordinates
 (citycoords), roads and routing (cityroads), fence outlines (cityshapes), placing fences
 (citysites), companies and trucks (cityfleet), permits and their routes (citypermits), the
-districts that tile it all (citydistricts, no random numbers), writing the files (citybundle).
+districts that tile it all (citydistricts, no random numbers), rated loads, volumes and jobs
+(cityregistry), writing the files (citybundle).
 This module runs them in order from one seeded generator.
 
 Usage: ``python -m simulator.citygen --out DIR [--seed N] [--scale X]``.
@@ -37,6 +38,7 @@ from simulator.citycoords import city_projector
 from simulator.citydistricts import draw_districts
 from simulator.cityfleet import draw_companies, draw_vehicles
 from simulator.citypermits import check_ground_truth, draw_permits, extra_permits
+from simulator.cityregistry import draw_registry
 from simulator.cityroads import LOCAL_STREETS_PER_SCALE, build_network, build_roads, local_streets
 from simulator.citysites import Namer, Placer, Pool, place_sites, place_zones
 
@@ -91,6 +93,8 @@ def generate_city(out_dir: pathlib.Path, *, seed: int = DEFAULT_SEED, scale: flo
     # extra jobs from a generator of their own: the first permits stay byte for byte the same
     permits += extra_permits(np.random.default_rng([seed, 2]), vehicles, permits, jobs)
     check_ground_truth(proj, zones, permits)
+    # the registry from a generator of its own: it only adds to the files
+    registry = draw_registry(np.random.default_rng([seed, 3]), vehicles, permits, scale)
 
     fences = [*sites, *zones]
     districts = draw_districts([*(s.geom for s in fences),
@@ -102,7 +106,8 @@ def generate_city(out_dir: pathlib.Path, *, seed: int = DEFAULT_SEED, scale: flo
     out = "data/sample-city" if (seed, scale) == (DEFAULT_SEED, 1.0) else "OUT_DIR"
     write_bundle(out_dir, proj, sites=fences, permits=permits, roads=roads, companies=companies,
                  vehicles=vehicles, toml=city_toml(seed, scale, proj.epsg),
-                 readme_text=readme(counts, seed, scale, out), districts=districts)
+                 readme_text=readme(counts, seed, scale, out), districts=districts,
+                 registry=registry)
     return counts
 
 

@@ -96,7 +96,12 @@ def check_bundle(d: pathlib.Path) -> Bundle:
 
     vehicle_header, vehicles = _csv(d / "vehicles.csv")
     company_header, companies = _csv(d / "companies.csv")
-    assert vehicle_header == ["plate", "device_id", "company_id"]
+    assert vehicle_header == ["plate", "device_id", "company_id", "rated_load_kg", "volume_m3"]
+    for v in vehicles:  # the registry: both known, or both unknown
+        assert (v["rated_load_kg"] == "") == (v["volume_m3"] == ""), v
+        if v["rated_load_kg"]:
+            assert 15_000 <= float(v["rated_load_kg"]) <= 25_000, v
+            assert 12 <= float(v["volume_m3"]) <= 20, v
     assert company_header == ["id", "name"]
     company_ids = [c["id"] for c in companies]
     assert len(set(company_ids)) == len(company_ids)
@@ -164,12 +169,14 @@ def check_bundle(d: pathlib.Path) -> Bundle:
         assert _aware(props["valid_from"]) < _aware(props["valid_to"])
         if "hours" in props:
             assert WINDOW.match(props["hours"])
+        assert props["declared_volume_m3"] > 0
         start, end = shapely.Point(route.coords[0]), shapely.Point(route.coords[-1])
         assert geoms[props["origin"]].covers(start), props["id"]
         assert any(geoms[x].covers(end) for x in dests), props["id"]
         routes.append(route)
     hits = zone_tree.query(routes, predicate="intersects")
     assert not len(hits[0]), f"route {permit_ids[hits[0][0]]} crosses a restricted zone"
+    check_jobs(permits, vehicles)
 
     roads = _features(d / "roads.geojson")
     for r in roads:
@@ -180,6 +187,34 @@ def check_bundle(d: pathlib.Path) -> Bundle:
     check_districts(districts, [*geoms.values(), *routes,
                                 *(shape(r["geometry"]) for r in roads)])
     return Bundle(city, fences, permits, roads, vehicles, companies, districts)
+
+
+def check_jobs(permits: list[dict], vehicles: list[dict]) -> None:
+    """A job (``job``) is one application: its permits share the declared volume, and a
+    job of several permits names several plates; the episodes' small jobs (≤ 100 m³) are
+    one permit each, of a truck holding only such jobs, with a known body volume."""
+    jobs: dict[str, list[dict]] = {}
+    for p in permits:
+        if "job" in p["properties"]:
+            jobs.setdefault(p["properties"]["job"], []).append(p["properties"])
+    small_plates = set()
+    for job, members in jobs.items():
+        assert len({m["declared_volume_m3"] for m in members}) == 1, job
+        if members[0]["declared_volume_m3"] <= 100:
+            assert len(members) == 1, job
+            small_plates.add(members[0]["plate"])
+        else:
+            assert len({m["plate"] for m in members}) == len(members) >= 2, job
+    volume = {v["plate"]: v["volume_m3"] for v in vehicles}
+    for p in permits:
+        props = p["properties"]
+        small = props["declared_volume_m3"] <= 100
+        assert small == (props["plate"] in small_plates), props["id"]
+        if small:
+            assert volume[props["plate"]], props["plate"]
+        else:
+            assert props["declared_volume_m3"] >= 30_000, props["id"]
+    assert small_plates and len(jobs) > len(small_plates)
 
 
 def check_districts(districts: list[dict], covered: list) -> None:
@@ -222,6 +257,18 @@ def test_sample_is_valid_and_meets_minimum_counts() -> None:
     assert len(b.companies) >= 12
     assert len(b.roads) >= 20
     assert len(b.districts) >= 6
+
+
+def test_sample_registry_rated_loads_volumes_and_jobs() -> None:
+    """Most trucks have a rated load and volume, some none (the first: tests/rules drive it
+    with made-up weights); several plates share a job; a few trucks hold small jobs only."""
+    b = check_bundle(SAMPLE)
+    known = [v for v in b.vehicles if v["rated_load_kg"]]
+    assert 0.85 * len(b.vehicles) <= len(known) < len(b.vehicles)
+    assert not b.vehicles[0]["rated_load_kg"]
+    jobs = {p["properties"].get("job") for p in b.permits} - {None}
+    assert sum(j.startswith("J") for j in jobs) >= 20
+    assert 10 <= sum(j.startswith("S") for j in jobs) <= 30
 
 
 def test_sample_has_the_variety_the_rules_need() -> None:
