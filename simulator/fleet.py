@@ -19,7 +19,12 @@ phase; a share of terminals has a skewed clock (constant offset up to ``max_skew
 
 Terminals differ: most report lid, lift and a load level; ``no_lift_share`` have no lift
 sensor (tipping shows only as the load dropping); ``weighing_share`` weigh the load
-(``load_kg``) instead of reporting a level.
+(``load_kg``) instead of reporting a level — a full load within the truck's rated load in
+the registry (``FILL``), so the compliant fleet never overloads. A truck takes no job whose
+loaded drive it expects to last over 90 minutes (``fleet_jobs.workable``: TRIP_NOT_CLOSED
+waits 2 hours), and the trucks of the registry's small jobs (simulator.cityregistry) are
+not the fleet's. Each loaded truck passing its destination's gate is an arrival
+(``arrivals``: the site operator's receipt).
 
 Noise that must *not* become a violation (``Noise``), each event written to ``events`` as a
 near-miss truth row with its ``kind``: lift-sensor bounces, lid-contact flickers, load-level
@@ -57,6 +62,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from domain.city import City, parse_window
+from simulator.cityregistry import episode_job
 from simulator.fleet_jobs import permit_valid_until, start_state, unpark, within
 from simulator.fleet_motion import MIN_JUNCTION_GAP_M, move
 from simulator.fleet_paths import Paths
@@ -88,7 +94,19 @@ __all__ = [
     "permit_valid_until",
 ]
 
-KG_FULL = (24_000.0, 32_000.0)  # a full load, on terminals that weigh
+KG_FULL = (24_000.0, 32_000.0)  # a full load, on terminals that weigh (rated load unknown)
+# a full load as a share of the truck's rated load (registry), on terminals that weigh: an
+# honest company loads at most 2 % over (with the sensor's noise, ≈ 1.04 × rated at the most)
+FILL = (0.85, 1.02)
+
+
+def full_load_kg(draw: np.ndarray | float, rated: np.ndarray | float) -> np.ndarray:
+    """A full load in kg from a draw in ``KG_FULL``: the draw itself when the rated load is
+    unknown (NaN), else the same position in ``FILL`` × rated (the same random draw either
+    way, so the registry changes no other number of a run)."""
+    u = (np.asarray(draw, float) - KG_FULL[0]) / (KG_FULL[1] - KG_FULL[0])
+    rated = np.asarray(rated, float)
+    return np.where(np.isnan(rated), draw, rated * (FILL[0] + (FILL[1] - FILL[0]) * u))
 
 
 class Fleet:
@@ -137,6 +155,9 @@ class Fleet:
         self.step_ms = round(min(step_s, interval_s) * 1000)
         self.tz = ZoneInfo(city.timezone)
         self.events: list[dict] = []  # near-miss truth rows of the noise, drained by the caller
+        # (truck, destination site, true ms) of each loaded truck entering its destination,
+        # drained by the caller (the site operator's receipts)
+        self.arrivals: list[tuple[int, str, int]] = []
 
         # trucks: vehicles holding a permit valid now (in file order), then those whose
         # permits are valid later today or tomorrow (night-only ones)
@@ -144,9 +165,11 @@ class Fleet:
         at = datetime.fromtimestamp(start_ms / 1000, self.tz)
         minute = at.hour * 60 + at.minute
         held: dict[str, list] = {}
+        # the episodes' small jobs (simulator.cityregistry): their trucks are not the fleet's
+        small = {p.plate for p in city.permits if episode_job(p.declared_volume_m3)}
         for p in city.permits:
             if p.plate in by_plate and by_plate[p.plate].device_id not in exclude \
-                    and p.valid_from <= at <= p.valid_to:
+                    and p.plate not in small and p.valid_from <= at <= p.valid_to:
                 held.setdefault(p.plate, []).append(p)
         now_ok = [pl for pl, ps in held.items()
                   if any(p.hours is None or within(minute, parse_window(p.hours)) for p in ps)]
@@ -188,7 +211,10 @@ class Fleet:
         profile = rng.random(n)
         self.has_lift = profile >= no_lift_share
         self.weighs = rng.random(n) < weighing_share
-        self.full_kg = rng.uniform(*KG_FULL, n)
+        rated = np.array([by_plate[pl].rated_load_kg or np.nan for pl in plates], float)
+        self.rated_kg = rated
+        self.full_kg = full_load_kg(rng.uniform(*KG_FULL, n), rated)
+        self.volume_m3 = np.array([by_plate[pl].volume_m3 or np.nan for pl in plates], float)
         # shifts (local minutes): night for trucks whose jobs are all night-only, else either
         night_only = np.array([all(self._windows[j] is not None for j in js) for js in self.jobs])
         has_night = np.array([any(self._windows[j] is not None for j in js) for js in self.jobs])

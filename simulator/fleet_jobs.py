@@ -39,6 +39,8 @@ if TYPE_CHECKING:
     from simulator.fleet import Fleet
 
 PARK_TRUTH_MIN_S = 1800.0  # parking this long or longer is written to the truth
+MAX_LEG_DRIVE_S = 5400.0  # a truck takes no job whose loaded drive it expects to last longer
+RED_LIGHT_MEAN_S = 32.5  # fleet_motion.RED_LIGHT_S
 
 
 def within(minute: int, window: tuple[int, int]) -> bool:
@@ -87,6 +89,21 @@ def next_shift_s(fleet: Fleet, i: int, ms: float) -> float:
     return ((fleet.shift_start[i] - minute) % 1440) * 60
 
 
+def drive_s(fleet: Fleet, i: int, j: int) -> float:
+    """The expected time truck ``i`` drives permit ``j``'s route: at its cruising speed, a
+    red light every ``junction_spacing_m`` (mean wait, and the time lost braking for it and
+    pulling away)."""
+    v = float(fleet.cruise[i])
+    lights = fleet.paths.length[j] / fleet.junction_spacing_m
+    return float(fleet.paths.length[j] / v + lights * (RED_LIGHT_MEAN_S + 1.2 * v))
+
+
+def workable(fleet: Fleet, i: int, j: int) -> bool:
+    """Whether truck ``i`` takes job ``j`` at all: its loaded leg must end well within the
+    rules' 2 hours (TRIP_NOT_CLOSED); a slow truck leaves a city-crossing haul to others."""
+    return drive_s(fleet, i, j) <= MAX_LEG_DRIVE_S
+
+
 def leg_s(fleet: Fleet, i: int, j: int) -> float:
     """A generous estimate of a loaded leg on permit ``j``: loading, the route with red
     lights, a gate, tipping."""
@@ -114,7 +131,7 @@ def start_state(fleet: Fleet, i: int) -> None:
     allows it, the others are parked at one of their sites."""
     rng, now = fleet.rng, fleet.now_ms
     jobs = fleet.jobs[i]
-    ok = [j for j in jobs if in_shift(fleet, i, now) > 0
+    ok = [j for j in jobs if in_shift(fleet, i, now) > 0 and workable(fleet, i, j)
           and (u := fleet.valid_until(j, now)) is not None and u >= now + 1000 * (
               leg_s(fleet, i, j) + LEG_MARGIN_S)]
     if not ok:
@@ -173,6 +190,8 @@ def decide(fleet: Fleet, i: int) -> None:
     site = site_of(fleet, i)
     choices = []
     for j in fleet.jobs[i]:
+        if not workable(fleet, i, j):
+            continue
         plan = way_to(fleet, i, j, site, here_x, here_y)
         if plan is None:
             continue

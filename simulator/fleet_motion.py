@@ -87,6 +87,12 @@ def move(fleet: Fleet, dt: float) -> None:
     step = np.minimum(0.5 * (fleet.v + v_new) * dt + 0.5, ahead)
     step = np.where(driving, step, 0.0)
     fleet.v = np.where(driving, v_new, fleet.v)
+    outbound = driving & (phase == OUTBOUND)
+    if outbound.any():  # a loaded truck passing its destination's gate: it has arrived
+        entry = fleet.paths.entry_s[np.where(outbound, fleet.route, 0)]
+        for i in np.flatnonzero(outbound & (s < entry) & (s + step >= entry)).tolist():
+            fleet.arrivals.append((i, fleet.paths.dest[int(fleet.route[i])],
+                                   fleet.now_ms + round(dt * 1000)))
     s += direction * step
     at_light = driving & (to_stop - step <= 0.01) & (to_stop < to_end)
     at_end = driving & (to_end - step <= 0.01)
