@@ -16,7 +16,8 @@ positive of its device overlaps it (± the tolerance).
 
 A truth file may start with a summary line, ``{"summary": {"compliant_truck_hours": …}}``:
 then false positives are also given per 1,000 compliant truck-hours, per rule and overall.
-Truth files without it are read as before.
+Truth files without it are read as before. Lines ``{"receipt": …}`` are the site operators'
+receipts (``read_receipts``), not truth rows.
 """
 
 from __future__ import annotations
@@ -96,10 +97,21 @@ class AccuracyError(ValueError):
 
 
 def read_truth(path: str | Path) -> tuple[list[dict], dict | None]:
-    """The truth rows and the summary line (None if the file has none)."""
+    """The truth rows and the summary line (None if the file has none); the site operators'
+    receipts (``{"receipt": …}`` lines, ``read_receipts``) are left out."""
     rows = read_jsonl(path, ("rule", "device", "start_ts"), allow_summary=True)
     summary = next((r["summary"] for r in rows if "summary" in r), None)
-    return [r for r in rows if "summary" not in r], summary
+    return [r for r in rows if "summary" not in r and "receipt" not in r], summary
+
+
+def read_receipts(path: str | Path) -> list[dict]:
+    """The receipts of a truth file, in the order written: ``site``, ``plate``, ``device``,
+    ``received_at`` (ISO 8601), ``received_ms``, ``volume_m3`` (optional), ``arrived_ts``
+    (device time of the arrival; null for a forged receipt); ``missing: true`` marks an
+    arrival the operator recorded nothing for, ``forged: true`` a receipt for an arrival
+    that never happened."""
+    rows = read_jsonl(path, (), allow_summary=True)
+    return [r["receipt"] for r in rows if isinstance(r.get("receipt"), dict)]
 
 
 def read_jsonl(path: str | Path, required: tuple[str, ...],
@@ -116,7 +128,8 @@ def read_jsonl(path: str | Path, required: tuple[str, ...],
             row = json.loads(line)
         except json.JSONDecodeError as e:
             raise AccuracyError(f"{path}:{n}: not JSON ({e})") from None
-        if allow_summary and isinstance(row, dict) and isinstance(row.get("summary"), dict):
+        if allow_summary and isinstance(row, dict) and (isinstance(row.get("summary"), dict)
+                                                         or isinstance(row.get("receipt"), dict)):
             rows.append(row)
             continue
         missing = [k for k in required if k not in row]

@@ -10,7 +10,7 @@ off the track rather than assumed.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -23,17 +23,29 @@ from simulator.scenarios import TruckTrack, inner_spot
 
 @dataclass(frozen=True)
 class Profile:
-    """What a terminal reports: a lift sensor or not, a load level or a weight."""
+    """What a terminal reports — a lift sensor or not, a load level or a weight (``full_kg``
+    a full load) — and what the registry says of its truck (None: unknown)."""
 
     has_lift: bool = True
     weighs: bool = False
     full_kg: float = 28_000.0
+    rated_kg: float | None = None
+    volume_m3: float | None = None
+
+    @property
+    def load_m3(self) -> float | None:
+        """The true volume of a full load: weighed / 1,800 kg/m³, else the body volume."""
+        if self.weighs:
+            return round(self.full_kg / 1800.0, 1)
+        return self.volume_m3
 
 
 STANDARD = Profile()
 
+#: the manifest's rules (issue #22), their episodes in ``simulator.episodes_manifest``
+MANIFEST_RULES = ("WRONG_DESTINATION", "TRIP_NOT_CLOSED", "OVERLOAD", "PERMIT_VOLUME_EXCEEDED")
 RULES = ("OVERSPEED", "UNAUTHORISED_DUMP", "UNCOVERED_LOAD", "RESTRICTED_ZONE", "OFF_ROUTE",
-         "NO_PERMIT", "SIGNAL_LOSS")
+         "NO_PERMIT", "SIGNAL_LOSS", *MANIFEST_RULES)
 LOADED = {"lid": 0, "lift": 0, "load": 2}
 EMPTY = {"lid": 0, "lift": 0, "load": 0}
 
@@ -46,6 +58,18 @@ class EpisodeError(ValueError):
 class Episode:
     track: TruckTrack
     truth: dict
+    # other true offences the episode commits on the way (an OFF_ROUTE on the way to a site
+    # the permit does not name), written to the truth with it
+    extra: list[dict] = field(default_factory=list)
+    # (site, device ms of the first fix inside, the load's true m³ or None) of every loaded
+    # arrival where it tips: the site operator's receipts
+    arrivals: list[tuple[str, int, float | None]] = field(default_factory=list)
+    # inside a blind area, the terminal holds its fixes from this device time (None: from
+    # the track's first fix)
+    hold_from: int | None = None
+    # device ms of the departures of loads counted against a small job (PERMIT_VOLUME_EXCEEDED)
+    loads: list[int] = field(default_factory=list)
+    job: str = ""
 
 
 def truth_entry(rule: str, track: TruckTrack, plate: str | None, offending: Callable[[dict], bool],
@@ -70,13 +94,48 @@ class Episodes:
         self.fences = {f.id: probe.metric(f.geometry) for f in city.fences}
         self.tree = shapely.STRtree(list(self.fences.values()))
         self.fence_list = list(city.fences)
-        sites = [g for f, g in zip(city.fences, self.fences.values(), strict=True)
-                 if f.kind != "restricted_zone"]
-        self.site_tree = shapely.STRtree(sites)
+        sites = [(f.id, g) for f, g in zip(city.fences, self.fences.values(), strict=True)
+                 if f.kind != "restricted_zone" and f.kind != "district"]
+        self.site_ids = [i for i, _ in sites]
+        self.site_tree = shapely.STRtree([g for _, g in sites])
         self.permits = {p.id: p for p in city.permits}
         self.plates = {v.device_id: v.plate for v in city.vehicles}
         self.tz = ZoneInfo(city.timezone)
         self._spots: dict[tuple[float, float], tuple[float, float]] = {}
+        self.vehicles = {v.device_id: v for v in city.vehicles}
+        self.by_plate: dict[str, list] = {}
+        for p in sorted(city.permits, key=lambda p: (p.valid_from, p.id)):  # as the rules
+            self.by_plate.setdefault(p.plate, []).append(p)
+        self._arrivals: list[tuple[str, int, float | None]] = []
+        self._routes: dict[str, shapely.LineString] = {}
+        self._load_m3: float | None = None  # the episode truck's load, for its receipts
+
+    def route_m(self, permit_id: str) -> shapely.LineString:
+        """A permit's route in metres (cached)."""
+        if permit_id not in self._routes:
+            self._routes[permit_id] = TruckTrack(self.city, "-", 0).route(permit_id)
+        return self._routes[permit_id]
+
+    def site_at(self, x: float, y: float) -> str | None:
+        """The site (not a zone or district) holding a metric point."""
+        hit = self.site_tree.query(shapely.Point(x, y), "intersects")
+        return self.site_ids[int(hit[0])] if len(hit) else None
+
+    def inside(self, fix: dict, fence_id: str, track: TruckTrack) -> bool:
+        x, y = track.projector.to_metric([fix["lon"]], [fix["lat"]])
+        return bool(self.fences[fence_id].intersects(shapely.Point(x[0], y[0])))
+
+    def arrived(self, t: TruckTrack, site: str, since: int) -> int | None:
+        """Device time of the first fix from index ``since`` on inside ``site``."""
+        return next((f["ts"] for f in t.fixes[since:] if self.inside(f, site, t)), None)
+
+    def note_arrival(self, t: TruckTrack, site: str | None, since: int) -> None:
+        """A loaded arrival where the truck tips: a receipt at that site."""
+        if site is None:
+            return
+        ts = self.arrived(t, site, since)
+        if ts is not None:
+            self._arrivals.append((site, ts, self._load_m3))
 
     def _local_minute(self, ms: int) -> int:
         at = datetime.fromtimestamp(ms / 1000, self.tz)
@@ -165,9 +224,11 @@ class Episodes:
 
     def _drive_and_tip(self, t: TruckTrack, route, b: float) -> None:
         """Drive the rest of the route loaded and tip well inside the destination."""
+        since = len(t.fixes)
         if b < 0.999:
             t.drive(t.part(route, b, 1.0), 35, **LOADED)
         self._into_site(t, route, **LOADED)
+        self.note_arrival(t, self.site_at(t.x, t.y), since)
         t.dwell(20, **LOADED)
         t.dwell(90, lid=1, lift=1, load=2)
         t.dwell(20, **EMPTY)
@@ -189,7 +250,13 @@ class Episodes:
     # --- offences -------------------------------------------------------------------------
 
     def offence(self, rule: str, device: str, permit_id: str | None, begin_ms: int, seed: int,
-                k: int = 0, profile: Profile = STANDARD, avoid=()) -> Episode:
+                k: int = 0, profile: Profile = STANDARD, avoid=(), plan=None) -> Episode:
+        self._arrivals, self._load_m3 = [], profile.load_m3
+        if rule in MANIFEST_RULES:
+            from simulator.episodes_manifest import manifest_episode
+
+            return manifest_episode(self, rule, False, device, permit_id, begin_ms, seed, k,
+                                    profile, plan)
         t = TruckTrack(self.city, device, begin_ms, interval_s=self.interval_s, seed=seed)
         route = t.route(permit_id) if permit_id else None
         kind = None
@@ -278,13 +345,20 @@ class Episodes:
         entry = truth_entry(rule, t, self.plates.get(device), offending, what)
         entry["kind"] = kind or "offence"
         _apply(t, profile)
-        return Episode(t, entry)
+        return Episode(t, entry, arrivals=self._arrivals)
 
     # --- near-misses ------------------------------------------------------------------------
 
     def near_miss(self, rule: str, device: str, permit_id: str | None, begin_ms: int,
-                  seed: int, k: int = 0, profile: Profile = STANDARD, avoid=()) -> Episode:
+                  seed: int, k: int = 0, profile: Profile = STANDARD, avoid=(),
+                  plan=None) -> Episode:
         """Looks like ``rule`` but is not an offence; the truth entry is a negative."""
+        self._arrivals, self._load_m3 = [], profile.load_m3
+        if rule in MANIFEST_RULES:
+            from simulator.episodes_manifest import manifest_episode
+
+            return manifest_episode(self, rule, True, device, permit_id, begin_ms, seed, k,
+                                    profile, plan)
         t = TruckTrack(self.city, device, begin_ms, interval_s=self.interval_s, seed=seed)
         route = t.route(permit_id) if permit_id else None
         kind = None
@@ -359,7 +433,7 @@ class Episodes:
         entry = truth_entry(rule, t, self.plates.get(device), near, what, negative=True)
         entry["kind"] = kind or "near_miss"
         _apply(t, profile)
-        return Episode(t, entry)
+        return Episode(t, entry, arrivals=self._arrivals)
 
     def _inactive_zone(self, at_ms: int, k: int) -> Fence:
         """A restricted zone whose hours do not cover the next 10 minutes, with a centre no
@@ -402,17 +476,20 @@ def _park(track: TruckTrack) -> None:
         track.dwell(30, lid=last.get("lid"), lift=last.get("lift"), load=last.get("load"))
 
 
-def _apply(track: TruckTrack, profile: Profile) -> None:
+def _apply(track: TruckTrack, profile: Profile, full_kg: float | None = None) -> None:
     """The terminal's sensors: no lift key without a lift sensor, a weight instead of a
-    level on a weighing terminal."""
-    if profile.has_lift and not profile.weighs:
-        return
+    level on a weighing terminal (``full_kg`` a full load, default the profile's; a fix's
+    own ``_kg`` — set by an episode — is what it weighs)."""
+    full = profile.full_kg if full_kg is None else full_kg
     for f in track.fixes:
+        own = f.pop("_kg", None)
+        if profile.has_lift and not profile.weighs:
+            continue
         if not profile.has_lift:
             f.pop("lift", None)
         if profile.weighs and "load" in f:
             level = f.pop("load")
-            kg = {0: 80.0, 1: 0.45 * profile.full_kg, 2: profile.full_kg}[level]
+            kg = {0: 80.0, 1: 0.45 * full, 2: full}[level] if own is None else own
             f["load_kg"] = round(kg + float(track.rng.normal(0, 60)), 0) if level else kg
 
 

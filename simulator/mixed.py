@@ -15,6 +15,10 @@ truth, and the ways real terminals deliver — the input of ``muckwatch accuracy
   aside for them (each truck one episode at a time, a loaded one starting at its permit's
   origin and ending tipped at its destination). Every ``blind_episode_every``-th offence is
   committed inside a blind area and reaches the system only as a late batch.
+* Every loaded arrival at a disposal site or dock becomes the site operator's receipt, a
+  ``{"receipt": …}`` line of the truth (docs/simulator.md "Receipts"): 1–10 minutes after
+  the arrival, ``receipt_missing_share`` of them never recorded, and now and then a forged
+  one for a truck that never came.
 
 Deliveries are produced in delivery order as simulated time advances, episodes are built only
 shortly before they start and the truth is written as it happens, so the same stream feeds a
@@ -28,6 +32,7 @@ import heapq
 import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import BinaryIO
 from zoneinfo import ZoneInfo
 
@@ -36,8 +41,17 @@ import orjson
 
 from domain.city import City
 from domain.wire import TOPIC_ROOT, partition_topic
+from simulator.cityregistry import episode_job
 from simulator.episodes import RULES, Episode, EpisodeError, Episodes, Profile
-from simulator.fleet import Fleet, Noise, permit_valid_until
+from simulator.episodes_manifest import (
+    JobLedger,
+    detour_estimate_m,
+    detour_m,
+    lead_s,
+    route_ok,
+    valid_for_s,
+)
+from simulator.fleet import Fleet, Noise, full_load_kg, permit_valid_until
 
 __all__ = ["RULES", "Delivery", "MixedOptions", "MixedScenario"]
 
@@ -67,6 +81,9 @@ class MixedOptions:
     weighing_share: float = 0.1  # terminals that weigh the load instead of a level
     step_s: float = 1.0  # motion sub-step
     episode_gap_s: float = 1800.0  # an episode truck rests this long between episodes
+    # receipts (the site operators'): share of arrivals with none, forged ones per receipt
+    receipt_missing_share: float = 0.02
+    receipt_forged_share: float = 0.01
 
 
 MAX_BATCH_FIXES = 200  # a long blind-area backlog goes as several messages (≈ 26 KB each)
@@ -133,6 +150,11 @@ def parse_duration(text: str) -> float:
 
 _WINDOW_MS = 7_200_000  # tunnels and blind areas: per truck, per two hours of the run
 _MIN_ROUTE_M = 5000.0  # episodes prefer routes at least this long
+_EPISODE_MS = 35 / 3.6  # an episode truck's speed on its route, m/s
+_HAUL_STOPS_S = 420.0  # loading, into the site, tipping, back into the origin
+_SHORT_ROUTE_M = 2000.0  # and take none shorter (half of it outlasts every debounce)
+EPISODE_WEIGHING_SHARE = 0.2  # episode trucks that weigh their load, at the least
+_END_MARGIN_MS = 120_000  # an offence must begin this long before the run ends
 
 
 @dataclass(frozen=True)
@@ -185,17 +207,28 @@ class MixedScenario:
             if device is not None and device not in busy:
                 pool.setdefault(device, []).append(p)
         self._pool = pool
+        self._plates = {v.device_id: v.plate for v in city.vehicles}
         scripted = sum(counts.values()) - counts["NO_PERMIT"]
         if scripted and not pool:
             raise ValueError(f"the city has {len(busy)} trucks with a permit, all of them in "
                              f"the compliant fleet: none is left for the {scripted} scripted "
                              "episodes (ask for fewer --trucks)")
+        # the trucks of the small jobs (simulator.cityregistry): PERMIT_VOLUME_EXCEEDED only
+        self._small = {device for device, permits in pool.items()
+                       if any(episode_job(p.declared_volume_m3) for p in permits)}
+        vehicles = {v.device_id: v for v in city.vehicles}
         profiles = np.random.default_rng(o.seed + 300)
         self._profile = {}
         for device in [*pool, *self._no_permit]:
             has_lift = profiles.random() >= o.no_lift_share
-            weighs = profiles.random() < o.weighing_share
-            self._profile[device] = Profile(has_lift, weighs, float(profiles.uniform(24e3, 32e3)))
+            # OVERLOAD needs weighing terminals among the episode trucks
+            weighs = profiles.random() < max(o.weighing_share, EPISODE_WEIGHING_SHARE) \
+                and device not in self._small  # a small job's loads: by the body volume
+            v = vehicles[device]
+            rated = v.rated_load_kg
+            full = float(full_load_kg(profiles.uniform(24e3, 32e3),
+                                      np.nan if rated is None else rated))
+            self._profile[device] = Profile(has_lift, weighs, full, rated, v.volume_m3)
         seconds = o.minutes * 60
         latest = max(60.0, seconds - 900.0)
         plan = []
@@ -203,7 +236,8 @@ class MixedScenario:
             for k in range(counts[rule]):
                 for negative in ((False, True) if o.near_misses else (False,)):
                     begin = o.start_ms + int(rng.uniform(60.0, latest) * 1000)
-                    plan.append((begin, rule, negative, k))
+                    # TRIP_NOT_CLOSED: the track begins 2 h before its moment
+                    plan.append((begin - int(lead_s(rule, negative) * 1000), rule, negative, k))
         plan.sort()
         self._plan = [_Planned(b, r, neg, k, n) for n, (b, r, neg, k) in enumerate(plan)]
         self.planned = len(self._plan)
@@ -229,6 +263,7 @@ class MixedScenario:
         permit valid for the whole of it; an episode no truck can take is left out."""
         o = self.options
         builder = Episodes(self.city, o.interval_s)
+        ledger = JobLedger(builder)
         free_at: dict[str, int] = {}
         seq: dict[str, int] = {}
         queue = [(p.begin_ms, p.n, p, 0) for p in self._plan]
@@ -241,23 +276,40 @@ class MixedScenario:
             begin, _, plan, tries = heapq.heappop(queue)
             if begin >= self.end_ms - 60_000:
                 continue
-            pick = self._pick(plan, begin, free_at, routes)
+            pick = self._pick(plan, begin, free_at, routes, ledger)
             if pick is None:
                 if tries < 12:  # try again in 10 minutes
                     heapq.heappush(queue, (begin + 600_000, plan.n, plan, tries + 1))
                 continue
-            device, permit_id, avoid = pick
+            device, permit_id, avoid, volume, begin = pick
             make = builder.near_miss if plan.negative else builder.offence
             try:
                 episode = make(plan.rule, device, permit_id, begin, o.seed * 1000 + plan.n,
-                               plan.k, profile=self._profile[device], avoid=avoid)
+                               plan.k, profile=self._profile[device], avoid=avoid, plan=volume)
             except EpisodeError:
                 continue
             episode.track.fixes = [f for f in episode.track.fixes if f["ts"] < self.end_ms]
-            if not episode.track.fixes or episode.truth["start_ts"] >= self.end_ms:
+            if not episode.track.fixes:
                 continue
-            if episode.truth["end_ts"] > episode.track.fixes[-1]["ts"]:
-                episode.truth["end_ts"] = episode.track.fixes[-1]["ts"]  # cut off
+            last = episode.track.fixes[-1]["ts"]
+            start = episode.truth["start_ts"]
+            # an offence the run ends too soon after to be seen (a debounce still running, a
+            # silence with no fix after it) is left out, track and all
+            late = start > self.end_ms - _END_MARGIN_MS \
+                or (plan.rule == "SIGNAL_LOSS" and last <= start) \
+                or any(x["start_ts"] > self.end_ms - _END_MARGIN_MS for x in episode.extra)
+            if start >= self.end_ms or (late and not plan.negative):
+                continue
+            # the loads the rules count: a departure they see confirmed (30 s outside)
+            counted = [d for d in episode.loads if d + 40_000 <= last]
+            if counted and episode.job:
+                ledger.add(episode.job, len(counted) * float(self._profile[device].volume_m3
+                                                             or 0.0))
+            if episode.truth["end_ts"] > last:
+                episode.truth["end_ts"] = last  # cut off
+            for x in episode.extra:
+                x["end_ts"] = min(x["end_ts"], last)
+            episode.arrivals = [a for a in episode.arrivals if a[1] < self.end_ms]
             free_at[device] = episode.track.fixes[-1]["ts"] + int(o.episode_gap_s * 1000)
             for f in episode.track.fixes:  # the terminal's sequence numbers go on counting
                 f["seq"] = seq.get(device, 0)
@@ -271,37 +323,85 @@ class MixedScenario:
                 episode.truth["blind_area"] = True
             yield episode, blind
 
-    def _pick(self, plan: _Planned, begin: int, free_at: dict[str, int], routes: list[str]):
-        """(device, permit id, the truck's other routes valid then) for an episode."""
-        hours = 2 * 3_600_000
+    def _pick(self, plan: _Planned, begin: int, free_at: dict[str, int], routes: list[str],
+              ledger: JobLedger):
+        builder = ledger.episodes
+        """(device, permit id, the truck's other routes valid then, the volume plan) for an
+        episode: a truck free then, with a permit valid long enough on a route whose leg
+        ends well within 2 hours; PERMIT_VOLUME_EXCEEDED on a small job's truck (only they),
+        OVERLOAD on a weighing one with a rated load."""
         if plan.rule == "NO_PERMIT":
             for device in self._no_permit:
                 if free_at.get(device, 0) <= begin:
-                    return device, routes[(2 * plan.k + plan.negative) % len(routes)], ()
+                    return device, routes[(2 * plan.k + plan.negative) % len(routes)], (), \
+                        None, begin
             return None
+        if plan.rule == "WRONG_DESTINATION":
+            return self._detour_pick(plan, begin, free_at, builder)
+        volume_rule = plan.rule == "PERMIT_VOLUME_EXCEEDED"
+        best = None
         for device, permits in self._pool.items():
-            if free_at.get(device, 0) > begin:
+            if free_at.get(device, 0) > begin or (device in self._small) != volume_rule:
                 continue
+            profile = self._profile[device]
+            if plan.rule == "OVERLOAD" and not (profile.weighs and profile.rated_kg):
+                continue
+            hours = valid_for_s(plan.rule) * 1000
             valid = [p for p in permits
                      if (u := permit_valid_until(p, begin, self._tz)) is not None
-                     and u >= begin + hours]
+                     and u >= begin + hours and route_ok(_metric_route(self.city, p).length)]
             # a route long enough that each offence lasts well past its rule's debounce
             valid = [p for p in valid if _metric_route(self.city, p).length >= _MIN_ROUTE_M] \
-                or valid
+                or [p for p in valid if _metric_route(self.city, p).length >= _SHORT_ROUTE_M]
             if not valid:
+                continue
+            if volume_rule:  # the truck and job with the fewest loads to haul
+                for p in valid:
+                    until = permit_valid_until(p, begin, self._tz) or 0.0
+                    x = ledger.plan(device, p, begin, profile.volume_m3, plan.negative)
+                    if x is None:
+                        continue
+                    # an offence's loads within the volume come first: the load over it
+                    # falls near the planned time (before the run's start, in a short run)
+                    length = _metric_route(self.city, p).length
+                    lead = 0 if plan.negative else int((x.hauls - 1) * (
+                        2 * length / _EPISODE_MS + _HAUL_STOPS_S) * 1000)
+                    key = (x.hauls, length)
+                    if (best is None or key < best[4]) and free_at.get(device, 0) <= \
+                            begin - lead and until >= begin + 1000 * valid_for_s(plan.rule, x):
+                        best = (device, p.id, (), x, key, begin - lead)
                 continue
             chosen = valid[(plan.n + len(free_at)) % len(valid)]
             avoid = [(_metric_route(self.city, p), p.corridor_m)
                      for p in permits if p is not chosen
                      and permit_valid_until(p, begin, self._tz) is not None]
-            return device, chosen.id, avoid
+            return device, chosen.id, avoid, None, begin
+        return (*best[:4], best[5]) if best else None
+
+    def _detour_pick(self, plan: _Planned, begin: int, free_at: dict[str, int], builder):
+        """WRONG_DESTINATION: of the free trucks' permits, the one with the shortest way to
+        a site it does not name (short episodes, short runs included)."""
+        options = []
+        for device, permits in self._pool.items():
+            if free_at.get(device, 0) > begin or device in self._small:
+                continue
+            for p in permits:
+                u = permit_valid_until(p, begin, self._tz)
+                if u is not None and u >= begin + valid_for_s(plan.rule) * 1000 and \
+                        route_ok(_metric_route(self.city, p).length):
+                    options.append((detour_estimate_m(builder, p), device, p.id, p))
+        options.sort(key=lambda o: o[:3])
+        for _, device, pid, p in options[:8]:
+            if detour_m(builder, p, begin) < float("inf"):
+                return device, pid, (), None, begin
         return None
 
     @property
     def truth(self) -> list[dict]:
-        """The episodes' truth (offences and their near-misses, not the fleet's noise)."""
+        """The episodes' truth (offences and their near-misses, and the other offences they
+        commit on the way; not the fleet's noise)."""
         if self._truth is None:
-            self._truth = [e.truth for e, _ in self._episodes()]
+            self._truth = [row for e, _ in self._episodes() for row in (e.truth, *e.extra)]
         return self._truth
 
     @property
@@ -318,8 +418,9 @@ class MixedScenario:
         if blind:
             t = episode.truth
             until = min(t["end_ts"], t["start_ts"] + 240_000) + 30_000
-            held = [f for f in fixes if f["ts"] <= until]
-            fixes = [f for f in fixes if f["ts"] > until]
+            since = episode.hold_from if episode.hold_from is not None else fixes[0]["ts"]
+            held = [f for f in fixes if since <= f["ts"] <= until]
+            fixes = [f for f in fixes if not since <= f["ts"] <= until]
             if held:
                 out.append(Delivery(min(until + 60_000, self.end_ms), device, held))
         out += [Delivery(f["ts"], device, f) for f in fixes]
@@ -374,16 +475,27 @@ class MixedScenario:
         counter = itertools.count()
         episodes = self._episodes()
         upcoming = next(episodes, None)
+        built: list[dict] = []  # the episodes' truth, kept for ``truth`` (small)
         held: dict[tuple[int, int], list[dict]] = {}  # (truck, blind start) → fixes
         duplicate = self._dup_rng = np.random.default_rng(o.seed + 200)
+        self._receipt_rng = np.random.default_rng(o.seed + 400)
         fleet.events.clear()
+        fleet.arrivals.clear()
         while fleet.now_ms < self.end_ms:
             # episodes are built two minutes before they start
             while upcoming is not None and upcoming[0].track.fixes[0]["ts"] \
                     <= fleet.now_ms + 120_000:
+                built += [upcoming[0].truth, *upcoming[0].extra]
                 if truth is not None:
                     truth(upcoming[0].truth)
+                    for row in upcoming[0].extra:
+                        truth(row)
+                    track = upcoming[0].track
+                    for site, ts, m3 in upcoming[0].arrivals:
+                        self._receipt(truth, track.device, site, ts, ts, m3)
                 for d in self._scripted(*upcoming):
+                    if d.at_ms < fleet.now_ms:  # a leg begun earlier: its buffer goes now
+                        d = Delivery(fleet.now_ms, d.device, d.payload)
                     heapq.heappush(queue, (d.at_ms, next(counter), d))
                 upcoming = next(episodes, None)
             if fleet.now_ms >= o.start_ms + (window + 1) * _WINDOW_MS:
@@ -393,7 +505,13 @@ class MixedScenario:
             if truth is not None:
                 for row in fleet.events:
                     truth(row)
+                for i, site, true_ms in fleet.arrivals:
+                    m3 = fleet.full_kg[i] / 1800.0 if fleet.weighs[i] else fleet.volume_m3[i]
+                    self._receipt(truth, fleet.device[i], site, true_ms,
+                                  true_ms + int(fleet.skew_ms[i]),
+                                  None if np.isnan(m3) else round(float(m3), 1))
             fleet.events.clear()
+            fleet.arrivals.clear()
             true_ms = tick.ts - fleet.skew_ms[tick.truck]
             truck = tick.truck
             tunnel = self._tunnel[truck]
@@ -430,6 +548,54 @@ class MixedScenario:
         fleet.events.clear()
         while queue:  # everything left falls due at the end
             yield from _split(heapq.heappop(queue)[2])
+        if self._truth is None and upcoming is None:
+            self._truth = built
+
+    # --- the site operators' receipts ----------------------------------------------------
+
+    def _receipt(self, truth: Callable[[dict], None], device: str, site: str, true_ms: int,
+                 device_ms: int, m3: float | None) -> None:
+        """What the operator of ``site`` records for a load that arrived at ``true_ms``
+        (``device_ms`` on the truck's clock): a receipt 1–10 minutes later, with the load's
+        volume ± 5 % (most of the time); or none (``missing``: the operator forgot); and
+        now and then a forged receipt for a truck that never came (``forged``)."""
+        o, rng = self.options, self._receipt_rng
+        plate = self._plates.get(device)
+        if plate is None:
+            return
+        row: dict = {"site": site, "plate": plate, "device": device, "arrived_ts": device_ms}
+        if rng.random() < o.receipt_missing_share:
+            truth({"receipt": {**row, "missing": True}})
+        else:
+            at = true_ms + int(rng.uniform(60, 600) * 1000)
+            row |= {"received_at": self._iso(at), "received_ms": at}
+            if m3 is not None and rng.random() < 0.8:
+                row["volume_m3"] = round(m3 * float(rng.uniform(0.95, 1.05)), 1)
+            truth({"receipt": row})
+        if rng.random() < o.receipt_forged_share:
+            self._forged(truth, site, true_ms)
+
+    def _forged(self, truth: Callable[[dict], None], site: str, now_ms: int) -> None:
+        """A receipt at ``site`` for a truck of the fleet parked elsewhere for hours (between
+        its shifts): an arrival that never happened."""
+        from simulator.fleet import PARKED
+
+        fleet, rng = self.fleet, self._receipt_rng
+        idle = np.flatnonzero((fleet.phase == PARKED) & (fleet.timer > 3 * 3600))
+        if not len(idle):
+            return
+        i = int(idle[int(rng.integers(len(idle)))])
+        at = now_ms + int(rng.uniform(60, 1800) * 1000)
+        m3 = fleet.volume_m3[i]
+        row = {"site": site, "plate": fleet.plate[i], "device": fleet.device[i],
+               "arrived_ts": None, "received_at": self._iso(at), "received_ms": at,
+               "forged": True}
+        if not np.isnan(m3):
+            row["volume_m3"] = round(float(m3), 1)
+        truth({"receipt": row})
+
+    def _iso(self, ms: int) -> str:
+        return datetime.fromtimestamp(ms / 1000, self._tz).isoformat(timespec="seconds")
 
     def write(self, track_path, truth_path=None, progress=None) -> dict[str, int]:
         """TRACK.jsonl (delivery order) and, if given, truth.jsonl (a summary line, then a row
@@ -464,7 +630,8 @@ class TruthWriter:
     def __init__(self, path, summary: dict) -> None:
         self.path = path
         self.summary = summary
-        self.counts: dict[str, int] = {"offences": 0, "near_misses": 0}
+        self.counts: dict[str, int] = {"offences": 0, "near_misses": 0, "receipts": 0,
+                                       "receipts_missing": 0, "receipts_forged": 0}
         self._f: BinaryIO | None = None
 
     def __enter__(self) -> TruthWriter:
@@ -474,7 +641,12 @@ class TruthWriter:
         return self
 
     def __call__(self, row: dict) -> None:
-        key = "near_misses" if row.get("negative") else "offences"
+        if "receipt" in row:
+            r = row["receipt"]
+            key = "receipts_missing" if r.get("missing") else \
+                "receipts_forged" if r.get("forged") else "receipts"
+        else:
+            key = "near_misses" if row.get("negative") else "offences"
         self.counts[key] += 1
         if self._f is not None:
             self._f.write(orjson.dumps(row) + b"\n")

@@ -73,6 +73,9 @@ class TruckTrack:
         self.x = 0.0
         self.y = 0.0
         self.seq = 0
+        self._last_xy: tuple[float, float] | None = None
+        self._last_lonlat = (0.0, 0.0)
+        self._lonlat: tuple[float, float] | None = None
 
     # --- geometry helpers -------------------------------------------------------------------
 
@@ -120,8 +123,15 @@ class TruckTrack:
         if self.noise_m:
             x += self.rng.normal(0, self.noise_m)
             y += self.rng.normal(0, self.noise_m)
-        lon, lat = self.projector.to_lonlat([x], [y])
-        fix = fix_message(self.t, round(float(lon[0]), 7), round(float(lat[0]), 7),
+        lonlat, self._lonlat = self._lonlat, None  # drive() projected it already
+        if lonlat is None or self.noise_m:
+            if self._last_xy == (x, y):  # standing: the same fix position
+                lonlat = self._last_lonlat
+            else:
+                lon, lat = self.projector.to_lonlat([x], [y])
+                lonlat = (round(float(lon[0]), 7), round(float(lat[0]), 7))
+                self._last_xy, self._last_lonlat = (x, y), lonlat
+        fix = fix_message(self.t, lonlat[0], lonlat[1],
                           spd=round(speed, 1), hdg=round(heading), sats=12, hdop=0.9,
                           seq=self.seq, dev=self.device)
         fix.update({k: v for k, v in sensors.items() if v is not None})
@@ -134,20 +144,26 @@ class TruckTrack:
         self.x, self.y = x, y
 
     # heading, x and y are passed by position, so no sensor keyword can land on them
-    def dwell(self, seconds: float, **sensors: int | None) -> None:
+    def dwell(self, seconds: float, **sensors: float | None) -> None:
         for _ in range(max(1, round(seconds * 1000 / self.interval_ms))):
             self.emit(0.0, 0.0, None, None, **sensors)
 
-    def drive(self, path: shapely.LineString, speed_kmh: float, **sensors: int | None) -> None:
+    def drive(self, path: shapely.LineString, speed_kmh: float, **sensors: float | None
+              ) -> None:
         """Along ``path`` at a steady speed, one fix per interval."""
         step = speed_kmh / 3.6 * self.interval_ms / 1000
         n = max(1, int(path.length // step))
-        for k in range(n + 1):
-            p = path.interpolate(min(k * step, path.length))
-            ahead = path.interpolate(min(k * step + 1, path.length))
-            heading = (np.degrees(np.arctan2(ahead.x - p.x, ahead.y - p.y)) + 360) % 360
-            self.go_to(p.x, p.y)
-            self.emit(speed_kmh, heading, None, None, **sensors)
+        at = np.minimum(np.arange(n + 1) * step, path.length)
+        p = shapely.get_coordinates(shapely.line_interpolate_point(path, at))
+        ahead = shapely.get_coordinates(shapely.line_interpolate_point(
+            path, np.minimum(at + 1, path.length)))
+        headings = (np.degrees(np.arctan2(ahead[:, 0] - p[:, 0], ahead[:, 1] - p[:, 1]))
+                    + 360) % 360
+        lon, lat = self.projector.to_lonlat(p[:, 0], p[:, 1])
+        for k, (lo, la) in enumerate(zip(lon.tolist(), lat.tolist(), strict=True)):
+            self.go_to(float(p[k, 0]), float(p[k, 1]))
+            self._lonlat = (round(lo, 7), round(la, 7))
+            self.emit(speed_kmh, float(headings[k]), None, None, **sensors)
 
     def jump(self, metres: float, speed_kmh: float, **sensors: int | None) -> None:
         """One multipath fix ``metres`` away from the true position."""

@@ -77,7 +77,9 @@ def test_delivery_order_and_blind_area_batches(scenario, deliveries):
         assert t["start_ts"] in [f["ts"] for f in carrier.payload]
         live_after = [d for d in deliveries if d.device == t["device"] and not d.is_batch
                       and d.at_ms < carrier.at_ms]
-        assert live_after and live_after[0].payload["ts"] > carrier.payload[-1]["ts"], \
+        # (the manifest's episodes hold only from shortly before the offence: the fixes
+        # before that went live, in order)
+        assert any(d.payload["ts"] > carrier.payload[-1]["ts"] for d in live_after), \
             "newer live fixes arrive before the backlog: it is late data"
     lines = [json.loads(d.line()) for d in batches[:3]]
     assert all(isinstance(x, list) and x[0]["dev"] for x in lines)
@@ -87,7 +89,7 @@ def test_offences_at_a_rate(city):
     options = MixedOptions(trucks=40, minutes=60, seed=2, per_rule=1,
                            rates={"OVERSPEED": 20.0, "OFF_ROUTE": 0.0}, near_misses=False)
     s = MixedScenario(city, options)
-    positives = [t for t in s.truth if not t.get("negative")]
+    positives = [t for t in s.truth if not t.get("negative") and "during" not in t]
     count = {r: sum(t["rule"] == r for t in positives) for r in RULES}
     assert count["OFF_ROUTE"] == 0
     assert count["UNCOVERED_LOAD"] == 1, "rules without a rate keep per_rule"
@@ -116,10 +118,12 @@ def test_truth_file_has_a_summary_and_every_noise_class(city, tmp_path):
     options = MixedOptions(trucks=20, minutes=parse_duration("14h"), interval_s=20, seed=8,
                            per_rule=1, noise=noise, weighing_share=0.3, no_lift_share=0.3,
                            tunnel_share=0.3, blind_share=0.3, step_s=4.0,
-                           start_ms=START - 6 * 3_600_000)  # 04:00: a night, then a day
+                           start_ms=START - 6 * 3_600_000,  # 04:00: a night, then a day
+                           receipt_missing_share=0.1, receipt_forged_share=0.05)
     s = MixedScenario(city, options)
     s.write(tmp_path / "t.jsonl", tmp_path / "truth.jsonl")
-    rows = [json.loads(line) for line in (tmp_path / "truth.jsonl").read_text().splitlines()]
+    lines = [json.loads(line) for line in (tmp_path / "truth.jsonl").read_text().splitlines()]
+    rows = [r for r in lines if "receipt" not in r]
     summary = rows[0]["summary"]
     assert summary["compliant_truck_hours"] == pytest.approx(len(s.fleet) * 14)
     kinds = {r["kind"] for r in rows[1:]}
@@ -144,3 +148,32 @@ def test_truth_file_has_a_summary_and_every_noise_class(city, tmp_path):
             assert single[r["kind"]](fixes[(r["device"], r["start_ts"])]), r
             checked += 1
     assert checked > 10
+    # the site operators' receipts: one per loaded arrival at a disposal site or dock, 1–10
+    # minutes after it (the truck's clock may be 90 s off), some missing, some forged for a
+    # truck parked elsewhere all along
+    receipts = [r["receipt"] for r in lines if "receipt" in r]
+    sites = {f.id: f.kind for f in city.fences}
+    assert len(receipts) > 50
+    assert all(sites[r["site"]] in ("disposal_site", "transfer_dock") for r in receipts)
+    by_device: dict[str, list[dict]] = {}
+    for (dev, _), f in fixes.items():
+        by_device.setdefault(dev, []).append(f)
+    kinds = {"missing": 0, "forged": 0, "genuine": 0}
+    for r in receipts:
+        if r.get("missing"):
+            kinds["missing"] += 1
+            assert "received_at" not in r and r["arrived_ts"]
+            continue
+        assert r["received_at"].endswith("+08:00") and r["plate"]
+        if r.get("forged"):
+            kinds["forged"] += 1
+            assert r["arrived_ts"] is None
+            near = [f for f in by_device[r["device"]]
+                    if abs(f["ts"] - r["received_ms"]) <= 600_000]
+            assert all(f["spd"] == 0 for f in near), "the forged plate's truck stood still"
+            continue
+        kinds["genuine"] += 1
+        assert 60_000 - 90_000 <= r["received_ms"] - r["arrived_ts"] <= 600_000 + 90_000
+        assert any(abs(f["ts"] - r["arrived_ts"]) <= 60_000 for f in by_device[r["device"]])
+        assert r.get("volume_m3") is None or 5 < r["volume_m3"] < 25
+    assert kinds["missing"] and kinds["forged"] and kinds["genuine"] > 40
