@@ -151,13 +151,24 @@ def apply_and_decide(url: str, dsn: str, city: City, max_validity_days: int,
 
 def post_receipts(url: str, dsn: str, path: str | Path, now: datetime | None = None,
                   report: OfficeReport | None = None) -> OfficeReport:
-    """Each line of a receipts JSONL (``site``, ``plate``, ``received_at``, optional
-    ``volume_m3`` and ``note``) posted by that site's operator; receipts in the future
-    (the simulation ran ahead of the clock) are left for later."""
+    """Each receipt of a JSONL file posted by that site's operator: lines of ``site``,
+    ``plate``, ``received_at``, optional ``volume_m3`` and ``note`` — or a simulator truth
+    file, whose ``{"receipt": …}`` lines are those (the ``missing`` ones, which the operator
+    never recorded, are skipped; the ``forged`` ones are posted: the manifest must show them
+    matching nothing). Receipts in the future (a simulation run ahead of the clock) are left
+    for later."""
     now = now or datetime.now(UTC)
     report = report or OfficeReport()
-    rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
-    rows = [r for r in rows if datetime.fromisoformat(r["received_at"]) <= now]
+    rows = []
+    for line in Path(path).read_text().splitlines():
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        row = row.get("receipt", row) if isinstance(row, dict) else None
+        if not isinstance(row, dict) or row.get("missing") or not row.get("received_at"):
+            continue  # a truth entry, a summary, or a receipt nobody recorded
+        if datetime.fromisoformat(row["received_at"]) <= now:
+            rows.append(row)
     tokens = operator_tokens(dsn, [r["site"] for r in rows])
     with httpx.Client(base_url=url, timeout=30) as api:
         for n, r in enumerate(rows, 1):

@@ -64,8 +64,14 @@ def test_operators_post_receipts_once(api, sample_city, tmp_path):
              (now - timedelta(minutes=20)).isoformat()},
             {"site": "DS02", "plate": plates[1], "received_at":  # not yet: left for later
              (now + timedelta(hours=2)).isoformat()}]
-    path = tmp_path / "receipts.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    # a simulator truth file: receipts among the truth's entries; a missing one (never
+    # recorded by the operator) is not posted
+    path = tmp_path / "truth.jsonl"
+    path.write_text(json.dumps({"rule": "OFF_ROUTE", "device": "x", "start_ts": 0}) + "\n"
+                    + "".join(json.dumps({"receipt": r}) + "\n" for r in rows)
+                    + json.dumps({"receipt": {"site": "DS03", "plate": plates[0],
+                                              "missing": True}}) + "\n"
+                    + json.dumps({"summary": {"trucks": 1}}) + "\n")
     first = office.post_receipts(api.url, api.dsn, path)
     assert (first.receipts, first.receipts_replayed, first.receipts_refused) == (2, 0, [])
     again = office.post_receipts(api.url, api.dsn, path)
