@@ -91,6 +91,12 @@ Near-miss classes: `near_miss` are the scripted look-alikes of each rule (docs/s
 the rest is the compliant fleet's noise, each occurrence a row in the truth. "Flagged" counts
 near-misses that any false positive of the same truck overlaps (± 60 s).
 
+The manifest's rules (issue #22): OFF_ROUTE's offences include the drive of each
+WRONG_DESTINATION episode (offence and near miss) to a site the permit does not name
+(`"during"` in the truth); PERMIT_VOLUME_EXCEEDED has as many near misses as the sample
+city has small jobs a run can take to exactly their declared volume (each only once), and
+OVERLOAD as many offences as its weighing episode trucks have time for.
+
 ## Reproduce
 
 ```sh

@@ -223,27 +223,31 @@ def _off_mask(b: Episodes, cands: list, xy: np.ndarray) -> np.ndarray:
 
 def _off_route_truth(b: Episodes, t: TruckTrack, cands: list, plate: str | None) -> list[dict]:
     """The OFF_ROUTE offences of a track, by the rule's condition and debounce: runs of
-    loaded fixes off every candidate's corridor lasting 60 s and 3 fixes."""
+    loaded fixes off every candidate's corridor lasting 60 s and 3 fixes (a break shorter
+    than the rule's closing, 30 s and 3 fixes, does not end one)."""
     fixes = t.fixes
     if not fixes:
         return []
     x, y = t.projector.to_metric([f["lon"] for f in fixes], [f["lat"] for f in fixes])
     off = _off_mask(b, cands, np.column_stack([x, y]))
     off &= np.array([f.get("load", 0) >= 1 for f in fixes])
-    rows, k = [], 0
-    while k < len(fixes):
-        if not off[k]:
-            k += 1
-            continue
-        j = k
-        while j + 1 < len(fixes) and off[j + 1]:
-            j += 1
-        if j - k + 1 >= 3 and fixes[j]["ts"] - fixes[k]["ts"] >= 60_000:
+    # runs of off fixes; a break of fewer than 3 fixes or 30 s does not close the rule (one
+    # load reading of 0 in the middle, say): one violation
+    runs: list[list[int]] = []
+    for k in np.flatnonzero(off).tolist():
+        if runs:
+            last = runs[-1][1]
+            if k - last - 1 < 3 or fixes[k]["ts"] - fixes[last + 1]["ts"] < 30_000:
+                runs[-1][1] = k
+                continue
+        runs.append([k, k])
+    rows = []
+    for first, end in runs:
+        if end - first + 1 >= 3 and fixes[end]["ts"] - fixes[first]["ts"] >= 60_000:
             rows.append({"rule": "OFF_ROUTE", "device": t.device, "plate": plate,
-                         "start_ts": fixes[k]["ts"], "end_ts": fixes[j]["ts"],
+                         "start_ts": fixes[first]["ts"], "end_ts": fixes[end]["ts"],
                          "what": "on its way loaded to a site its permits do not name, "
                                  "off their corridors", "kind": "offence"})
-        k = j + 1
     return rows
 
 
