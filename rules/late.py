@@ -10,7 +10,7 @@ import numpy as np
 from domain.events import Phase
 from rules.chain import BY_KEY
 from rules.emit import SIGNAL_LOSS, EventMaker
-from rules.machine import OPEN_PHASES, PAUSED, PENDING
+from rules.machine import CLOSING, IDLE, OPEN, OPEN_PHASES, PAUSED, PENDING
 from rules.state import VehicleState
 
 _NEVER = -(2**62)
@@ -52,16 +52,45 @@ def reconcile_late(device: str, live: VehicleState, temp: VehicleState, gap_end:
             continue
         if live_m.phase in OPEN_PHASES and live_m.start_ts == m.start_ts:
             continue  # merged with the live violation by earlier late fixes
-        if gap_end is not None and live_m.phase in (PENDING, PAUSED) and m.phase == 2 and \
-                live_m.start_ts == gap_end:
-            # the live stream's pending run (not yet debounced, nothing emitted)
-            # continues this violation: it stays open, from its real start
-            live_m.phase = 2
+        if gap_end is not None and live_m.phase in OPEN_PHASES and \
+                live_m.start_ts < gap_end and m.start_ts > live_m.start_ts:
+            # the live stream opened a violation whose run began before the gap; in order
+            # the late data ended that run inside the gap (closing it, or — a run still
+            # pending at the gap — abandoning it: then the live one never happened) and
+            # began this one, which the live fixes after the gap continue
+            if not any(c[0] == rule and c[1] == live_m.start_ts for c in temp.recent_closed):
+                events.append(emit.violation(device, rule, Phase.RETRACTED, live_m.start_ts,
+                                             None, live_m.start_lon, live_m.start_lat, None,
+                                             None, live_m.peak, live_m.context, True))
             live_m.start_ts, live_m.start_lon, live_m.start_lat = \
                 m.start_ts, m.start_lon, m.start_lat
             live_m.peak = _nanmax_pair(live_m.peak, m.peak)
             live_m.emitted_peak = m.emitted_peak
             live_m.context = m.context
+            continue
+        if gap_end is not None and live_m.phase in (PENDING, PAUSED) and m.phase == 2 and \
+                live_m.start_ts <= gap_end:
+            # the live stream's pending run (not yet debounced, nothing emitted) — begun
+            # when the truck reappeared, or bridged over the gap from a fix before it —
+            # continues this violation: it stays open, from its real start. A run the
+            # live stream had paused (normal fixes since) is this violation closing: those
+            # fixes count towards its close, as they would have in order
+            live_m.phase = CLOSING if live_m.phase == PAUSED else OPEN
+            live_m.start_ts, live_m.start_lon, live_m.start_lat = \
+                m.start_ts, m.start_lon, m.start_lat
+            live_m.peak = _nanmax_pair(live_m.peak, m.peak)
+            live_m.emitted_peak = m.emitted_peak
+            live_m.context = m.context
+            continue
+        if gap_end is not None and live_m.phase == IDLE and live_m.start_ts == gap_end and \
+                live_m.close_ts > live_m.start_ts:
+            # the live stream began a run at the first fix after the gap and abandoned it
+            # (too short to open on its own): in order it continued this violation, which
+            # ended at that run's first normal fix
+            events.append(emit.violation(device, rule, Phase.CLOSED, m.start_ts,
+                                         live_m.close_ts, m.start_lon, m.start_lat,
+                                         live_m.close_lon, live_m.close_lat,
+                                         _nanmax_pair(m.peak, live_m.peak), m.context, True))
             continue
         # still open when the late data ends: in order, the live fixes after the gap
         # would have closed it at the first of them
