@@ -253,10 +253,8 @@ class Episodes:
                 k: int = 0, profile: Profile = STANDARD, avoid=(), plan=None) -> Episode:
         self._arrivals, self._load_m3 = [], profile.load_m3
         if rule in MANIFEST_RULES:
-            from simulator.episodes_manifest import manifest_episode
-
-            return manifest_episode(self, rule, False, device, permit_id, begin_ms, seed, k,
-                                    profile, plan)
+            return _manifest_builder()(self, rule, False, device, permit_id, begin_ms, seed,
+                                       k, profile, plan)
         t = TruckTrack(self.city, device, begin_ms, interval_s=self.interval_s, seed=seed)
         route = t.route(permit_id) if permit_id else None
         kind = None
@@ -355,10 +353,8 @@ class Episodes:
         """Looks like ``rule`` but is not an offence; the truth entry is a negative."""
         self._arrivals, self._load_m3 = [], profile.load_m3
         if rule in MANIFEST_RULES:
-            from simulator.episodes_manifest import manifest_episode
-
-            return manifest_episode(self, rule, True, device, permit_id, begin_ms, seed, k,
-                                    profile, plan)
+            return _manifest_builder()(self, rule, True, device, permit_id, begin_ms, seed,
+                                       k, profile, plan)
         t = TruckTrack(self.city, device, begin_ms, interval_s=self.interval_s, seed=seed)
         route = t.route(permit_id) if permit_id else None
         kind = None
@@ -466,6 +462,19 @@ class Episodes:
                         f.kind == "restricted_zone" for f in self._near_fences(line, 30)):
                     return line, a, a + span
         raise EpisodeError("no stretch of the route has a clean parallel")
+
+
+# The manifest rules' episodes are built in ``simulator.episodes_manifest``, which builds on
+# this module and registers its builder here when imported (``simulator.mixed`` imports it):
+# dependencies point one way.
+MANIFEST_BUILDERS: list = []
+
+
+def _manifest_builder():
+    if not MANIFEST_BUILDERS:
+        raise EpisodeError("the manifest rules' episodes need simulator.episodes_manifest "
+                           "imported (simulator.mixed does)")
+    return MANIFEST_BUILDERS[0]
 
 
 def _park(track: TruckTrack) -> None:

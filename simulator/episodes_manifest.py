@@ -39,6 +39,7 @@ from simulator.cityregistry import EPISODE_ROUTE_MAX_M, episode_job
 from simulator.episodes import (
     EMPTY,
     LOADED,
+    MANIFEST_BUILDERS,
     Episode,
     EpisodeError,
     Profile,
@@ -496,3 +497,6 @@ def _volume(b: Episodes, t: TruckTrack, route, permit, plan: VolumePlan, negativ
 def route_ok(length_m: float) -> bool:
     """Whether an episode may take a route this long (its leg well within 2 hours)."""
     return length_m <= EPISODE_ROUTE_MAX_M
+
+
+MANIFEST_BUILDERS[:] = [manifest_episode]  # simulator.episodes dispatches the manifest rules

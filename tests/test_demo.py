@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from simulator.episodes import RULES
-
 pytestmark = pytest.mark.e2e
+# the demo's offenders: one per rule of the live fleet (the manifest's rules need hours of
+# hauling, which a minute's demo does not have; make accuracy scores them)
+DEMO_RULES = ("OVERSPEED", "UNAUTHORISED_DUMP", "UNCOVERED_LOAD", "RESTRICTED_ZONE",
+              "OFF_ROUTE", "SIGNAL_LOSS", "NO_PERMIT")
 
 
 @pytest.mark.parametrize("database", ["private", "MUCKWATCH_DSN"])
@@ -56,7 +58,7 @@ def test_short_demo_reports_and_cleans_up(run_dir, dsn, database):
     assert token.startswith("mwt_") and len(token) > 40
     rows = {line.split()[0]: line.split()[1:4] for line in accuracy.splitlines()[2:]
             if line.strip()}
-    for rule in RULES:
+    for rule in DEMO_RULES:
         assert rule in rows, (rule, accuracy)
         tp, _fp, fn = rows[rule]
         assert (tp, fn) == ("1", "0"), (rule, accuracy)

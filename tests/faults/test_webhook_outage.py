@@ -119,7 +119,8 @@ def test_receiver_down_then_failing_under_load_loses_and_doubles_nothing(
         _, err = load.communicate(timeout=300)
         assert load.returncode == 0, err
         published_s = time.monotonic() - t0
-        assert poll(lambda: stored() >= len(fixes), timeout_s=120), (stored(), len(fixes))
+        # a poll: on a loaded machine the ingest may still be catching up after the stream
+        assert poll(lambda: stored() >= len(fixes), timeout_s=360), (stored(), len(fixes))
         caught_up_s = time.monotonic() - t0
         # the last violations close when their trucks' data ends: their last fixes wait out
         # the reorder window on the wall clock (released by the ingest's 1 s idle tick)
