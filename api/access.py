@@ -47,6 +47,11 @@ MATRIX: dict[str, frozenset[str]] = {
                                 "site_operator"}),
     "reconciliation.read": frozenset({"officer", "supervisor", "company", "analyst",
                                       "site_operator"}),
+    # the console (issue #23): the live map, the city's layers and corridors, and tracks
+    # of any time range; city-wide, a company its own vehicles and permits
+    "map.read": frozenset({"officer", "supervisor", "company", "analyst"}),
+    "live.read": frozenset({"officer", "supervisor", "company", "analyst"}),
+    "track.read": frozenset({"officer", "supervisor", "company", "analyst"}),
 }
 
 

@@ -16,13 +16,24 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from api import appeals, cases, manifest, permits, published, registry, violations
+from api import (
+    appeals,
+    cases,
+    console,
+    live,
+    manifest,
+    permits,
+    published,
+    registry,
+    violations,
+)
 from api.db import Database
+from api.mapdata import CityMap, load_city_map
 from domain.settings import PermitSettings
 from store.review import Conflict, NotFound
 
 ROUTERS = (violations.router, appeals.router, cases.router, published.router,
-           permits.router, registry.router, manifest.router)
+           permits.router, registry.router, manifest.router, live.router, console.router)
 
 
 @dataclass(frozen=True)
@@ -35,6 +46,10 @@ class ApiConfig:
     webhook_secret: str = ""
     pool_size: int = 8
     permits: PermitSettings = field(default_factory=PermitSettings)  # approval checks
+    city_dir: Path | None = None  # the bundle the console draws (roads, extent, metric CRS)
+    offline_after_s: float = 300.0  # the console shows a truck silent this long as offline
+    stopped_below_kmh: float = 5.0  # … and one slower than this as stopped
+    console_dir: Path = console.CONSOLE_DIR
 
     @property
     def max_body_bytes(self) -> int:
@@ -43,6 +58,7 @@ class ApiConfig:
 
 def create_app(config: ApiConfig) -> FastAPI:
     db = Database(config.dsn, timezone=config.timezone, size=config.pool_size)
+    live_hub = live.LiveHub(config.dsn)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -50,6 +66,7 @@ def create_app(config: ApiConfig) -> FastAPI:
         try:
             yield
         finally:
+            await live_hub.close()
             db.close()
 
     app = FastAPI(title="muckwatch API", version="1", lifespan=lifespan,
@@ -57,6 +74,11 @@ def create_app(config: ApiConfig) -> FastAPI:
                               "muck-truck violations (docs/api.md).")
     app.state.db = db
     app.state.config = config
+    app.state.live_hub = live_hub
+    app.state.city_map = (load_city_map(config.city_dir) if config.city_dir is not None
+                          else CityMap(name="", timezone=config.timezone, epsg=4547,
+                                       bbox=(73.0, 18.0, 135.0, 54.0),
+                                       roads={"type": "FeatureCollection", "features": []}))
     for router in ROUTERS:
         app.include_router(router)
 
@@ -87,4 +109,5 @@ def create_app(config: ApiConfig) -> FastAPI:
             conn.execute("SELECT 1")
         return {"ok": True}
 
+    console.mount_console(app, config.console_dir)  # after the API routes: /console/…
     return app

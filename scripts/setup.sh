@@ -14,7 +14,10 @@ command -v openssl >/dev/null 2>&1 || need+=(openssl)  # broker TLS certificates
 # headless Chromium renders `muckwatch report` in the tests (screenshot + DOM)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 [ -d /usr/share/fonts/truetype/wqy ] || need+=(fonts-wqy-zenhei)  # Chinese names in reports
-# node + npm run the private TimescaleDB (PGlite) that the TimescaleDB tests use
+# the console's browser tests: Selenium drives Debian's Chromium through chromedriver
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
+# node + npm run the private TimescaleDB (PGlite) that the TimescaleDB tests use, and
+# install the console's pinned map and chart libraries
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)
 PY=${PYTHON:-python3}
@@ -48,4 +51,12 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null
   .venv/bin/python -m pip install -q -c constraints.txt -e '.[dev]'
   touch "$stamp"
+fi
+
+# the console's map and chart libraries (console/package.json, exact versions in its lock
+# file), served by `muckwatch serve` from console/node_modules: nothing from a CDN at run time
+if [ ! -f console/node_modules/.package-lock.json ] \
+   || [ console/package-lock.json -nt console/node_modules/.package-lock.json ]; then
+  echo "setup: installing the console's pinned npm packages"
+  (cd console && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi

@@ -23,6 +23,7 @@ import numpy as np
 import psycopg
 
 from domain.batches import DeviceStatus, FixBatch, Rejects
+from store import live
 from store.copy_binary import Column, encode, timestamptz
 
 _PG_EPOCH_MS = 946_684_800_000  # 2000-01-01T00:00:00Z, PostgreSQL's binary time origin
@@ -134,6 +135,7 @@ class StoreWriter:
     async def prepare(self, conn: psycopg.AsyncConnection) -> None:
         """Create the per-connection staging tables (once per connection)."""
         await conn.execute(_CREATE_STAGING)
+        await live.prepare(conn)
 
     async def write(
         self,
@@ -160,6 +162,12 @@ class StoreWriter:
                         await copy.write(copy_payload(fixes, device_index))
                     await cur.execute(_MOVE_FIXES, {"devices": devices.tolist()})
                     inserted = cur.rowcount
+            # the live map's newest position per truck, in the same transaction
+            newest = fixes.take(live.newest_per_device(fixes))
+            newest_devices, newest_index = np.unique(newest.device.astype(str),
+                                                     return_inverse=True)
+            await live.write_positions(conn, telemetry_payload(newest, newest_devices,
+                                                               newest_index))
         if len(rejects):
             async with conn.cursor() as cur:
                 await cur.executemany(

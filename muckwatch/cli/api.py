@@ -20,8 +20,8 @@ def register(table: CommandTable) -> None:
 
 def _serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--listen", help="host:port (default [api] listen)")
-    p.add_argument("--city", help="city bundle directory, for its time zone "
-                                  "(default [city] dir)")
+    p.add_argument("--city", help="city bundle directory: its time zone, and the roads "
+                                  "and extent the console draws (default [city] dir)")
 
 
 def city_timezone(directory: str) -> str:
@@ -49,14 +49,18 @@ def serve(args, settings) -> int:
     host, _, port = (args.listen or api.listen).rpartition(":")
     if not host or not port.isdigit():
         raise UserError(f"--listen {args.listen!r}: expected host:port")
-    config = ApiConfig(dsn=settings.database.dsn,
-                       timezone=city_timezone(args.city or city_dir(settings.city.dir)),
+    city = Path(args.city or city_dir(settings.city.dir))
+    config = ApiConfig(dsn=settings.database.dsn, timezone=city_timezone(str(city)),
+                       city_dir=city, offline_after_s=settings.rules.signal_loss_s,
+                       stopped_below_kmh=settings.rules.moving_kmh,
                        uploads_dir=Path(api.uploads_dir), max_upload_bytes=api.max_upload_bytes,
                        max_attachments=api.max_attachments, webhook_secret=api.webhook_secret,
                        pool_size=api.pool_size, permits=settings.permits)
     server = uvicorn.Server(uvicorn.Config(create_app(config), host=host.strip("[]"),
                                            port=int(port), log_level="info", access_log=False,
-                                           proxy_headers=False))
+                                           proxy_headers=False,
+                                           # open live-map streams end with the server
+                                           timeout_graceful_shutdown=3))
     server.run()
     return 0
 

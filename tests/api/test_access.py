@@ -48,6 +48,9 @@ PROBES = {
     "receipts.read": ("GET", "/v1/receipts"),
     "manifest.read": ("GET", "/v1/manifest"),
     "reconciliation.read": ("GET", "/v1/manifest/reconciliation?day=2026-01-01"),
+    "map.read": ("GET", "/v1/map/layers"),
+    "live.read": ("GET", "/v1/live/positions"),
+    "track.read": ("GET", "/v1/vehicles/NOPE/track?since=0&until=1000"),
 }
 
 
