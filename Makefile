@@ -1,5 +1,5 @@
 # The two commands: `make demo` and `make test`. Both do all set-up they need.
-.PHONY: setup demo test accuracy bench bench-long bench-compression bench-handover lint services-up services-down clean
+.PHONY: setup demo test accuracy bench bench-long bench-compression bench-handover bench-console lint services-up services-down clean
 
 setup:
 	@bash scripts/setup.sh
@@ -29,6 +29,10 @@ bench-long: setup
 # 2 hours (≈ 2 minutes; private TimescaleDB as WASM and a private PostgreSQL for comparison)
 bench-compression: setup
 	.venv/bin/python bench/timescale_compression.py
+
+# optional: the console's live map with 20,000 trucks at 1 Hz in headless Chromium (≈ 5 min)
+bench-console: setup
+	.venv/bin/python bench/console_load.py
 
 bench-handover: setup
 	.venv/bin/python bench/handover.py

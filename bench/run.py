@@ -21,6 +21,7 @@ REPO = Path(__file__).resolve().parent.parent
 DOC = REPO / "docs" / "performance.md"
 HISTORY_MARK = "## History"
 LONG_MARK = "## Long run"
+CONSOLE_MARK = "## Console: the live map under load"
 
 
 def machine() -> str:
@@ -456,6 +457,10 @@ queued message on each PUBACK: quadratic under load). `.venv/bin/python bench/ga
         long_run = LONG_MARK + rest[:rest.find("\n## ") + 1 if "\n## " in rest else len(rest)]
     else:
         long_run = f"{LONG_MARK} (`make bench-long`)\n\nNot run on this machine yet.\n"
+    console = ""  # written by `make bench-console` (bench/console_load.py), kept here
+    if DOC.exists() and CONSOLE_MARK in (old := DOC.read_text(encoding="utf-8")):
+        rest = old.split(CONSOLE_MARK, 1)[1]
+        console = CONSOLE_MARK + rest[:rest.find("\n## ") + 1 if "\n## " in rest else len(rest)]
 
     DOC.write_text(f"""# Performance
 
@@ -469,6 +474,8 @@ Single benchmark: `.venv/bin/python bench/pipeline.py` (or any file in bench/).
 
 {pipe_text}
 {long_run.rstrip()}
+
+{console.rstrip()}
 
 {geo_text}
 ### How the geofence core gets there

@@ -182,11 +182,17 @@ def run_demo(settings: Settings, options: DemoOptions) -> int:
             for line in lines:
                 say("  " + line)
         say("")
+        say(f"  console      {api.url}/console/#token={token}")
+        say("               (as the officer: live map, review queue, playback; "
+            "docs/console.md)")
+        if haul is not None:
+            say(f"  company      {api.url}/console/#token={company_token}   ({haul.company})")
+        say(f"  public       {api.url}/console/#/public   (no login)")
         say(f"  API          {api.url}   (OpenAPI: {api.url}/openapi.json, docs/api.md)")
         say(f"  officer      {token}")
         say(f"  try          curl -H 'Authorization: Bearer {token}' {api.url}/v1/review/queue")
         if options.keep and sys.stdin.isatty():
-            say("  the API stays up until you press Enter (or Ctrl-C)")
+            say("  the console and the API stay up until you press Enter (or Ctrl-C)")
             with contextlib.suppress(EOFError, KeyboardInterrupt):
                 input()
         else:
