@@ -112,6 +112,7 @@ const LABELS = {
   'queue.severity': ['最低严重程度', 'Minimum severity'],
   'queue.empty': ['没有待审核的违规。', 'Nothing to review.'],
   'queue.total': ['合计', 'Total'],
+  'queue.sev': ['严重度', 'Sev.'],
   'review.back': ['返回列表', 'Back to the queue'],
   'review.decision': ['审核决定', 'Decision'],
   'review.confirm': ['确认违规', 'Confirm'],

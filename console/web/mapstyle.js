@@ -10,7 +10,7 @@ export const KIND_COLOURS = {
   disposal_site: '#15803d',
   transfer_dock: '#0e7490',
   restricted_zone: '#dc2626',
-  corridor: '#7c3aed',
+  corridor: '#a78bfa',
 };
 
 const EMPTY = { type: 'FeatureCollection', features: [] };
@@ -40,6 +40,12 @@ export function cityStyle(layers) {
     },
     layers: [
       { id: 'background', type: 'background', paint: { 'background-color': '#ece9e1' } },
+      // corridors overlap by the hundred along busy roads: opaque pale colours, under the
+      // roads, read as one halo instead of stacking into a dark band
+      { id: 'corridor-fill', type: 'fill', source: 'corridors',
+        paint: { 'fill-color': '#ebe5fb', 'fill-antialias': false } },
+      { id: 'corridor-line', type: 'line', source: 'corridors',
+        paint: { 'line-color': KIND_COLOURS.corridor, 'line-width': 0.6 } },
       { id: 'district-line', type: 'line', source: 'fences', filter: ['==', ['get', 'kind'], 'district'],
         paint: { 'line-color': '#a8a190', 'line-width': 1, 'line-dasharray': [4, 3] } },
       { id: 'road-other', type: 'line', source: 'roads',
@@ -53,10 +59,6 @@ export function cityStyle(layers) {
         paint: { 'line-color': byKind, 'line-width': 1.2 } },
       { id: 'fence-restricted-line', type: 'line', source: 'fences', filter: restricted,
         paint: { 'line-color': KIND_COLOURS.restricted_zone, 'line-width': 1.2, 'line-dasharray': [3, 2] } },
-      { id: 'corridor-fill', type: 'fill', source: 'corridors',
-        paint: { 'fill-color': KIND_COLOURS.corridor, 'fill-opacity': 0.06, 'fill-antialias': false } },
-      { id: 'corridor-line', type: 'line', source: 'corridors',
-        paint: { 'line-color': KIND_COLOURS.corridor, 'line-width': 0.8, 'line-opacity': 0.45 } },
     ],
   };
 }

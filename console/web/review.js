@@ -3,11 +3,12 @@
 import * as api from './api.js';
 import { el, fillTable, fromTemplate, options, setFields } from './dom.js';
 import { fmtTime, lang, t, tv } from './i18n.js';
-import { createCityMap, fitPoints, KIND_COLOURS, labelMarker } from './mapstyle.js';
+import { createCityMap, fitPoints, labelMarker } from './mapstyle.js';
 import { sensorTimeline } from './timeline.js';
 
 const QUEUE_REFRESH_MS = 20_000;
 const FILTER_KEY = 'muckwatch.queue';
+const PERMIT_COLOUR = '#7c3aed'; // the permit's own corridor, stronger than the others'
 
 export function mount(root, ctx) {
   return ctx.arg ? mountViolation(root, ctx, ctx.arg) : mountQueue(root, ctx);
@@ -50,7 +51,7 @@ async function mountQueue(root, ctx) {
       row[c.severity] = c.violations;
       byDistrict.set(c.district_id, row);
     }
-    const sev = n => ({ title: `${t('field.severity')} ${n}`, value: r => String(r[n]), class: `num severity-${n}` });
+    const sev = n => ({ title: `${t('queue.sev')} ${n}`, value: r => String(r[n]), class: `num severity-${n}` });
     fillTable($('#queue-counts'), [
       { label: 'field.district', value: r => districtName(ctx, r.district_id) },
       sev(3), sev(2), sev(1),
@@ -90,13 +91,15 @@ function evidenceLayers(map, violation) {
   const line = rows => ({ type: 'Feature', properties: {}, geometry: { type: 'LineString', coordinates: rows.map(r => [r[lon], r[lat]]) } });
   const endTs = marks.end?.ts ?? Infinity;
   const during = track.rows.filter(r => r[ts] >= marks.start.ts && r[ts] <= endTs);
+  // only this permit's corridor: the others in force would bury it
+  for (const id of ['corridor-fill', 'corridor-line']) map.setLayoutProperty(id, 'visibility', 'none');
   map.addSource('corridor', { type: 'geojson', data: corridor || { type: 'FeatureCollection', features: [] } });
   map.addLayer({ id: 'permit-corridor', type: 'fill', source: 'corridor', filter: ['==', ['geometry-type'], 'Polygon'],
-    paint: { 'fill-color': KIND_COLOURS.corridor, 'fill-opacity': 0.15 } });
+    paint: { 'fill-color': PERMIT_COLOUR, 'fill-opacity': 0.15 } });
   map.addLayer({ id: 'permit-corridor-line', type: 'line', source: 'corridor', filter: ['==', ['geometry-type'], 'Polygon'],
-    paint: { 'line-color': KIND_COLOURS.corridor, 'line-width': 1 } });
+    paint: { 'line-color': PERMIT_COLOUR, 'line-width': 1 } });
   map.addLayer({ id: 'permit-route', type: 'line', source: 'corridor', filter: ['==', ['geometry-type'], 'LineString'],
-    paint: { 'line-color': KIND_COLOURS.corridor, 'line-width': 1.5, 'line-dasharray': [3, 2] } });
+    paint: { 'line-color': PERMIT_COLOUR, 'line-width': 1.5, 'line-dasharray': [3, 2] } });
   map.addSource('evidence', { type: 'geojson', data: { type: 'FeatureCollection', features: [line(track.rows)] } });
   map.addSource('evidence-during', { type: 'geojson', data: { type: 'FeatureCollection', features: during.length > 1 ? [line(during)] : [] } });
   map.addLayer({ id: 'evidence', type: 'line', source: 'evidence', layout: { 'line-join': 'round', 'line-cap': 'round' },
