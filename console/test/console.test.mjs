@@ -1,0 +1,63 @@
+// The console's pure parts under node's own test runner (`npm test` in console/): the event
+// stream parser, truck states, and the city-time conversions of the datetime inputs.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+
+// i18n.js reads the browser's language and storage when loaded
+Object.defineProperty(globalThis, 'navigator', { value: { language: 'en-US' }, configurable: true });
+globalThis.localStorage = { getItem: () => null, setItem: () => {} };
+globalThis.document = { documentElement: {} };
+
+const { eventParser } = await import('../web/api.js');
+const { Fleet } = await import('../web/livedata.js');
+const i18n = await import('../web/i18n.js');
+
+test('events split across chunks, comments ignored, multi-line data joined', () => {
+  const seen = [];
+  const feed = eventParser((name, data) => seen.push([name, data]));
+  feed(': keepalive\n\nevent: snap');
+  feed('shot\ndata: {"a":\r\ndata: 1}\n');
+  assert.deepEqual(seen, []);
+  feed('\nevent: positions\ndata: []\n\n');
+  assert.deepEqual(seen, [['snapshot', '{"a":\n1}'], ['positions', '[]']]);
+});
+
+test('truck state: offline, then violation, then stopped, then loaded or empty', () => {
+  const fleet = new Fleet({ offlineAfterS: 300, stoppedBelowKmh: 5 });
+  const now = 1_800_000_000_000;
+  const columns = ['device_id', 'plate', 'ts', 'speed_kmh', 'load'];
+  fleet.snapshot({
+    columns, now, violating: { v: ['OVERSPEED'] }, offline: ['o'],
+    rows: [['o', 'A', now, 50, 2], ['old', 'B', now - 301_000, 50, 2], ['v', 'C', now, 50, 2],
+      ['s', 'D', now, 4.9, 2], ['n', 'E', now, null, 0], ['l', 'F', now, 30, 1], ['e', 'G', now, 30, 0]],
+  });
+  const states = [...fleet.trucks.values()].map(t => [t.plate, fleet.stateOf(t, now)]);
+  assert.deepEqual(states, [['A', 'offline'], ['B', 'offline'], ['C', 'violation'], ['D', 'stopped'],
+    ['E', 'stopped'], ['F', 'moving_loaded'], ['G', 'moving_empty']]);
+});
+
+test('a new snapshot drops the trucks it no longer has and keeps the others\' ids', () => {
+  const fleet = new Fleet({ offlineAfterS: 300, stoppedBelowKmh: 5 });
+  const columns = ['device_id', 'plate', 'ts'];
+  fleet.snapshot({ columns, rows: [['a', 'A', 1], ['b', 'B', 1]], now: 1 });
+  const [idOfA, idOfB] = [fleet.trucks.get('a').id, fleet.trucks.get('b').id];
+  fleet.snapshot({ columns, rows: [['a', 'A', 2]], now: 2 });
+  assert.deepEqual([...fleet.trucks.keys()], ['a']);
+  assert.equal(fleet.trucks.get('a').id, idOfA);
+  assert.deepEqual(fleet.removed, [idOfB]);
+  fleet.positions({ rows: [['c', 'C', 3]], now: 3 });
+  assert.equal(fleet.byPlate('C').dirty, true);
+});
+
+test('datetime-local values are the city\'s wall clock, whatever the zone', () => {
+  i18n.setTimeZone('Asia/Shanghai');
+  const ms = Date.UTC(2026, 11, 3, 16, 30); // 00:30 on the 4th in Shanghai
+  assert.equal(i18n.toInputValue(ms), '2026-12-04T00:30');
+  assert.equal(i18n.fromInputValue('2026-12-04T00:30'), ms);
+  assert.equal(i18n.fmtTime(ms), '2026-12-04 00:30:00');
+  i18n.setTimeZone('Europe/Berlin'); // across a daylight-saving change
+  const summer = Date.UTC(2026, 6, 1, 10, 0);
+  assert.equal(i18n.toInputValue(summer), '2026-07-01T12:00');
+  assert.equal(i18n.fromInputValue('2026-07-01T12:00'), summer);
+  assert.equal(i18n.fromInputValue('nonsense'), null);
+});
