@@ -78,7 +78,7 @@ export async function mount(root, ctx) {
   let selected = null;   // {plate, vehicle (from /v1/live/vehicles), track: [[lon, lat], …]}
   let pushing = false;
   let drawn = false;     // the first picture goes in whole (setData), the rest as diffs
-  let streamStatus = 'live.connecting';
+  $('#live-status').textContent = t('live.connecting');
 
   function fillFilters() {
     const keep = Object.fromEntries(Object.entries(filters).map(([k, s]) => [k, s.value]));
@@ -120,7 +120,7 @@ export async function mount(root, ctx) {
 
   function showCount() {
     $('#live-count').textContent = shownTrucks().length.toLocaleString();
-    $('#live-updated').textContent = fleet.serverNow ? fmtTime(fleet.serverNow) : t(streamStatus);
+    $('#live-updated').textContent = fleet.serverNow ? fmtTime(fleet.serverNow) : '–';
   }
 
   // The shown copy is what the map draws: trucks(), the count and clicks agree with the screen.
@@ -183,7 +183,6 @@ export async function mount(root, ctx) {
   }
 
   function onStatus(status) {
-    streamStatus = status === 'retry' ? 'live.reconnecting' : 'live.connecting';
     $('#live-status').textContent = status instanceof Error ? status.message
       : status === 'retry' ? t('live.reconnecting') : '';
     $('#live-status').classList.toggle('error', status !== 'open');
