@@ -10,6 +10,7 @@ demo: setup
 test: setup
 	.venv/bin/ruff check .
 	.venv/bin/mypy
+	cd console && npm test --silent
 	.venv/bin/python -m pytest
 
 # the rules against a simulated week of the sample city (≈ 10–15 minutes): docs/accuracy.md
