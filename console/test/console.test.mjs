@@ -52,12 +52,12 @@ test('a new snapshot drops the trucks it no longer has and keeps the others\' id
 test('datetime-local values are the city\'s wall clock, whatever the zone', () => {
   i18n.setTimeZone('Asia/Shanghai');
   const ms = Date.UTC(2026, 11, 3, 16, 30); // 00:30 on the 4th in Shanghai
-  assert.equal(i18n.toInputValue(ms), '2026-12-04T00:30');
+  assert.equal(i18n.toInputValue(ms), '2026-12-04T00:30:00');
   assert.equal(i18n.fromInputValue('2026-12-04T00:30'), ms);
   assert.equal(i18n.fmtTime(ms), '2026-12-04 00:30:00');
   i18n.setTimeZone('Europe/Berlin'); // across a daylight-saving change
   const summer = Date.UTC(2026, 6, 1, 10, 0);
-  assert.equal(i18n.toInputValue(summer), '2026-07-01T12:00');
+  assert.equal(i18n.toInputValue(summer), '2026-07-01T12:00:00');
   assert.equal(i18n.fromInputValue('2026-07-01T12:00'), summer);
   assert.equal(i18n.fromInputValue('nonsense'), null);
 });

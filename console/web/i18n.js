@@ -260,8 +260,9 @@ export function fmtDate(value) {
 // <input type=datetime-local> values are wall-clock times without a zone: these read and write
 // them as the city's time, whatever the browser's own zone is.
 export function toInputValue(ms) {
-  const [y, mo, d, h, mi] = wallClock(ms);
-  return `${y}-${p2(mo)}-${p2(d)}T${p2(h)}:${p2(mi)}`;
+  // to the second (the inputs have step="1"): a range from a link is kept exactly
+  const [y, mo, d, h, mi, s] = wallClock(ms);
+  return `${y}-${p2(mo)}-${p2(d)}T${p2(h)}:${p2(mi)}:${p2(s)}`;
 }
 
 export function fromInputValue(value) {

@@ -10,6 +10,10 @@ import { Fleet, STATES, STATE_COLOURS } from './livedata.js';
 import { createCityMap, KIND_COLOURS } from './mapstyle.js';
 
 const FLUSH_MS = 1000;
+// while the map is dragged or zoomed every frame is a full redraw; a diff then costs the
+// worker a re-tiling and the map several more redraws, so updates wait for the movement to
+// end — at most this long, so a long drag still sees the trucks move
+const MOVING_DEFER_MS = 3000;
 const TRACK_MS = 3600_000;
 const EMPTY = { type: 'FeatureCollection', features: [] };
 
@@ -135,8 +139,12 @@ export async function mount(root, ctx) {
         district_id: shown.district_id, state: shown.state } };
   }
 
+  let lastPush = 0;
+
   async function flush() {
     if (pushing || !fleet.columns) return;
+    if (drawn && map.isMoving() && performance.now() - lastPush < MOVING_DEFER_MS) return;
+    lastPush = performance.now();
     const now = fleet.now();
     const source = map.getSource('trucks');
     const diff = { remove: fleet.removed.splice(0), add: [], update: [] };
@@ -190,6 +198,7 @@ export async function mount(root, ctx) {
 
   api.stream('/v1/live/stream', { onEvent, onStatus, signal: abort.signal });
   const timer = setInterval(flush, FLUSH_MS);
+  map.on('moveend', flush);
 
   // --- the selected truck: panel, ring and its last hour of track ---------------------------
 
