@@ -50,6 +50,10 @@ def mount_console(app: FastAPI, console_dir: Path = CONSOLE_DIR) -> None:
     def root() -> RedirectResponse:
         return RedirectResponse("/console/")
 
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> RedirectResponse:
+        return RedirectResponse("/console/favicon.svg")
+
 
 def _city(request: Request) -> CityMap:
     return request.app.state.city_map

@@ -192,9 +192,19 @@ def run_demo(settings: Settings, options: DemoOptions) -> int:
         say(f"  officer      {token}")
         say(f"  try          curl -H 'Authorization: Bearer {token}' {api.url}/v1/review/queue")
         if options.keep and sys.stdin.isatty():
-            say("  the console and the API stay up until you press Enter (or Ctrl-C)")
+            # the live map should be live: the ingest again, and the fleet driving on
+            ingest = IngestProcess(env, run_dir / "ingest-console.log")
+            ingest.wait_ready()
+            fleet = keep_driving(env, broker, sent["trucks"], run_dir)
+            say(f"  the console and the API stay up, {sent['trucks']} simulated trucks "
+                "driving on (with offences), until you press Enter (or Ctrl-C)")
             with contextlib.suppress(EOFError, KeyboardInterrupt):
                 input()
+            fleet.terminate()
+            fleet.wait(10)
+            with contextlib.suppress(ServiceError, OSError):  # Ctrl-C reached it too
+                ingest.stop()
+            ingest = None
         else:
             say("  later        muckwatch services up, then MUCKWATCH_DSN=… muckwatch serve: "
                 "the same API again (the token stays valid until revoked)")
@@ -211,6 +221,19 @@ def run_demo(settings: Settings, options: DemoOptions) -> int:
         if database is not None:
             database.stop()
         say("● Stopped        everything the demo started")
+
+
+def keep_driving(env: dict[str, str], broker: PrivateMosquitto, trucks: int,
+                 run_dir: Path) -> subprocess.Popen:
+    """``muckwatch simulate`` in real time (offences and near-misses at a few per hour per
+    rule) for as long as the demo stays up, so the console's live map shows moving trucks."""
+    log = (run_dir / "simulate-console.log").open("wb")
+    return subprocess.Popen(
+        [sys.executable, "-m", "muckwatch", "simulate", "--trucks", str(max(trucks, 1)),
+         "--interval", "1", "--duration", "12h", "--start-ms", "now", "--speed", "1",
+         "--scenario", "mixed", "--rate", "5", "--mqtt", broker.url,
+         "--truth", str(run_dir / "simulate-console-truth.jsonl")],
+        env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
 
 def drive_fleet(city, broker: PrivateMosquitto, options: DemoOptions,

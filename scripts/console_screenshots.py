@@ -39,14 +39,16 @@ def main() -> int:
     parser.add_argument("token")
     parser.add_argument("--out", default="docs")
     parser.add_argument("--lang", choices=["en", "zh"], default="en")
+    parser.add_argument("--rule", default="OFF_ROUTE",
+                        help="review and play back a violation of this rule when there is one")
     args = parser.parse_args()
     out = Path(args.out)
     headers = {"Authorization": f"Bearer {args.token}"}
     queue = httpx.get(f"{args.url}/v1/review/queue", headers=headers, params={"limit": 200},
                       timeout=10).raise_for_status().json()["violations"]
-    pick = next((v for v in queue if v["end_ts"] and v["rule"] in (
-        "OFF_ROUTE", "OVERSPEED", "UNCOVERED_LOAD", "UNAUTHORISED_DUMP")), None) \
-        or (queue[0] if queue else None)
+    closed = [v for v in queue if v["end_ts"]]
+    pick = next((v for v in closed if v["rule"] == args.rule), None) \
+        or (closed[0] if closed else None)
     with tempfile.TemporaryDirectory() as profile:
         driver = headless_chromium(Path(profile), width=1400, height=860)
         try:

@@ -30,7 +30,7 @@ function truckLayers(map) {
   map.addLayer({
     id: 'trucks', type: 'circle', source: 'trucks',
     paint: {
-      'circle-radius': ['interpolate', ['linear'], ['zoom'], 9, 2, 12, 3.5, 16, 7],
+      'circle-radius': ['interpolate', ['linear'], ['zoom'], 9, 3, 12, 4.5, 16, 8],
       'circle-color': colour,
       'circle-opacity': ['case', offline, 0, 0.9],
       'circle-stroke-color': STATE_COLOURS.offline,

@@ -112,6 +112,14 @@ function evidenceLayers(map, violation) {
   fitPoints(map, points.length ? points : [[marks.start.lon, marks.start.lat]]);
 }
 
+// The peak as the rule measured it (the violation's peak), and where on the track: the
+// mark's value and unit when the track shows one (fastest fix, farthest from the route …).
+function peakText(v) {
+  const mark = v.marks?.peak;
+  if (mark?.value != null) return `${mark.value} ${mark.label}`;
+  return v.peak ?? '–';
+}
+
 // Start, peak and end as labelled markers (HTML: the style has no glyphs for text).
 function placeMarks(map, marks) {
   return ['start', 'peak', 'end'].filter(name => marks[name]).map(name =>
@@ -138,7 +146,7 @@ async function mountViolation(root, ctx, id) {
       id: v.id, plate: v.plate, company: v.company_id, permit: v.permit_id,
       district: districtName(ctx, v.district_id), severity: v.severity, state: tv('vstate', v.state),
       start: fmtTime(v.start_ts), end: fmtTime(v.end_ts),
-      peak: v.marks?.peak?.label ?? v.peak,
+      peak: peakText(v),
       review: tv('review', v.review),
       review_reason: reasonLabel(v.review_reason), reviewed_by: v.reviewed_by,
     });
