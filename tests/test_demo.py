@@ -56,6 +56,10 @@ def test_short_demo_reports_and_cleans_up(run_dir, dsn, database):
     # the officer's token was made for this run and works (the API itself has stopped)
     token = text.split("officer      ", 1)[1].split()[0]
     assert token.startswith("mwt_") and len(token) > 40
+    # the console's address logs in as that officer
+    console = text.split("console      ", 1)[1].split()[0]
+    assert console.endswith(f"/console/#token={token}"), console
+    assert "/console/#/public" in text
     rows = {line.split()[0]: line.split()[1:4] for line in accuracy.splitlines()[2:]
             if line.strip()}
     for rule in DEMO_RULES:
