@@ -125,7 +125,7 @@ class LiveHub:
                 self.dsn, autocommit=True, application_name="muckwatch-api-live") as listen, \
                 await psycopg.AsyncConnection.connect(
                     self.dsn, autocommit=True, application_name="muckwatch-api-live") as read:
-            await listen.execute(f"LISTEN {live.CHANNEL}")
+            await live.listen(listen)
             horizon: str | None = None  # None: read everything (a fresh start)
             while True:
                 started = time.monotonic()

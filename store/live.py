@@ -23,6 +23,7 @@ from psycopg.rows import dict_row
 from domain.batches import FixBatch
 
 CHANNEL = "muckwatch_live"
+_LISTEN = "LISTEN muckwatch_live"
 
 _CREATE_STAGING = ("CREATE TEMP TABLE IF NOT EXISTS stage_live (LIKE telemetry)"
                    " ON COMMIT DELETE ROWS")
@@ -73,6 +74,11 @@ async def write_positions(conn: psycopg.AsyncConnection, payload: bytes) -> int:
         if moved:
             await cur.execute(_NOTIFY)
     return moved
+
+
+async def listen(conn: psycopg.AsyncConnection) -> None:
+    """Subscribe an autocommit connection to the batches' notifications."""
+    await conn.execute(_LISTEN)
 
 
 # --- reads ----------------------------------------------------------------------------------
