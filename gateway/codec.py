@@ -308,8 +308,11 @@ OK, FAIL, BAD_MESSAGE, UNSUPPORTED = 0, 1, 2, 3
 
 
 def gbk(data: bytes, what: str) -> str:
+    """GBK text of a fixed or trailing field, trimmed of zero bytes and spaces at both ends:
+    some firmware pads its maker / model on the left, and a padded model would never match
+    the configured one."""
     try:
-        return data.rstrip(b"\x00").decode("gbk")
+        return data.strip(b"\x00 ").decode("gbk")
     except UnicodeDecodeError:
         raise CodecError(f"{what} is not GBK text") from None
 
@@ -323,7 +326,8 @@ def _fixed(text: str, length: int, what: str) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class Registration:
-    """0x0100 body (2013: maker 5, model 20, terminal id 7 bytes; 2019: 11, 30, 30)."""
+    """0x0100 body (2011: maker 5, model 8, terminal id 7 bytes; 2013: 5, 20, 7; 2019: 11,
+    30, 30). ``protocol`` says which layout it was read with."""
 
     province: int
     city: int
@@ -332,16 +336,40 @@ class Registration:
     terminal_id: str
     plate_color: int
     plate: str
+    protocol: str = "2013"
 
 
-_REG_SIZES = {False: (5, 20, 7), True: (11, 30, 30)}
+_REG_SIZES = {"2011": (5, 8, 7), "2013": (5, 20, 7), "2019": (11, 30, 30)}
+# plate colours of JT/T 415 (0: no plate — the field holds the VIN)
+_PLATE_COLOURS = frozenset({0, 1, 2, 3, 4, 5, 9})
+
+
+def _fixed_size(protocol: str) -> int:
+    return 4 + sum(_REG_SIZES[protocol]) + 1
+
+
+def registration_protocol(body: bytes, is_2019: bool) -> str:
+    """Which layout a 0x0100 body has. 2019 says so in its header; 2011 and 2013 share the
+    header, and differ in the model field (8 or 20 bytes): a body too short for 2013 is
+    2011, and so is one whose 2013 plate-colour byte is no plate colour while its 2011 one is
+    (a 2011 body long enough for 2013 — a VIN instead of a plate — has text there)."""
+    if is_2019:
+        return "2019"
+    n2013, n2011 = _fixed_size("2013"), _fixed_size("2011")
+    if len(body) >= n2013 and body[n2013 - 1] in _PLATE_COLOURS:
+        return "2013"
+    if len(body) >= n2011 and body[n2011 - 1] in _PLATE_COLOURS:
+        return "2011"
+    return "2013" if len(body) >= n2013 else "2011"
 
 
 def decode_registration(body: bytes, is_2019: bool) -> Registration:
-    maker_n, model_n, tid_n = _REG_SIZES[is_2019]
-    fixed = 4 + maker_n + model_n + tid_n + 1
+    protocol = registration_protocol(body, is_2019)
+    maker_n, model_n, tid_n = _REG_SIZES[protocol]
+    fixed = _fixed_size(protocol)
     if len(body) < fixed:
-        raise CodecError(f"0x0100 body of {len(body)} bytes is shorter than {fixed}")
+        raise CodecError(f"0x0100 body of {len(body)} bytes is shorter than {fixed} "
+                         f"(the {protocol} layout)")
     province, city = struct.unpack_from(">HH", body, 0)
     i = 4
     maker = gbk(body[i:i + maker_n], "maker")
@@ -351,11 +379,12 @@ def decode_registration(body: bytes, is_2019: bool) -> Registration:
     terminal_id = gbk(body[i:i + tid_n], "terminal id")
     i += tid_n
     return Registration(province, city, maker, model, terminal_id, body[i],
-                        gbk(body[i + 1:], "plate"))
+                        gbk(body[i + 1:], "plate"), protocol)
 
 
 def encode_registration(reg: Registration, is_2019: bool) -> bytes:
-    maker_n, model_n, tid_n = _REG_SIZES[is_2019]
+    """The body in ``reg.protocol``'s layout (2019 whenever the header is 2019's)."""
+    maker_n, model_n, tid_n = _REG_SIZES["2019" if is_2019 else reg.protocol]
     return (struct.pack(">HH", reg.province, reg.city) + _fixed(reg.maker, maker_n, "maker")
             + _fixed(reg.model, model_n, "model")
             + _fixed(reg.terminal_id, tid_n, "terminal id") + bytes([reg.plate_color])
@@ -505,6 +534,7 @@ def describe(frame_hex: str) -> dict:
                                       "extras": named_extras(x.extras)} for x in locations]}
     elif h.msg_id == REGISTER and h.package_total is None:
         reg = decode_registration(frame.body, h.is_2019)
+        out["header"]["protocol"] = reg.protocol
         out["body"] = {"province": reg.province, "city": reg.city, "maker": reg.maker,
                        "model": reg.model, "terminal_id": reg.terminal_id,
                        "plate_color": reg.plate_color, "plate": reg.plate}

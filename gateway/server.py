@@ -55,6 +55,7 @@ class GatewayStats:
     publish_failures: int = 0
     unsupported: int = 0
     by_message: dict[str, int] = field(default_factory=dict)
+    registrations: dict[str, int] = field(default_factory=dict)  # by protocol: 2011/2013/2019
 
     def as_json(self) -> str:
         return orjson.dumps(self.__dict__).decode()
@@ -238,6 +239,8 @@ class Session:
         by[name] = by.get(name, 0) + 1
         if h.msg_id == codec.REGISTER:
             reg = codec.decode_registration(frame.body, h.is_2019)
+            regs = self.gw.stats.registrations
+            regs[reg.protocol] = regs.get(reg.protocol, 0) + 1
             known = self.gw.directory.lookup(h.phone)
             if known is None:
                 replies.append(self.reply(h, codec.REGISTER_REPLY,

@@ -8,19 +8,27 @@ from gateway.codec import Authentication, Header, Location, Registration
 
 
 class Terminal:
-    """Frames from one terminal (its phone, its protocol version), serials counting up."""
+    """Frames from one terminal (its phone, its protocol version), serials counting up.
+    ``version`` is the 2019 protocol version (None: a 2013 header); ``legacy_2011`` makes
+    a terminal of JT/T 808-2011 (the 2013 header, the 2011 registration body)."""
 
-    def __init__(self, phone: str, version: int | None = None) -> None:
+    def __init__(self, phone: str, version: int | None = None, *,
+                 legacy_2011: bool = False) -> None:
+        if legacy_2011 and version is not None:
+            raise ValueError("a 2011 terminal has no 2019 protocol version")
         self.phone = phone if version is None else phone.rjust(20, "0")
         self.version = version
+        self.protocol = "2019" if version is not None else "2011" if legacy_2011 else "2013"
         self.serial = 0
 
     def frame(self, msg_id: int, body: bytes) -> bytes:
         self.serial = (self.serial + 1) & 0xFFFF
         return codec.encode_frame(Header(msg_id, self.phone, self.serial, self.version), body)
 
-    def register(self, plate: str = "粤B00001", model: str = "MW-1") -> bytes:
-        reg = Registration(44, 300, "MUCK", model, self.phone[-7:], 2, plate)
+    def register(self, plate: str = "粤B00001", model: str = "MW-1", maker: str = "MUCK",
+                 plate_color: int = 2) -> bytes:
+        reg = Registration(44, 300, maker, model, self.phone[-7:], plate_color, plate,
+                           self.protocol)
         return self.frame(codec.REGISTER, codec.encode_registration(reg, self.version is not None))
 
     def authenticate(self, code: str) -> bytes:

@@ -178,8 +178,9 @@ def test_decode_command_prints_json_and_refuses_bad_frames():
     assert bad.returncode == 2 and "not a valid JT/T 808 frame: check byte" in bad.stderr
 
 
-@pytest.mark.parametrize("is_2019", [False, True])
-def test_registration_and_authentication_bodies(is_2019):
+@pytest.mark.parametrize("protocol", ["2011", "2013", "2019"])
+def test_registration_and_authentication_bodies(protocol):
+    is_2019 = protocol == "2019"
     from gateway.codec import (
         Authentication,
         Registration,
@@ -191,7 +192,7 @@ def test_registration_and_authentication_bodies(is_2019):
         encode_registration,
     )
 
-    reg = Registration(44, 300, "MUCK", "ZT-808A", "T123456", 2, "粤B0352X")
+    reg = Registration(44, 300, "MUCK", "ZT-808A", "T123456", 2, "粤B0352X", protocol)
     assert decode_registration(encode_registration(reg, is_2019), is_2019) == reg
     auth = Authentication("a1b2c3", "860000000000001" if is_2019 else "",
                           "2.1.0" if is_2019 else "")
@@ -200,6 +201,50 @@ def test_registration_and_authentication_bodies(is_2019):
     assert decode_register_reply(encode_register_reply(9, 4)) == (9, 4, "")
     with pytest.raises(CodecError, match="not GBK"):
         decode_registration(encode_registration(reg, is_2019)[:-3] + b"\xff\xff", is_2019)
+
+
+# maker, model and terminal id as firmware writes them: padded on either side
+padded_text = st.text(st.sampled_from("ABCZ-09 "), min_size=1, max_size=7).map(str.strip) \
+    .filter(bool)
+
+
+@settings(max_examples=300, deadline=None)
+@given(protocol=st.sampled_from(["2011", "2013"]), maker=padded_text, model=padded_text,
+       tid=padded_text, colour=st.sampled_from([0, 1, 2, 3, 4, 5, 9]),
+       plate=st.text(st.sampled_from("粤B0123456789ABCDEFGHJKLMNPQRSTUVWXYZ挂"), min_size=0,
+                     max_size=17),
+       left=st.integers(0, 3), zeros_left=st.booleans())
+def test_2011_and_2013_registrations_are_told_apart_and_trimmed(protocol, maker, model, tid,
+                                                                colour, plate, left,
+                                                                zeros_left):
+    """The two layouts share the header; the body alone tells them apart, whatever the
+    plate (a VIN of 17 characters makes a 2011 body as long as a 2013 one), and a field
+    padded with zero bytes or spaces on the left reads as its text."""
+    import struct
+
+    from gateway.codec import decode_registration
+
+    sizes = {"2011": (5, 8, 7), "2013": (5, 20, 7)}[protocol]
+    pad = b"\x00" if zeros_left else b" "
+
+    def field(text: str, n: int) -> bytes:
+        raw = (pad * left + text.encode("gbk"))[:n]
+        return raw.ljust(n, b"\x00")
+
+    body = (struct.pack(">HH", 44, 300) + field(maker, sizes[0]) + field(model, sizes[1])
+            + field(tid, sizes[2]) + bytes([colour]) + plate.encode("gbk"))
+    reg = decode_registration(body, False)
+    assert reg.protocol == protocol
+    assert reg.maker == maker[:sizes[0] - left].strip() or left >= sizes[0]
+    assert reg.model == model[:sizes[1] - left].strip() or left >= sizes[1]
+    assert (reg.plate_color, reg.plate) == (colour, plate.strip())
+
+
+def test_a_2011_registration_too_short_for_either_layout_is_refused():
+    from gateway.codec import decode_registration
+
+    with pytest.raises(CodecError, match=r"shorter than 25 \(the 2011 layout"):
+        decode_registration(b"\x00\x2c" * 5, False)
 
 
 @settings(max_examples=100, deadline=None)

@@ -80,12 +80,13 @@ def loc(at: datetime, k: int, io: int = 0) -> Location:
                     extras={0x2A: io.to_bytes(2, "big"), 0x31: bytes([11])})
 
 
-@pytest.mark.parametrize("version", [None, 1])
+@pytest.mark.parametrize("protocol", ["2011", "2013", "2019"])
 def test_register_auth_reports_and_a_blind_area_batch_reach_the_database(
-        gateway_port, ingest, db, poll, version):
+        gateway_port, ingest, db, poll, protocol):
     phone = "0" + "".join(random.choice("0123456789") for _ in range(11))
     device = phone.lstrip("0").rjust(12, "0")
-    c = Client(gateway_port, Terminal(phone, version))
+    c = Client(gateway_port, Terminal(phone, 1 if protocol == "2019" else None,
+                                      legacy_2011=protocol == "2011"))
     [(msg_id, body)] = c.send(c.t.register())
     serial, result, code = codec.decode_register_reply(body)
     assert (msg_id, serial, result) == (codec.REGISTER_REPLY, c.t.serial, 0) and code
@@ -303,3 +304,34 @@ def test_gateway_publishes_on_the_vehicles_topic_partition(broker, run_dir):
     devices = [p.lstrip("0").rjust(12, "0") for p in phones]
     assert topics == sorted(partition_topic(root, d, 8) for d in devices)
     assert all("/p/" in t for t in topics)
+
+
+def test_a_model_padded_on_the_left_finds_its_sensor_mapping(broker, ingest, db, poll, run_dir,
+                                                            tmp_path):
+    """Firmware that pads its model with zero bytes on the left still matches its
+    [[gateway.models]] entry, so its lid and lift bits are read, not dropped."""
+    config = tmp_path / "gateway.toml"
+    config.write_text('[[gateway.models]]\nmodel = "ZT-808"\nlid = "io:8"\nlift = "io:9"\n',
+                      encoding="utf-8")
+    proc, port = start_gateway(broker, run_dir / "gateway-models.log",
+                               MUCKWATCH_CONFIG=str(config))
+    try:
+        phone = "0" + "".join(random.choice("0123456789") for _ in range(11))
+        device = phone.lstrip("0").rjust(12, "0")
+        c = Client(port, Terminal(phone, legacy_2011=True))
+        [(_, body)] = c.send(c.t.register(model="\x00ZT-808", maker=" MUCK"))
+        _, result, code = codec.decode_register_reply(body)
+        assert result == 0 and c.general(c.t.authenticate(code)) == codec.OK
+        at = datetime.now(UTC) - timedelta(seconds=5)
+        assert c.general(c.t.location(loc(at, 0, io=0x0300))) == codec.OK
+
+        def sensors():
+            db.rollback()
+            return db.execute("SELECT lid, lift FROM telemetry WHERE device_id = %s",
+                              (device,)).fetchall()
+        assert poll(lambda: sensors(), timeout_s=30) == [(1, 1)]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    stats = json.loads(out)
+    assert stats["registrations"] == {"2011": 1}
