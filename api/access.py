@@ -52,6 +52,8 @@ MATRIX: dict[str, frozenset[str]] = {
     "map.read": frozenset({"officer", "supervisor", "company", "analyst"}),
     "live.read": frozenset({"officer", "supervisor", "company", "analyst"}),
     "track.read": frozenset({"officer", "supervisor", "company", "analyst"}),
+    # terminals online (issue #24): the online rate per company and day; a company its own
+    "online.read": frozenset({"officer", "supervisor", "company", "association", "analyst"}),
 }
 
 

@@ -65,6 +65,15 @@ def association(request: Request, who: Principal = Depends(need("association.rea
         return public.association_stats(conn, since, until)
 
 
+@router.get("/v1/online-rate",
+            summary="Per company: vehicles whose terminal was online on a day (上线率)")
+def online_rate(request: Request, who: Principal = Depends(need("online.read")),
+                day: date | None = None) -> list[dict]:
+    day = day or _now(request).date()
+    with request.app.state.db.transaction() as conn:
+        return public.online_rate(conn, day, who.company if who.role == "company" else None)
+
+
 @router.get("/v1/association/trends", summary="Daily company scores (score snapshots)")
 def trends(request: Request, who: Principal = Depends(need("association.read")),
            since: date | None = None, until: date | None = None,

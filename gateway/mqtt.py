@@ -110,9 +110,11 @@ class AsyncPublisher:
         if entry is not None:
             entry[1]()
 
-    async def publish_all(self, messages: list[tuple[str, bytes]], timeout_s: float) -> None:
+    async def publish_all(self, messages: list[tuple[str, bytes]], timeout_s: float,
+                          retain: bool = False) -> None:
         """Publish and wait until the broker acknowledged every one (or raise). One future
-        per call, not per message: a terminal's read of ten reports costs one wait."""
+        per call, not per message: a terminal's read of ten reports costs one wait.
+        ``retain``: the broker keeps them as the topics' last word (terminal status)."""
         assert self._loop is not None, "connect() first"
         done = self._loop.create_future()
         remaining = len(messages)
@@ -128,7 +130,7 @@ class AsyncPublisher:
                 done.set_result(None)
 
         for topic, payload in messages:
-            info = self.client.publish(topic, payload, qos=1)
+            info = self.client.publish(topic, payload, qos=1, retain=retain)
             if info.rc != mqtt.MQTT_ERR_SUCCESS:
                 raise BrokerUnavailable(f"publish failed: {info.rc}")
             self._pending[info.mid] = (done, acked)

@@ -56,6 +56,8 @@ class GatewayStats:
     unsupported: int = 0
     by_message: dict[str, int] = field(default_factory=dict)
     registrations: dict[str, int] = field(default_factory=dict)  # by protocol: 2011/2013/2019
+    status_published: int = 0  # online / offline announcements the broker acknowledged
+    status_failures: int = 0  # … and those it did not (logged; the next one corrects it)
 
     def as_json(self) -> str:
         return orjson.dumps(self.__dict__).decode()
@@ -111,6 +113,9 @@ class Gateway:
         self.stats = GatewayStats()
         self.models: dict[str, str] = {}  # device → model, learnt from registrations
         self.writers: set[asyncio.StreamWriter] = set()
+        # each device's newest authenticated session: an older connection of the same
+        # terminal that times out later must not announce it offline
+        self.current: dict[str, Session] = {}
 
     def close_connections(self) -> None:
         for writer in list(self.writers):
@@ -119,6 +124,21 @@ class Gateway:
     def auth_code(self, phone: str) -> str:
         digest = hmac.new(self.key, device_for_phone(phone).encode(), hashlib.sha256)
         return digest.hexdigest()[:16]
+
+    async def announce(self, device: str, *, online: bool) -> None:
+        """The terminal's online / offline state, retained on its status topic (what an MQTT
+        terminal says with its retained status and last will: docs/protocol.md), so the
+        ingest keeps ``device_status`` and its history for everyone's view of who is
+        online. Best effort: a failure is logged and counted, never fails the terminal."""
+        topic = partition_topic(self.topic_root, device, self.partitions, "status")
+        try:
+            await self.publisher.publish_all([(topic, b"online" if online else b"offline")],
+                                             self.publish_timeout_s, retain=True)
+            self.stats.status_published += 1
+        except BrokerUnavailable as e:
+            self.stats.status_failures += 1
+            log.warning("%s: status %s not published: %s", device,
+                        "online" if online else "offline", e)
 
     def mapping_for(self, device: str, model: str) -> SensorMapping:
         return self.model_mappings.get(model or self.models.get(device, ""),
@@ -160,6 +180,11 @@ class Gateway:
         finally:
             self.stats.open_connections -= 1
             self.writers.discard(writer)
+            # logout, close, idle timeout, a broken link — unless the terminal has since
+            # connected again
+            if session.device is not None and self.current.get(session.device) is session:
+                del self.current[session.device]
+                await self.announce(session.device, online=False)
             writer.close()
             with contextlib.suppress(ConnectionError, OSError):
                 await writer.wait_closed()
@@ -177,6 +202,7 @@ class Session:
         self.phone: str | None = None
         self.serial = 0
         self.closing = False
+        self.announce_online = False  # authenticated in this read: say so on the status topic
         self.reassembler = codec.Reassembler()
 
     def reply(self, to: Header, msg_id: int, body: bytes) -> bytes:
@@ -218,6 +244,9 @@ class Session:
                 log.error("%s: %s; answering 'fail' so the terminal sends again", self.peer, e)
                 result = codec.FAIL
         replies += [self.general(h, result) for h, _ in waiting]
+        if self.announce_online and self.device is not None:
+            self.announce_online = False
+            await self.gw.announce(self.device, online=True)
         if replies:
             self.writer.write(b"".join(replies))
             await self.writer.drain()
@@ -255,6 +284,8 @@ class Session:
             ok = False
             if known is not None and hmac.compare_digest(auth.code, self.gw.auth_code(h.phone)):
                 self.device, self.phone = known[0], h.phone
+                self.gw.current[self.device] = self
+                self.announce_online = True
                 ok = True
             replies.append(self.general(h, codec.OK if ok else codec.FAIL))
         elif h.msg_id == codec.HEARTBEAT:

@@ -99,3 +99,14 @@ def score_trend(conn: psycopg.Connection, since: date, until: date,
             " FROM score_snapshots WHERE subject = 'company'"
             " AND day >= %(since)s AND day < %(until)s" + extra +
             " ORDER BY subject_id, day", params).fetchall()
+
+
+def online_rate(conn: psycopg.Connection, day: date, company: str | None = None) -> list[dict]:
+    """Per company, of its registered vehicles, how many had their terminal online at some
+    moment of the city's local ``day`` (上线率; the connection speaks the city's zone)."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            "SELECT r.company_id, c.name, r.vehicles, r.online, r.rate"
+            " FROM online_rate(%(day)s) r LEFT JOIN companies c ON c.id = r.company_id"
+            " WHERE %(company)s::text IS NULL OR r.company_id = %(company)s"
+            " ORDER BY r.company_id", {"day": day, "company": company}).fetchall()

@@ -188,6 +188,13 @@ class StoreWriter:
                     list(zip(statuses.device, statuses.online, statuses.received_ms,
                              strict=True)),
                 )
+                # and the history the online rate is computed from (docs/sql.md)
+                await cur.executemany(
+                    "INSERT INTO device_status_changes (device_id, online, at)"
+                    " VALUES (%s, %s, to_timestamp(%s / 1000.0)) ON CONFLICT DO NOTHING",
+                    list(zip(statuses.device, statuses.online, statuses.received_ms,
+                             strict=True)),
+                )
         return WriteReport(
             fixes_inserted=inserted,
             fixes_duplicate=len(fixes) - inserted,

@@ -51,6 +51,7 @@ PROBES = {
     "map.read": ("GET", "/v1/map/layers"),
     "live.read": ("GET", "/v1/live/positions"),
     "track.read": ("GET", "/v1/vehicles/NOPE/track?since=0&until=1000"),
+    "online.read": ("GET", "/v1/online-rate?day=2026-01-01"),
 }
 
 

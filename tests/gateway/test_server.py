@@ -111,6 +111,17 @@ def test_register_auth_reports_and_a_blind_area_batch_reach_the_database(
     assert c.general(c.t.logout()) == codec.OK
     assert c.sock.recv(10) == b"", "the gateway closes after a logout"
 
+    def history():
+        db.rollback()
+        return [r[0] for r in db.execute("SELECT online FROM device_status_changes"
+                                         " WHERE device_id = %s ORDER BY at", (device,))]
+    # authenticated → online, logged out → offline: announced on the status topic, kept by
+    # the ingest as device_status and its history
+    assert poll(lambda: history() == [True, False], timeout_s=30), history()
+    db.rollback()
+    assert db.execute("SELECT online FROM device_status WHERE device_id = %s",
+                      (device,)).fetchone() == (False,)
+
 
 def test_bad_frames_are_answered_and_the_connection_lives_on(gateway_port):
     c = Client(gateway_port, Terminal("013900000001"))
@@ -281,7 +292,7 @@ def test_gateway_publishes_on_the_vehicles_topic_partition(broker, run_dir):
     root = f"gwp{os.getpid()}/v1"
     watcher = subprocess.Popen(
         ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(broker.port), "-q", "1", "-v",
-         "-t", f"{root}/#", "-C", "2", "-W", "30"], stdout=subprocess.PIPE, text=True)
+         "-t", f"{root}/#", "-C", "6", "-W", "30"], stdout=subprocess.PIPE, text=True)
     proc, port = start_gateway(broker, run_dir / "gateway-partitions.log",
                                MUCKWATCH_MQTT_PARTITIONS="8", MUCKWATCH_MQTT_TOPIC_ROOT=root,
                                MUCKWATCH_GATEWAY_CLIENT_ID=f"gw-partitions-{os.getpid()}")
@@ -302,7 +313,9 @@ def test_gateway_publishes_on_the_vehicles_topic_partition(broker, run_dir):
             watcher.kill()
     topics = sorted(line.split(" ", 1)[0] for line in out.splitlines())
     devices = [p.lstrip("0").rjust(12, "0") for p in phones]
-    assert topics == sorted(partition_topic(root, d, 8) for d in devices)
+    # each terminal: online, its fix, offline — the status on the same partition
+    assert topics == sorted([partition_topic(root, d, 8) for d in devices]
+                            + [partition_topic(root, d, 8, "status") for d in devices] * 2)
     assert all("/p/" in t for t in topics)
 
 
@@ -314,7 +327,8 @@ def test_a_model_padded_on_the_left_finds_its_sensor_mapping(broker, ingest, db,
     config.write_text('[[gateway.models]]\nmodel = "ZT-808"\nlid = "io:8"\nlift = "io:9"\n',
                       encoding="utf-8")
     proc, port = start_gateway(broker, run_dir / "gateway-models.log",
-                               MUCKWATCH_CONFIG=str(config))
+                               MUCKWATCH_CONFIG=str(config),
+                               MUCKWATCH_GATEWAY_CLIENT_ID=f"gw-models-{os.getpid()}")
     try:
         phone = "0" + "".join(random.choice("0123456789") for _ in range(11))
         device = phone.lstrip("0").rjust(12, "0")
@@ -335,3 +349,42 @@ def test_a_model_padded_on_the_left_finds_its_sensor_mapping(broker, ingest, db,
         out, _ = proc.communicate(timeout=30)
     stats = json.loads(out)
     assert stats["registrations"] == {"2011": 1}
+
+
+def test_a_dropped_connection_or_silence_announces_the_terminal_offline(broker, ingest, db,
+                                                                        poll, run_dir):
+    proc, port = start_gateway(broker, run_dir / "gateway-idle.log",
+                               MUCKWATCH_GATEWAY_IDLE_TIMEOUT_S="1.5",
+                               MUCKWATCH_GATEWAY_CLIENT_ID=f"gw-idle-{os.getpid()}")
+    try:
+        devices = []
+        clients = []
+        for _ in range(2):
+            phone = "0" + "".join(random.choice("0123456789") for _ in range(11))
+            devices.append(phone.lstrip("0").rjust(12, "0"))
+            c = Client(port, Terminal(phone))
+            [(_, body)] = c.send(c.t.register())
+            assert c.general(c.t.authenticate(codec.decode_register_reply(body)[2])) == 0
+            clients.append(c)
+        clients[0].sock.close()  # the link breaks; the second just falls silent
+        # … and a third connects again as the second's terminal before that one timed out:
+        # the old session's timeout must not announce the reconnected terminal offline
+        again = Client(port, Terminal(clients[1].t.phone))
+        [(_, body)] = again.send(again.t.register())
+        assert again.general(again.t.authenticate(codec.decode_register_reply(body)[2])) == 0
+
+        def states():
+            db.rollback()
+            return dict(db.execute("SELECT device_id, array_agg(online ORDER BY at)"
+                                   " FROM device_status_changes WHERE device_id = ANY(%s)"
+                                   " GROUP BY device_id", (devices,)).fetchall())
+        assert poll(lambda: states() == {devices[0]: [True, False],
+                                         devices[1]: [True, True]}, timeout_s=30), states()
+        for _ in range(6):  # the old session times out meanwhile; the new one lives on
+            assert again.general(again.t.heartbeat()) == codec.OK
+            time.sleep(0.5)
+        assert states()[devices[1]] == [True, True], "no offline after the reconnect"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    assert json.loads(out)["status_failures"] == 0
