@@ -183,6 +183,24 @@ def test_an_officer_watches_reviews_and_plays_back(api, broker, console_ingest, 
                               what="the truck moving on the live map")
     assert (lon_b, lat_b) != (lon_a, lat_a)
     shoot(driver, run_dir, "live")
+    # filters: by the truck's company it stays; by a state it is not in, it goes
+    company = Select(element(driver, "#filter-company"))
+    company.select_by_value(truck["company"])
+    wait_js(driver, where, plate, slow[-1]["ts"], what="the truck under its company's filter")
+    state = Select(element(driver, "#filter-state"))
+    state.select_by_value("offline")
+    wait_js(driver, "return !window.muckwatchConsole.trucks().some("
+                    "t => t.plate === arguments[0])", plate, what="the state filter")
+    state.select_by_value("all")
+    company.select_by_value("")
+    wait_js(driver, where, plate, slow[-1]["ts"], what="the truck back without filters")
+    # Chinese labels, then English again
+    element(driver, "#lang-toggle").click()
+    wait_js(driver, "return document.querySelector('a[data-nav=live]').textContent"
+                    " === '实时监控'", what="Chinese labels")
+    element(driver, "#lang-toggle").click()
+    wait_js(driver, "return document.querySelector('a[data-nav=live]').textContent"
+                    " === 'Live map'", what="English labels")
     # click it: the panel names it
     x, y = js(driver, "return window.muckwatchConsole.truckScreenPoint(arguments[0])", plate)
     body = driver.find_element(By.TAG_NAME, "body")
