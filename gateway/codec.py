@@ -498,6 +498,17 @@ class Reassembler:
         del self._parts[key]
         return b"".join(parts[i] for i in range(1, total + 1))
 
+    def missing(self, header: Header) -> list[int]:
+        """The package indexes (1-based) still missing from the message ``header``'s package
+        belongs to — what a 0x8800 asks the terminal to send again; [] when it is complete
+        or unknown."""
+        total, index = header.package_total, header.package_index
+        assert total is not None and index is not None
+        entry = self._parts.get((header.msg_id, total, (header.serial - index + 1) & 0xFFFF))
+        if entry is None:
+            return []
+        return [i for i in range(1, total + 1) if i not in entry[1]]
+
 
 def describe(frame_hex: str) -> dict:
     """A frame given as hex (flags and spaces optional) → JSON-ready fields, for people."""

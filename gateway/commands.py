@@ -1,0 +1,86 @@
+"""JT/T 808 commands from the platform to a terminal, and the terminal's answers: 0x8300
+text to the driver (shown and read aloud), 0x8103 parameter setting (e.g. the reporting
+interval), 0x8201 position query and its 0x0201 answer. The terminal acknowledges 0x8300
+and 0x8103 with a 0x0001 general reply carrying the command's serial.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from gateway.codec import CodecError, Location, decode_location, encode_location, gbk
+
+TEXT, SET_PARAMS, POSITION_QUERY, POSITION_REPLY = 0x8300, 0x8103, 0x8201, 0x0201
+
+# 0x8300 flag bits
+EMERGENCY, DISPLAY, TTS = 0x01, 0x04, 0x08
+MAX_TEXT_BYTES = 1000  # a frame's body holds 1023 bytes
+
+# 0x8103 parameters muckwatch sets, all DWORD seconds
+PARAMS = {"heartbeat_s": 0x0001, "report_interval_s": 0x0029,
+          "sleep_report_interval_s": 0x0027, "alarm_report_interval_s": 0x0028}
+
+
+@dataclass(frozen=True, slots=True)
+class Text:
+    text: str
+    flags: int = DISPLAY | TTS
+    text_type: int = 1  # 2019 only: 1 notice, 2 service
+
+
+def encode_text(message: Text, is_2019: bool) -> bytes:
+    raw = message.text.encode("gbk")
+    if len(raw) > MAX_TEXT_BYTES:
+        raise CodecError(f"text of {len(raw)} bytes is longer than {MAX_TEXT_BYTES}")
+    head = bytes([message.flags, message.text_type]) if is_2019 else bytes([message.flags])
+    return head + raw
+
+
+def decode_text(body: bytes, is_2019: bool) -> Text:
+    n = 2 if is_2019 else 1
+    if len(body) < n:
+        raise CodecError(f"0x8300 body shorter than {n} bytes")
+    return Text(gbk(body[n:], "text"), body[0], body[1] if is_2019 else 1)
+
+
+def encode_params(values: dict[int, int]) -> bytes:
+    """0x8103 with DWORD parameters: count, then (id DWORD, length 4, value DWORD) each."""
+    if not 0 < len(values) <= 255:
+        raise CodecError("0x8103 sets 1 to 255 parameters")
+    body = bytes([len(values)])
+    for param, value in values.items():
+        if not 0 <= value <= 0xFFFFFFFF:
+            raise CodecError(f"parameter 0x{param:04X}: {value} does not fit a DWORD")
+        body += struct.pack(">IBI", param, 4, value)
+    return body
+
+
+def decode_params(body: bytes) -> dict[int, bytes]:
+    """Any 0x8103 body: parameter id → its raw value."""
+    if not body:
+        raise CodecError("0x8103 body is empty")
+    count, i, out = body[0], 1, {}
+    for _ in range(count):
+        if i + 5 > len(body):
+            raise CodecError(f"0x8103 parameter {len(out) + 1} of {count} truncated")
+        param, length = struct.unpack_from(">IB", body, i)
+        if i + 5 + length > len(body):
+            raise CodecError(f"0x8103 parameter 0x{param:04X} claims {length} bytes")
+        out[param] = bytes(body[i + 5:i + 5 + length])
+        i += 5 + length
+    if i != len(body):
+        raise CodecError(f"0x8103 body has {len(body) - i} bytes after its {count} parameters")
+    return out
+
+
+def encode_position_reply(serial: int, location: Location) -> bytes:
+    """0x0201: the 0x8201's serial, then a location body as in 0x0200."""
+    return struct.pack(">H", serial & 0xFFFF) + encode_location(location)
+
+
+def decode_position_reply(body: bytes) -> tuple[int, Location]:
+    if len(body) < 2:
+        raise CodecError("0x0201 body shorter than 2 bytes")
+    (serial,) = struct.unpack_from(">H", body, 0)
+    return serial, decode_location(body[2:])
