@@ -60,7 +60,8 @@ def decode_params(body: bytes) -> dict[int, bytes]:
     """Any 0x8103 body: parameter id → its raw value."""
     if not body:
         raise CodecError("0x8103 body is empty")
-    count, i, out = body[0], 1, {}
+    count, i = body[0], 1
+    out: dict[int, bytes] = {}
     for _ in range(count):
         if i + 5 > len(body):
             raise CodecError(f"0x8103 parameter {len(out) + 1} of {count} truncated")
