@@ -23,7 +23,7 @@ from store.database import Store
 from store.migrate import migrate
 
 RAW_TYPES = ["text", "timestamptz", "float8", "float8", "float4", "float4", "int2", "int2",
-             "int2", "float4", "int2", "float4", "int8", "timestamptz", "bool"]
+             "int2", "float4", "int2", "float4", "int8", "int8", "timestamptz", "bool"]
 
 
 def make_batches(n_fixes: int, batch: int, devices: int = 20_000) -> list[FixBatch]:
@@ -58,14 +58,14 @@ def raw_copy(dsn: str, batches: list[FixBatch]) -> float:
             rec = [datetime.fromtimestamp(x / 1000, UTC) for x in b.received.tolist()]
             with conn.cursor() as cur, cur.copy(
                     "COPY bench_raw (device_id, ts, lon, lat, speed_kmh, heading_deg, lid, lift,"
-                    " load, load_kg, sats, hdop, seq, received_at, backfill)"
+                    " load, load_kg, sats, hdop, seq, alarm, received_at, backfill)"
                     " FROM STDIN (FORMAT BINARY)") as copy:
                 copy.set_types(RAW_TYPES)
                 for row in zip(b.device.tolist(), ts, b.lon.tolist(), b.lat.tolist(),
                                b.speed.tolist(), b.heading.tolist(), b.lid.tolist(),
                                b.lift.tolist(), b.load.tolist(), b.load_kg.tolist(),
-                               b.sats.tolist(), b.hdop.tolist(), b.seq.tolist(), rec,
-                               b.backfill.tolist(), strict=True):
+                               b.sats.tolist(), b.hdop.tolist(), b.seq.tolist(),
+                               b.alarm.tolist(), rec, b.backfill.tolist(), strict=True):
                     copy.write_row(row)
             conn.commit()
         return time.perf_counter() - t0

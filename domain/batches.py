@@ -33,6 +33,7 @@ _DTYPES: dict[str, np.dtype] = {
     "sats": np.dtype(np.int16),
     "hdop": np.dtype(np.float32),
     "seq": np.dtype(np.int64),
+    "alarm": np.dtype(np.int64),  # the terminal's alarm word (JT/T 808 0x0200 DWORD)
     "received": np.dtype(np.int64),
     "backfill": np.dtype(np.bool_),
 }
@@ -59,6 +60,7 @@ class FixBatch:
     sats: np.ndarray
     hdop: np.ndarray
     seq: np.ndarray
+    alarm: np.ndarray
     received: np.ndarray
     backfill: np.ndarray
 
@@ -91,7 +93,7 @@ class FixBatch:
                 out[name] = np.full(n, np.nan, dtype)
             elif name == "backfill":
                 out[name] = np.zeros(n, dtype)
-            elif name in ("lid", "lift", "load", "sats", "seq"):
+            elif name in ("lid", "lift", "load", "sats", "seq", "alarm"):
                 out[name] = np.full(n, UNKNOWN, dtype)
             else:
                 raise ValueError(f"FixBatch.from_columns: column {name!r} is required")

@@ -70,7 +70,7 @@ def partition_topic(root: str, device_id: str, count: int, suffix: str = "teleme
 
 # the optional members of a fix object, as docs/protocol.md lists them
 OPTIONAL_FIELDS = frozenset(
-    {"spd", "hdg", "lid", "lift", "load", "load_kg", "sats", "hdop", "seq", "dev"})
+    {"spd", "hdg", "lid", "lift", "load", "load_kg", "sats", "hdop", "seq", "alarm", "dev"})
 
 
 def fix_message(ts: int, lon: float, lat: float, **optional: object) -> dict:

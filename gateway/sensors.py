@@ -101,7 +101,7 @@ def to_fix(loc: Location, serial: int, mapping: SensorMapping) -> dict | None:
     sats = loc.extras.get(0x31)
     return fix_message(
         ts, loc.lon, loc.lat, spd=loc.speed_kmh, hdg=loc.direction % 360, seq=serial,
-        load=loc.load,
+        load=loc.load, alarm=loc.alarm,
         lid=mapping.lid.read(loc) if mapping.lid is not None else None,
         lift=mapping.lift.read(loc) if mapping.lift is not None else None,
         sats=sats[0] if sats is not None and len(sats) == 1 else None)

@@ -129,6 +129,7 @@ _KEYS: dict[str, tuple[frozenset[type], bool]] = {
     "sats": (_INTEGER, False),
     "hdop": (_NUMBER, False),
     "seq": (_INTEGER, False),
+    "alarm": (_INTEGER, False),
     "dev": (_TEXT, False),
 }
 _INT64_MAX = 2**63 - 1
@@ -146,6 +147,7 @@ _RANGES: tuple[tuple[str, float, float], ...] = (
     ("sats", 0, 255),
     ("hdop", 0.0, 100.0),
     ("seq", 0, _INT64_MAX),
+    ("alarm", 0, 2**32 - 1),
 )
 _TYPE_NAMES = {_INTEGER: "an integer", _NUMBER: "a number", _TEXT: "a string"}
 
@@ -361,6 +363,7 @@ class WireDecoder:
             sats=np.where(known["sats"], columns["sats"], UNKNOWN)[good],
             hdop=columns["hdop"][good],
             seq=np.where(known["seq"], columns["seq"], UNKNOWN)[good],
+            alarm=np.where(known["alarm"], columns["alarm"], UNKNOWN)[good],
             received=raw.received_ms[np.asarray(obj_topic)][good],
             backfill=np.asarray(obj_backfill, bool)[good],
         )

@@ -316,7 +316,7 @@ _MAX_MS = 253_402_300_799_000  # 9999-12-31: "no upper bound" that timestamptz c
 _FIXES_IN_RANGES = """
 SELECT t.device_id, (extract(epoch FROM t.ts) * 1000)::bigint, t.lon, t.lat, t.speed_kmh,
        t.heading_deg, t.lid, t.lift, t.load, t.load_kg, t.sats, t.hdop, t.seq,
-       (extract(epoch FROM t.received_at) * 1000)::bigint, t.backfill
+       (extract(epoch FROM t.received_at) * 1000)::bigint, t.backfill, t.alarm
 FROM unnest(%(devices)s::text[], %(lo)s::bigint[], %(hi)s::bigint[], %(received)s::bigint[])
          AS s(device_id, lo, hi, received_ms)
 JOIN telemetry t ON t.device_id = s.device_id
@@ -360,7 +360,7 @@ def _fixes_from_rows(rows: list[tuple]) -> FixBatch:
         device=np.array(cols[0], dtype=object), ts=cols[1], lon=cols[2], lat=cols[3],
         speed=floats(cols[4]), heading=floats(cols[5]), lid=ints(cols[6]), lift=ints(cols[7]),
         load=ints(cols[8]), load_kg=floats(cols[9]), sats=ints(cols[10]), hdop=floats(cols[11]),
-        seq=ints(cols[12]), received=cols[13], backfill=cols[14])
+        seq=ints(cols[12]), received=cols[13], backfill=cols[14], alarm=ints(cols[15]))
 
 
 def _violation_row(e: ViolationEvent) -> dict:

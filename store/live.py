@@ -29,7 +29,7 @@ _CREATE_STAGING = ("CREATE TEMP TABLE IF NOT EXISTS stage_live (LIKE telemetry)"
                    " ON COMMIT DELETE ROWS")
 _COPY_STAGING = (
     "COPY stage_live (device_id, ts, lon, lat, speed_kmh, heading_deg, lid, lift, load,"
-    " load_kg, sats, hdop, seq, received_at, backfill) FROM STDIN (FORMAT BINARY)"
+    " load_kg, sats, hdop, seq, alarm, received_at, backfill) FROM STDIN (FORMAT BINARY)"
 )
 _UPSERT = """
 INSERT INTO live_positions AS p (device_id, ts, lon, lat, speed_kmh, heading_deg, lid, lift,

@@ -45,6 +45,7 @@ _STAGE_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("sats", ">i2", "smallint"),
     ("hdop", ">f4", "real"),
     ("seq", ">i8", "bigint"),
+    ("alarm", ">i8", "bigint"),
     ("received", ">i8", "timestamptz"),
     ("backfill", "u1", "boolean"),
 )
@@ -61,12 +62,12 @@ _CREATE_STAGING = (
 
 _MOVE_FIXES = """
 INSERT INTO telemetry (device_id, ts, lon, lat, speed_kmh, heading_deg, lid, lift, load,
-                       load_kg, sats, hdop, seq, received_at, backfill)
+                       load_kg, sats, hdop, seq, alarm, received_at, backfill)
 SELECT d.device_id, f.ts, f.lon, f.lat,
        NULLIF(f.speed, 'NaN'), NULLIF(f.heading, 'NaN'),
        NULLIF(f.lid, -1), NULLIF(f.lift, -1), NULLIF(f.load, -1),
        NULLIF(f.load_kg, 'NaN'), NULLIF(f.sats, -1), NULLIF(f.hdop, 'NaN'), NULLIF(f.seq, -1),
-       f.received, f.backfill
+       NULLIF(f.alarm, -1), f.received, f.backfill
 FROM stage_fix f
 JOIN unnest(%(devices)s::text[]) WITH ORDINALITY AS d (device_id, n) ON d.n = f.dev + 1
 ON CONFLICT (device_id, ts) DO NOTHING
@@ -85,7 +86,7 @@ class WriteReport:
 
 _COPY_TELEMETRY = (
     "COPY telemetry (device_id, ts, lon, lat, speed_kmh, heading_deg, lid, lift, load,"
-    " load_kg, sats, hdop, seq, received_at, backfill) FROM STDIN (FORMAT BINARY)"
+    " load_kg, sats, hdop, seq, alarm, received_at, backfill) FROM STDIN (FORMAT BINARY)"
 )
 
 
@@ -105,6 +106,7 @@ def telemetry_payload(fixes: FixBatch, devices: np.ndarray, device_index: np.nda
         f4(fixes.speed), f4(fixes.heading), i2(fixes.lid), i2(fixes.lift), i2(fixes.load),
         f4(fixes.load_kg), i2(fixes.sats), f4(fixes.hdop),
         Column(values=fixes.seq.astype(">i8"), null=fixes.seq < 0),
+        Column(values=fixes.alarm.astype(">i8"), null=fixes.alarm < 0),
         Column(values=timestamptz(fixes.received)),
         Column(values=fixes.backfill.astype("u1")),
     ], len(fixes))
@@ -118,7 +120,7 @@ def copy_payload(fixes: FixBatch, device_index: np.ndarray) -> bytes:
         rows[f"{name}_len"] = np.dtype(numpy_type).itemsize
     rows["dev"] = device_index
     for name in ("lon", "lat", "speed", "heading", "lid", "lift", "load", "load_kg",
-                 "sats", "hdop", "seq", "backfill"):
+                 "sats", "hdop", "seq", "alarm", "backfill"):
         rows[name] = getattr(fixes, name)
     # binary timestamptz: microseconds since 2000-01-01 UTC
     rows["ts"] = (fixes.ts - _PG_EPOCH_MS) * 1000

@@ -75,7 +75,7 @@ class Client:
 
 
 def loc(at: datetime, k: int, io: int = 0) -> Location:
-    return Location(alarm=0, status=0x0302, lat=22.55 + k * 1e-4, lon=114.05, altitude_m=10,
+    return Location(alarm=0x0120, status=0x0302, lat=22.55 + k * 1e-4, lon=114.05, altitude_m=10,
                     speed_kmh=30.0, direction=90, time=at.replace(microsecond=0),
                     extras={0x2A: io.to_bytes(2, "big"), 0x31: bytes([11])})
 
@@ -108,6 +108,10 @@ def test_register_auth_reports_and_a_blind_area_batch_reach_the_database(
                           (device,)).fetchone()
     assert poll(lambda: rows()[:2] == (3, 5), timeout_s=30), rows()
     assert rows()[2:] == (1, 1, 2, 11), "lid io:8, lift io:9, load from status bits 8–9"
+    db.rollback()
+    alarms = db.execute("SELECT DISTINCT alarm FROM telemetry WHERE device_id = %s",
+                        (device,)).fetchall()
+    assert alarms == [(0x0120,)], "the alarm word as the terminal sent it"
     assert c.general(c.t.logout()) == codec.OK
     assert c.sock.recv(10) == b"", "the gateway closes after a logout"
 

@@ -33,7 +33,7 @@ def one(device: str = "D1", **fields) -> tuple[str, bytes]:
 
 def test_every_field_decodes():
     d = decode(one(spd=32.5, hdg=270, lid=1, lift=0, load=2, load_kg=18500.5, sats=12,
-                   hdop=0.9, seq=41, dev="D1"))
+                   hdop=0.9, seq=41, alarm=0x80000120, dev="D1"))
     assert len(d.rejects) == 0
     f = d.fixes
     assert f.device.tolist() == ["D1"]
@@ -43,7 +43,7 @@ def test_every_field_decodes():
     assert f.heading[0] == 270
     assert (f.lid[0], f.lift[0], f.load[0]) == (1, 0, 2)
     assert f.load_kg[0] == pytest.approx(18500.5)
-    assert (f.sats[0], f.seq[0]) == (12, 41)
+    assert (f.sats[0], f.seq[0], f.alarm[0]) == (12, 41, 0x80000120)
     assert f.hdop[0] == pytest.approx(0.9)
     assert f.received[0] == NOW + 5
     assert not f.backfill[0]
@@ -71,6 +71,8 @@ def test_optional_keys_absent_or_null_are_unknown_and_unknown_keys_ignored():
         ({"lid": 2}, Reason.OUT_OF_RANGE, "'lid' = 2 is outside 0..1"),
         ({"load": 3}, Reason.OUT_OF_RANGE, "'load'"),
         ({"seq": -4}, Reason.OUT_OF_RANGE, "'seq'"),
+        ({"alarm": 2**32}, Reason.OUT_OF_RANGE, "'alarm'"),
+        ({"alarm": "0x100"}, Reason.BAD_TYPE, "'alarm' must be an integer"),
         ({"ts": NOW // 1000}, Reason.OUT_OF_RANGE, "seconds sent by mistake"),
         ({"ts": 2**70}, Reason.BAD_TYPE, "'ts' must be an integer, got an integer beyond 64"),
         ({"hdop": float("inf")}, Reason.NOT_FINITE, "non-finite number Infinity"),
@@ -172,7 +174,8 @@ fix_strategy = st.fixed_dictionaries(
     optional={"spd": st.floats(0, 400), "hdg": st.floats(0, 360), "lid": st.integers(0, 1),
               "lift": st.integers(0, 1), "load": st.integers(0, 2),
               "load_kg": st.floats(0, 200_000), "sats": st.integers(0, 255),
-              "hdop": st.floats(0, 100), "seq": st.integers(0, 2**63 - 1)},
+              "hdop": st.floats(0, 100), "seq": st.integers(0, 2**63 - 1),
+              "alarm": st.integers(0, 2**32 - 1)},
 )
 
 
@@ -186,6 +189,7 @@ def test_valid_fixes_round_trip_exactly(fixes):
     assert d.fixes.lat.tolist() == [f["lat"] for f in fixes]
     assert d.fixes.seq.tolist() == [f.get("seq", UNKNOWN) for f in fixes]
     assert d.fixes.load.tolist() == [f.get("load", UNKNOWN) for f in fixes]
+    assert d.fixes.alarm.tolist() == [f.get("alarm", UNKNOWN) for f in fixes]
 
 
 json_values = st.recursive(

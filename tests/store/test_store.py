@@ -25,6 +25,7 @@ def batch(device: str, n: int, *, start: int = T0, step: int = 1000) -> FixBatch
         load=np.full(n, 2), load_kg=np.full(n, np.nan), sats=np.full(n, 11),
         hdop=np.full(n, 0.8), seq=np.arange(n), received=ts + 250,
         backfill=np.arange(n) == 0,
+        alarm=np.where(np.arange(n) % 2, UNKNOWN, np.where(np.arange(n) == 2, 0x80000120, 0)),
     )
 
 
@@ -55,8 +56,8 @@ def test_every_column_lands_and_unknown_is_null(dsn, db, device_id):
     assert report.fixes_inserted == 4
     rows = db.execute(
         "SELECT extract(epoch FROM ts) * 1000, lon, lat, speed_kmh, heading_deg, lid, lift,"
-        " load, load_kg, sats, hdop, seq, extract(epoch FROM received_at) * 1000, backfill"
-        " FROM telemetry WHERE device_id = %s ORDER BY ts", (device_id,)).fetchall()
+        " load, load_kg, sats, hdop, seq, extract(epoch FROM received_at) * 1000, backfill,"
+        " alarm FROM telemetry WHERE device_id = %s ORDER BY ts", (device_id,)).fetchall()
     assert [int(r[0]) for r in rows] == [T0, T0 + 1000, T0 + 2000, T0 + 3000]
     first, second = rows[0], rows[1]
     assert first[1:3] == (114.0, 22.5)
@@ -66,6 +67,8 @@ def test_every_column_lands_and_unknown_is_null(dsn, db, device_id):
     assert [r[11] for r in rows] == [0, 1, 2, 3]
     assert int(first[12]) == T0 + 250
     assert [r[13] for r in rows] == [True, False, False, False]
+    # the alarm word: none raised, unknown, bit 31 with power cut and antenna cut (bigint)
+    assert [r[14] for r in rows] == [0, None, 0x80000120, None]
 
 
 def test_redelivered_batch_creates_no_duplicates(dsn, db, device_id):
@@ -109,8 +112,8 @@ def test_binary_copy_payload_matches_postgres_text_copy(dsn, db, device_id):
     with psycopg.connect(dsn) as conn, conn.cursor() as cur:
         cur.execute("CREATE TEMP TABLE t (dev int, ts timestamptz, lon float8, lat float8,"
                     " speed real, heading real, lid smallint, lift smallint, load smallint,"
-                    " load_kg real, sats smallint, hdop real, seq bigint, received timestamptz,"
-                    " backfill boolean)")
+                    " load_kg real, sats smallint, hdop real, seq bigint, alarm bigint,"
+                    " received timestamptz, backfill boolean)")
         with cur.copy("COPY t FROM STDIN (FORMAT BINARY)") as copy:
             copy.write(payload)
         rows = cur.execute("SELECT (extract(epoch FROM ts) * 1000)::bigint, lid, seq, backfill,"
