@@ -72,7 +72,9 @@ _TRACK_JSON = ("jsonb_agg(jsonb_build_object("
 
 # Evidence = the vehicle's fixes from `window` before the start to `window` after the end,
 # at most `max_fixes`, cut from telemetry once the terminal has reported past the end window
-# (or ten minutes after the violation last changed, for a terminal that went quiet).
+# — a fix within [end + window, end + 3 × window], so fixes of the same device far later in
+# device time (live data beside a backfilled violation) do not cut it before its own fixes
+# arrived — or ten minutes after the violation last changed, for a terminal that went quiet.
 _FILL_EVIDENCE = f"""
 UPDATE violations v SET evidence = coalesce((
     SELECT {_TRACK_JSON}
@@ -82,8 +84,10 @@ UPDATE violations v SET evidence = coalesce((
                          AND v.end_ts + %(window)s * interval '1 second'
           ORDER BY t.ts LIMIT %(max_fixes)s) t), '[]'::jsonb)
 WHERE v.state = 'closed' AND v.evidence IS NULL
-  AND (v.end_ts + %(window)s * interval '1 second'
-         <= (SELECT max(t2.ts) FROM telemetry t2 WHERE t2.device_id = v.device_id)
+  AND (EXISTS (SELECT 1 FROM telemetry t2
+               WHERE t2.device_id = v.device_id
+                 AND t2.ts BETWEEN v.end_ts + %(window)s * interval '1 second'
+                               AND v.end_ts + 3 * %(window)s * interval '1 second')
        OR v.updated_at < now() - interval '10 minutes')
 """
 
