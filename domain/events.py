@@ -12,11 +12,11 @@ import numpy as np
 # two equal).
 RULES = ("OFF_ROUTE", "UNAUTHORISED_DUMP", "UNCOVERED_LOAD", "RESTRICTED_ZONE", "NO_PERMIT",
          "OVERSPEED", "SIGNAL_LOSS", "WRONG_DESTINATION", "TRIP_NOT_CLOSED", "OVERLOAD",
-         "PERMIT_VOLUME_EXCEEDED")
+         "PERMIT_VOLUME_EXCEEDED", "TERMINAL_TAMPER")
 # the unit of each rule's peak (its own measure); rules without one have a peak of 0
 PEAK_UNITS = {"OFF_ROUTE": "m", "OVERSPEED": "km/h", "UNCOVERED_LOAD": "km/h",
               "SIGNAL_LOSS": "s", "TRIP_NOT_CLOSED": "s", "OVERLOAD": "%",
-              "PERMIT_VOLUME_EXCEEDED": "m3"}
+              "PERMIT_VOLUME_EXCEEDED": "m3", "TERMINAL_TAMPER": "alarm bits"}
 
 
 class Phase(StrEnum):

@@ -79,6 +79,11 @@ class RuleSettings:
     overload_close_s: float = 30.0
     overload_close_fixes: int = 3
     overload_grave_ratio: float = 0.5  # severity 3 when the peak is this far over rated load
+    # TERMINAL_TAMPER: GNSS fault / antenna cut / power cut alarm while not standing still
+    tamper_open_s: float = 30.0
+    tamper_open_fixes: int = 3
+    tamper_close_s: float = 30.0
+    tamper_close_fixes: int = 3
     # the manifest's estimated volume of a load: weighed kg / density, else the vehicle's
     # rated volume (half of it for a "half" load level)
     spoil_density_kg_m3: float = 1800.0
@@ -171,7 +176,7 @@ class ScoringSettings:
     deductions: str = ("UNAUTHORISED_DUMP=10/15/20, NO_PERMIT=6/8/10, OFF_ROUTE=3/5/8, "
                        "RESTRICTED_ZONE=3/5/8, UNCOVERED_LOAD=2/4/6, SIGNAL_LOSS=2/4/6, "
                        "OVERSPEED=1/2/4, WRONG_DESTINATION=4/6/8, TRIP_NOT_CLOSED=4/6/10, "
-                       "OVERLOAD=2/4/6, PERMIT_VOLUME_EXCEEDED=3/5/8")
+                       "OVERLOAD=2/4/6, PERMIT_VOLUME_EXCEEDED=3/5/8, TERMINAL_TAMPER=3/5/8")
     # a violation nobody reviewed counts in the score this many days after it started
     # (confirmed ones count at once, dismissed ones never); written into score_policy
     unreviewed_after_days: int = 7

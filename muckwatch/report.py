@@ -24,7 +24,8 @@ RULE_COLOURS = {"OFF_ROUTE": "#d95f02", "UNAUTHORISED_DUMP": "#b2182b",
                 "UNCOVERED_LOAD": "#7570b3", "RESTRICTED_ZONE": "#e7298a",
                 "NO_PERMIT": "#1b9e77", "OVERSPEED": "#e6ab02", "SIGNAL_LOSS": "#666666",
                 "WRONG_DESTINATION": "#66a61e", "TRIP_NOT_CLOSED": "#a6761d",
-                "OVERLOAD": "#386cb0", "PERMIT_VOLUME_EXCEEDED": "#f0027f"}
+                "OVERLOAD": "#386cb0", "PERMIT_VOLUME_EXCEEDED": "#f0027f",
+                "TERMINAL_TAMPER": "#bf5b17"}
 KIND_COLOURS = {"construction_site": "#fdae61", "disposal_site": "#a6d96a",
                 "transfer_dock": "#74add1", "restricted_zone": "#f4a6a6"}
 WIDTH = 1200

@@ -10,6 +10,7 @@ from rules.overspeed import Overspeed
 from rules.restricted_zone import RestrictedZone
 from rules.rule import Rule
 from rules.signal_loss import SignalLoss
+from rules.terminal_tamper import TerminalTamper
 from rules.trip_not_closed import TripNotClosed
 from rules.unauthorised_dump import UnauthorisedDump, UnauthorisedDumpByLoad
 from rules.uncovered_load import UncoveredLoad
@@ -19,7 +20,7 @@ from rules.wrong_destination import WrongDestination, WrongDestinationByLoad
 MACHINE_RULES: tuple[Rule, ...] = (
     OffRoute(), UnauthorisedDump(), UnauthorisedDumpByLoad(), UncoveredLoad(),
     RestrictedZone(), NoPermit(), Overspeed(), WrongDestination(), WrongDestinationByLoad(),
-    TripNotClosed(), Overload(),
+    TripNotClosed(), Overload(), TerminalTamper(),
 )
 SIGNAL_LOSS = SignalLoss()
 # fired on events, not through a debounce machine: a gap (SIGNAL_LOSS), a departure that

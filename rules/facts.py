@@ -43,6 +43,7 @@ class Facts:
     lift: np.ndarray
     load: np.ndarray
     load_kg: np.ndarray
+    alarm: np.ndarray  # the terminal's alarm word, -1 not reported
     static_ok: np.ndarray  # bool: enough satellites and a usable HDOP
     site: np.ndarray  # fence index of the site the fix is in, -1 none
     site2: np.ndarray  # a second site it is in (overlapping fences), -1 none
@@ -154,7 +155,8 @@ def compute_facts(fixes: FixBatch, memberships: Memberships, ref: Reference,
     return Facts(
         device=fixes.device, vehicle=vehicle, ts=fixes.ts, lon=fixes.lon, lat=fixes.lat,
         speed=fixes.speed.astype(np.float64), lid=fixes.lid, lift=fixes.lift, load=fixes.load,
-        load_kg=fixes.load_kg.astype(np.float64), static_ok=static_ok, site=site,
+        load_kg=fixes.load_kg.astype(np.float64), alarm=fixes.alarm, static_ok=static_ok,
+        site=site,
         site2=site2, in_site=site >= 0, in_receiving=in_receiving, zone=zone,
         speed_limit=limit, rated_kg=_per_vehicle(ref.vehicle_rated_kg, vehicle),
     )

@@ -45,7 +45,8 @@ STANDARD = Profile()
 #: the manifest's rules (issue #22), their episodes in ``simulator.episodes_manifest``
 MANIFEST_RULES = ("WRONG_DESTINATION", "TRIP_NOT_CLOSED", "OVERLOAD", "PERMIT_VOLUME_EXCEEDED")
 RULES = ("OVERSPEED", "UNAUTHORISED_DUMP", "UNCOVERED_LOAD", "RESTRICTED_ZONE", "OFF_ROUTE",
-         "NO_PERMIT", "SIGNAL_LOSS", *MANIFEST_RULES)
+         "NO_PERMIT", "SIGNAL_LOSS", *MANIFEST_RULES, "TERMINAL_TAMPER")
+ANTENNA_CUT, POWER_CUT = 1 << 5, 1 << 8  # JT/T 808 alarm bits (docs/protocol.md)
 LOADED = {"lid": 0, "lift": 0, "load": 2}
 EMPTY = {"lid": 0, "lift": 0, "load": 0}
 
@@ -337,9 +338,21 @@ class Episodes:
             what = "terminal silent 8 min while hauling"
             def offending(f: dict, last: int = last) -> bool:
                 return f["ts"] == last
+        elif rule == "TERMINAL_TAMPER":
+            self._load_and_drive(t, route, 0.05)
+            first = len(t.fixes)
+            t.drive(t.part(route, 0.05, 0.4), 35, alarm=ANTENNA_CUT, **LOADED)
+            window = (t.fixes[first]["ts"], t.fixes[-1]["ts"])
+            t.drive(t.part(route, 0.4, 0.8), 35, **LOADED)
+            self._drive_and_tip(t, route, 0.8)
+            what = "hauls with its GNSS antenna cut (the terminal's alarm)"
+            def offending(f: dict, w: tuple[int, int] = window) -> bool:
+                return w[0] <= f["ts"] <= w[1]
         else:
             raise EpisodeError(f"unknown rule {rule!r}")
         _park(t)
+        if rule == "TERMINAL_TAMPER":
+            _reports_alarms(t)
         entry = truth_entry(rule, t, self.plates.get(device), offending, what)
         entry["kind"] = kind or "offence"
         _apply(t, profile)
@@ -423,9 +436,22 @@ class Episodes:
             what = "terminal silent 4 min while hauling (a long tunnel)"
             def near(f: dict, last: int = last) -> bool:
                 return f["ts"] == last
+        elif rule == "TERMINAL_TAMPER":
+            # the power connector bounces once on the road; the battery is off while parked
+            self._load_and_drive(t, route, 0.1)
+            t.drive(t.part(route, 0.1, 0.3), 35, **LOADED)
+            t.emit(35, alarm=POWER_CUT, **LOADED)
+            t.drive(t.part(route, 0.3, 0.6), 35, **LOADED)
+            t.dwell(240, alarm=POWER_CUT, **LOADED)
+            t.drive(t.part(route, 0.6, 0.8), 35, **LOADED)
+            self._drive_and_tip(t, route, 0.8)
+            what = "one power-cut report on the road, power off 4 min while parked"
+            near = lambda f: f.get("alarm", 0) != 0  # noqa: E731
         else:
             raise EpisodeError(f"unknown rule {rule!r}")
         _park(t)
+        if rule == "TERMINAL_TAMPER":
+            _reports_alarms(t)
         entry = truth_entry(rule, t, self.plates.get(device), near, what, negative=True)
         entry["kind"] = kind or "near_miss"
         _apply(t, profile)
@@ -475,6 +501,12 @@ def _manifest_builder():
         raise EpisodeError("the manifest rules' episodes need simulator.episodes_manifest "
                            "imported (simulator.mixed does)")
     return MANIFEST_BUILDERS[0]
+
+
+def _reports_alarms(track: TruckTrack) -> None:
+    """This terminal reports its alarm word on every fix (0: none raised)."""
+    for f in track.fixes:
+        f.setdefault("alarm", 0)
 
 
 def _park(track: TruckTrack) -> None:

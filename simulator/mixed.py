@@ -299,6 +299,11 @@ class MixedScenario:
                 or (plan.rule == "SIGNAL_LOSS" and last <= start) \
                 or any(x["start_ts"] > self.end_ms - _END_MARGIN_MS for x in episode.extra)
             if start >= self.end_ms or (late and not plan.negative):
+                # this truck's route is too long to show it before the run ends: another
+                # truck (not this one at this moment), rather than leave the offence out
+                if tries < 12:
+                    free_at[device] = max(free_at.get(device, 0), begin + 1)
+                    heapq.heappush(queue, (begin, plan.n, plan, tries + 1))
                 continue
             # the loads the rules count: a departure they see confirmed (30 s outside)
             counted = [d for d in episode.loads if d + 40_000 <= last]

@@ -166,6 +166,7 @@ const LABELS = {
   'rule.TRIP_NOT_CLOSED': ['运输未闭环', 'trip not closed'],
   'rule.OVERLOAD': ['超载', 'overload'],
   'rule.PERMIT_VOLUME_EXCEEDED': ['超出核准方量', 'permit volume exceeded'],
+  'rule.TERMINAL_TAMPER': ['终端屏蔽/断电', 'terminal tampered'],
 };
 
 let current = localStorage.getItem(LANG_KEY)
