@@ -54,6 +54,13 @@ MATRIX: dict[str, frozenset[str]] = {
     "track.read": frozenset({"officer", "supervisor", "company", "analyst"}),
     # terminals online (issue #24): the online rate per company and day; a company its own
     "online.read": frozenset({"officer", "supervisor", "company", "association", "analyst"}),
+    # evidence and control through the terminal (issue #24): photos and evidence bundles to
+    # whoever may see the violation (a company its own vehicles'); commands to terminals
+    "media.read": frozenset({"officer", "supervisor", "company", "analyst"}),
+    "evidence.read": frozenset({"officer", "supervisor", "company", "analyst"}),
+    "evidence.seal": frozenset({"officer", "supervisor"}),
+    "commands.send": frozenset({"officer", "supervisor"}),
+    "commands.read": frozenset({"officer", "supervisor", "company", "analyst"}),
 }
 
 

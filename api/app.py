@@ -19,9 +19,12 @@ from fastapi.responses import JSONResponse
 from api import (
     appeals,
     cases,
+    commands,
     console,
+    evidence,
     live,
     manifest,
+    media,
     permits,
     published,
     registry,
@@ -29,11 +32,12 @@ from api import (
 )
 from api.db import Database
 from api.mapdata import CityMap, load_city_map
-from domain.settings import PermitSettings
+from domain.settings import MediaSettings, PermitSettings
 from store.review import Conflict, NotFound
 
 ROUTERS = (violations.router, appeals.router, cases.router, published.router,
-           permits.router, registry.router, manifest.router, live.router, console.router)
+           permits.router, registry.router, manifest.router, live.router, console.router,
+           commands.router, media.router, evidence.router)
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,9 @@ class ApiConfig:
     offline_after_s: float = 300.0  # the console shows a truck silent this long as offline
     stopped_below_kmh: float = 5.0  # … and one slower than this as stopped
     console_dir: Path = console.CONSOLE_DIR
+    media: MediaSettings = field(default_factory=MediaSettings)  # where photos are kept
+    command_timeout_s: float = 60.0  # [terminal]: a command's default timeout
+    evidence_s: float = 120.0  # [rules]: the evidence window around a violation
 
     @property
     def max_body_bytes(self) -> int:

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from api import evidence
 from api.auth import Principal, need
 from store import audit, review
 
@@ -73,6 +74,7 @@ def review_violation(violation_id: str, body: ReviewBody, request: Request,
         audit.record(conn, actor=who.account, role=who.role, action=f"review.{body.decision}",
                      resource="violation", resource_id=violation_id,
                      before=_review_part(before), after=_review_part(after))
+        evidence.seal_reviewed(conn, request, who, violation_id)  # what the decision rested on
     return after
 
 

@@ -174,3 +174,54 @@ class DeviceStatus:
     device: list[str] = field(default_factory=list)
     online: list[bool] = field(default_factory=list)
     received_ms: list[int] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class MediaBatch:
+    """Photos (or other items) terminals uploaded: each header's fields and the bytes as sent.
+    Few and large, so plain lists (one entry per item): no column here is worth numpy."""
+
+    device: list[str] = field(default_factory=list)
+    media_id: list[int] = field(default_factory=list)  # the terminal's multimedia id (DWORD)
+    ts: list[int] = field(default_factory=list)  # device time it was taken, epoch ms
+    media_type: list[str] = field(default_factory=list)  # image, audio, video
+    media_format: list[str] = field(default_factory=list)  # jpeg, …
+    event: list[int] = field(default_factory=list)  # why it was taken (0 platform command …)
+    channel: list[int] = field(default_factory=list)  # the camera
+    lon: list[float | None] = field(default_factory=list)  # None: taken without a position
+    lat: list[float | None] = field(default_factory=list)
+    command: list[str | None] = field(default_factory=list)  # the capture command's id
+    data: list[bytes] = field(default_factory=list)
+    received_ms: list[int] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.device)
+
+
+@dataclass(slots=True)
+class TerminalAlarms:
+    """Alarm words of location reports that had no position (a fix needs one)."""
+
+    device: list[str] = field(default_factory=list)
+    ts: list[int] = field(default_factory=list)  # device time, epoch ms
+    alarm: list[int] = field(default_factory=list)  # JT/T 808 0x0200 alarm DWORD
+    received_ms: list[int] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.device)
+
+
+@dataclass(slots=True)
+class CommandStates:
+    """What became of commands to terminals, as reported by whoever holds the terminal."""
+
+    device: list[str] = field(default_factory=list)  # from the topic: only its own commands
+    command_id: list[str] = field(default_factory=list)
+    state: list[str] = field(default_factory=list)  # domain.wire.COMMAND_STATES
+    ts: list[int] = field(default_factory=list)  # when it happened, epoch ms
+    detail: list[str | None] = field(default_factory=list)
+    result: list[dict | None] = field(default_factory=list)
+    received_ms: list[int] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.device)

@@ -121,6 +121,9 @@ class IngestSettings:
     batch_max: int = 5_000  # messages per batch
     batch_wait_ms: int = 20  # flush a partial batch after this long (latency ≤ this + work)
     max_payload_bytes: int = 65_536
+    # payload bytes buffered per broker session before it stops reading (photos are
+    # megabytes): the broker keeps the rest until the pipeline took what is here
+    max_buffer_bytes: int = 268_435_456
     max_future_s: int = 600  # device clocks may run ahead by this much
     retry_backoff_max_s: float = 30.0  # database unavailable: retry the batch, capped backoff
     # the topic partitions this worker consumes, e.g. "0-7" or "0,2,4"; empty = all of them
@@ -167,6 +170,40 @@ class GatewaySettings:
     lid: str = ""  # default lid source, e.g. "io:8" (docs/jt808.md); empty: not reported
     lift: str = ""  # default lift source
     models: tuple = ()  # [[gateway.models]] model = "…", lid = "…", lift = "…"
+    # multimedia uploads (0x0801) in progress: a terminal's missing packages are asked for
+    # again (0x8800) after this long without a new one, at most media_resend_tries times;
+    # then the item is dropped and counted. At most media_max_pending items per connection
+    # and media_max_bytes bytes in progress over the whole gateway (the oldest goes first)
+    media_resend_after_s: float = 10.0
+    media_resend_tries: int = 3
+    media_max_pending: int = 4
+    media_max_bytes: int = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class MediaSettings:
+    # photos from terminals (docs/jt808.md): stored once per SHA-256 in a local directory,
+    # or in an S3-compatible object store when s3_bucket is set
+    dir: str = ".run/media"
+    max_bytes: int = 4 * 1024 * 1024  # one item; larger ones are dead-lettered
+    s3_endpoint: str = ""  # e.g. http://127.0.0.1:9000; "" = the AWS default for s3_region
+    s3_bucket: str = ""  # "" = the local directory
+    s3_region: str = "us-east-1"
+    s3_access_key: str = ""
+    s3_secret_key: str = ""  # masked when settings are printed
+    s3_prefix: str = "media/"
+
+
+@dataclass(frozen=True)
+class TerminalSettings:
+    # commands to terminals (docs/jt808.md): queued in terminal_commands, published by the
+    # dispatcher inside ``muckwatch run`` (several workers may run it: rows are claimed)
+    dispatcher: bool = True
+    poll_s: float = 1.0  # how often the dispatcher looks for queued commands and timeouts
+    command_timeout_s: float = 60.0  # no answer from the terminal by then: 'timeout'
+    # [[terminal.on_violation]] rule = "OFF_ROUTE", text = "…", capture_channel = 1:
+    # what to tell the driver (0x8300) and which camera to fire (0x8801) when one opens
+    on_violation: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -219,6 +256,8 @@ class Settings:
     observability: ObservabilitySettings = field(default_factory=ObservabilitySettings)
     api: ApiSettings = field(default_factory=ApiSettings)
     permits: PermitSettings = field(default_factory=PermitSettings)
+    media: MediaSettings = field(default_factory=MediaSettings)
+    terminal: TerminalSettings = field(default_factory=TerminalSettings)
 
     def with_overrides(self, **sections: dict[str, Any]) -> Settings:
         """A copy with some keys replaced, e.g. ``with_overrides(mqtt={"port": 1884})``."""

@@ -135,6 +135,13 @@ class _Session(asyncio.Protocol):
             self.transport.close()
             return
         del buf[:used]
+        receiver = self.receiver
+        if receiver.buffered_bytes > receiver.max_buffer_bytes and not receiver.paused:
+            # photos are up to megabytes each: stop reading (TCP pushes back on the broker,
+            # which keeps the messages) until the pipeline has taken what is buffered
+            receiver.paused = True
+            assert self.transport is not None
+            self.transport.pause_reading()
 
 
 class MqttReceiver:
@@ -147,6 +154,7 @@ class MqttReceiver:
         batch_wait_s: float,
         wakeup: asyncio.Event | None = None,
         wake_at: int | None = None,
+        max_buffer_bytes: int = 256 * 1024 * 1024,
     ) -> None:
         self.settings = settings
         self.topics = topics
@@ -163,6 +171,9 @@ class MqttReceiver:
         self._closing = False
         self._supervisor: asyncio.Task | None = None
         self.where = f"{settings.host}:{settings.port}"
+        self.max_buffer_bytes = max_buffer_bytes
+        self.buffered_bytes = 0  # payload bytes received and not yet taken
+        self.paused = False
 
     # --- connection ------------------------------------------------------------------------
 
@@ -236,6 +247,8 @@ class MqttReceiver:
         self._payloads.clear()
         self._mids.clear()
         self._times.clear()
+        self.buffered_bytes = 0
+        self.paused = False  # a new connection reads from the start
         if dropped:
             log.info("%d buffered messages of the lost connection will be redelivered", dropped)
 
@@ -298,6 +311,7 @@ class MqttReceiver:
     def _arrived(self, used: int, before: int) -> int:
         new = len(self._topics) - before
         if new:
+            self.buffered_bytes += sum(map(len, self._payloads[before:]))
             now = time.time()
             self._times.extend([now] * new)
             if len(self._topics) >= self._wake_at and self._wakeup is not None:
@@ -345,6 +359,13 @@ class MqttReceiver:
         mids = np.asarray(self._mids[:k], np.int32)
         times = np.asarray(self._times[:k], np.float64)
         del self._topics[:k], self._payloads[:k], self._mids[:k], self._times[:k]
+        self.buffered_bytes -= sum(map(len, payloads))
+        if self.paused and self.buffered_bytes <= self.max_buffer_bytes // 2:
+            self.paused = False
+            session = self._session
+            if session is not None and session.transport is not None \
+                    and not session.transport.is_closing():
+                session.transport.resume_reading()
         return RawBatch(topics=topics, payloads=payloads,
                         received_ms=(times * 1000).astype(np.int64),
                         ack_ids=mids[mids >= 0].astype(np.uint16), connection=self._generation)
@@ -424,8 +445,10 @@ class PartitionedReceiver:
         *,
         batch_max: int,
         batch_wait_s: float,
+        max_buffer_bytes: int = 256 * 1024 * 1024,
     ) -> None:
         self.settings, self.root = settings, root
+        self.max_buffer_bytes = max_buffer_bytes
         self.batch_max = batch_max
         self.batch_wait_s = batch_wait_s
         self.partitions = partitions
@@ -441,7 +464,8 @@ class PartitionedReceiver:
             replace(self.settings, client_id=f"{self.settings.client_id}-p{k}"),
             partition_filters(self.root, k), batch_max=self.batch_max,
             batch_wait_s=self.batch_wait_s, wakeup=self._wakeup,
-            wake_at=max(1, self.batch_max // max(len(self.partitions), 1)))
+            wake_at=max(1, self.batch_max // max(len(self.partitions), 1)),
+            max_buffer_bytes=self.max_buffer_bytes)
 
     async def start(self, timeout_s: float = 10.0) -> None:
         await asyncio.gather(*(r.start(timeout_s) for r in self.parts.values()))
@@ -509,8 +533,13 @@ class PartitionedReceiver:
 def partition_filters(root: str, k: int) -> list[str]:
     """What the session of partition k subscribes to. Partition 0 also takes the topics
     without a partition level (terminals not yet provisioned with one): all of them reach
-    one worker, so their order holds too."""
+    one worker, so their order holds too. Never ``{root}/+/command``: commands go to the
+    terminals, and the gateways subscribe to them (domain.wire.command_topic)."""
     filters = [f"{root}/p/{k}/#"]
     if k == 0:
-        filters += [f"{root}/+/telemetry", f"{root}/+/telemetry/batch", f"{root}/+/status"]
+        filters += [f"{root}/+/{tail}" for tail in UNPARTITIONED]
     return filters
+
+
+# what a terminal without a partition level publishes (docs/protocol.md)
+UNPARTITIONED = ("telemetry", "telemetry/batch", "status", "media", "alarm", "command/state")

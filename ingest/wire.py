@@ -11,6 +11,8 @@ element never costs its valid neighbours.
 from __future__ import annotations
 
 import json
+import math
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from itertools import repeat
@@ -19,15 +21,28 @@ from operator import is_
 import numpy as np
 import orjson
 
-from domain.batches import UNKNOWN, DeviceStatus, FixBatch, Rejects
+from domain.batches import (
+    UNKNOWN,
+    CommandStates,
+    DeviceStatus,
+    FixBatch,
+    MediaBatch,
+    Rejects,
+    TerminalAlarms,
+)
 from domain.wire import (
+    COMMAND_STATES,
     MAX_FUTURE_MS,
+    MAX_MEDIA_BYTES,
     MAX_PAYLOAD_BYTES,
+    MEDIA_TYPES,
     MIN_TS_MS,
     TOPIC_ROOT,
     WIRE_VERSION,
+    MediaError,
     TopicKind,
     parse_topic,
+    split_media,
 )
 
 
@@ -46,6 +61,9 @@ class Reason(StrEnum):
     FUTURE_TIMESTAMP = "future_timestamp"
     DEVICE_MISMATCH = "device_mismatch"
     BAD_STATUS = "bad_status"
+    BAD_MEDIA = "bad_media"  # a media header or its data (…/media)
+    BAD_ALARM = "bad_alarm"  # an alarm message (…/alarm)
+    BAD_COMMAND_STATE = "bad_command_state"  # a command's state (…/command/state)
 
 
 def subscriptions(root: str = TOPIC_ROOT) -> list[str]:
@@ -79,6 +97,11 @@ class Decoded:
     rejects: Rejects
     statuses: DeviceStatus
     messages: int
+    media: MediaBatch = field(default_factory=MediaBatch)
+    alarms: TerminalAlarms = field(default_factory=TerminalAlarms)
+    command_states: CommandStates = field(default_factory=CommandStates)
+    # commands (platform → terminal) seen on a subscription that also covers them: not ours
+    commands_skipped: int = 0
 
     @property
     def fix_count(self) -> int:
@@ -161,14 +184,17 @@ class WireDecoder:
         root: str = TOPIC_ROOT,
         max_payload_bytes: int = MAX_PAYLOAD_BYTES,
         max_future_ms: int = MAX_FUTURE_MS,
+        max_media_bytes: int = MAX_MEDIA_BYTES,
     ) -> None:
         self.root = root
         self.max_payload_bytes = max_payload_bytes
         self.max_future_ms = max_future_ms
+        self.max_media_bytes = max_media_bytes  # one item's data; its header comes on top
 
     def decode(self, raw: RawBatch, now_ms: int | None = None) -> Decoded:
         rejects = Rejects()
         statuses = DeviceStatus()
+        terminal = _Terminal(self, rejects, _now_ms() if now_ms is None else now_ms)
         objs: list[dict] = []  # candidate fixes
         obj_topic: list[int] = []  # message index of each candidate
         obj_device: list[str] = []
@@ -181,10 +207,16 @@ class WireDecoder:
             parsed_topic = parse_topic(topic, self.root)
             if parsed_topic is None:
                 rejects.add(topic, None, Reason.BAD_TOPIC,
-                            f"topic {topic!r} is not {self.root}/{{device_id}}/telemetry[/batch]",
-                            payload, rec)
+                            f"topic {topic!r} is not {self.root}/{{device_id}}/telemetry[/batch]"
+                            ", …/status, …/media, …/alarm or …/command/state", payload, rec)
                 continue
             kind, device = parsed_topic
+            if kind is TopicKind.COMMAND:
+                terminal.commands_skipped += 1  # platform → terminal: someone else's traffic
+                continue
+            if kind is TopicKind.MEDIA:  # a photo has its own size limit, not telemetry's
+                terminal.media(topic, device, payload, rec)
+                continue
             if len(payload) > self.max_payload_bytes:
                 rejects.add(topic, device, Reason.TOO_LARGE,
                             f"payload is {len(payload)} bytes, limit {self.max_payload_bytes}",
@@ -196,6 +228,12 @@ class WireDecoder:
             value, reason, detail = _parse_json(payload)
             if reason is not None:
                 rejects.add(topic, device, reason, detail, payload, rec)
+                continue
+            if kind is TopicKind.ALARM:
+                terminal.alarm(topic, device, value, payload, rec)
+                continue
+            if kind is TopicKind.COMMAND_STATE:
+                terminal.command_state(topic, device, value, payload, rec)
                 continue
             if kind is TopicKind.TELEMETRY:
                 if type(value) is not dict:
@@ -227,7 +265,10 @@ class WireDecoder:
         fixes = self._validate(
             raw, objs, obj_topic, obj_device, obj_backfill, obj_element, rejects, now_ms
         )
-        return Decoded(fixes=fixes, rejects=rejects, statuses=statuses, messages=len(raw))
+        return Decoded(fixes=fixes, rejects=rejects, statuses=statuses, messages=len(raw),
+                       media=terminal.media_batch, alarms=terminal.alarms,
+                       command_states=terminal.states,
+                       commands_skipped=terminal.commands_skipped)
 
     @staticmethod
     def _status(
@@ -367,6 +408,186 @@ class WireDecoder:
             received=raw.received_ms[np.asarray(obj_topic)][good],
             backfill=np.asarray(obj_backfill, bool)[good],
         )
+
+
+# --- terminal evidence and control: media, alarm words, command states -----------------------
+# Few messages and each on its own (a photo is hundreds of KB, not one of 5,000 fixes), so
+# plain Python per message: every check names the key and what was wrong with it.
+
+MEDIA_HEADER_MAX = 1024  # bytes of a media header line (≈ 250 with the longest cmd)
+MEDIA_FORMAT = re.compile(r"[a-z0-9]{1,8}")
+MAX_COMMAND_ID = 64
+MAX_COMMAND_DETAIL = 1000
+_DWORD = 2**32 - 1
+
+
+class _Bad(Exception):
+    """One message refused: the reason and what to tell the sender."""
+
+    def __init__(self, reason: Reason, detail: str) -> None:
+        super().__init__(detail)
+        self.reason, self.detail = reason, detail
+
+
+def _get_int(obj: dict, key: str, low: int, high: int, why: Reason) -> int:
+    """A required integer key within [low, high]."""
+    value = obj.get(key, _MISSING)
+    if value is _MISSING:
+        raise _Bad(why, f"required key {key!r} is missing")
+    if type(value) is not int:
+        raise _Bad(why, f"{key!r} must be an integer, got {_json_type(value)}")
+    if not low <= value <= high:
+        raise _Bad(why, f"{key!r} = {value!r} is outside {low}..{high}")
+    return value
+
+
+def _get_text(obj: dict, key: str, longest: int, why: Reason) -> str:
+    """A required string key of 1 to ``longest`` characters."""
+    value = obj.get(key, _MISSING)
+    if value is _MISSING:
+        raise _Bad(why, f"required key {key!r} is missing")
+    if type(value) is not str:
+        raise _Bad(why, f"{key!r} must be a string, got {_json_type(value)}")
+    if not 1 <= len(value) <= longest:
+        raise _Bad(why, f"{key!r} must be 1 to {longest} characters, got {len(value)}")
+    return value
+
+
+def _optional_text(obj: dict, key: str, longest: int, why: Reason) -> str | None:
+    """Absent or null: None; otherwise as ``_get_text``."""
+    return None if obj.get(key) is None else _get_text(obj, key, longest, why)
+
+
+class _Terminal:
+    """Decodes one batch's media, alarm and command-state messages into typed batches; a bad
+    one becomes a reject and never costs its neighbours."""
+
+    def __init__(self, decoder: WireDecoder, rejects: Rejects, now_ms: int) -> None:
+        self.decoder, self.rejects, self.now_ms = decoder, rejects, now_ms
+        self.media_batch = MediaBatch()
+        self.alarms = TerminalAlarms()
+        self.states = CommandStates()
+        self.commands_skipped = 0
+
+    def _head(self, obj: dict, why: Reason) -> int:
+        """The version and the device time every message of these kinds carries."""
+        if _get_int(obj, "v", -(2**63), 2**63 - 1, why) != WIRE_VERSION:
+            raise _Bad(Reason.BAD_VERSION, f"wire version {obj['v']!r} is not supported "
+                       f"(want {WIRE_VERSION})")
+        ts = _get_int(obj, "ts", -(2**63), 2**63 - 1, why)
+        if ts < MIN_TS_MS:
+            raise _Bad(why, f"'ts' = {ts!r} is before 2000-01-01; it must be Unix epoch "
+                       "milliseconds (seconds sent by mistake?)")
+        if ts > self.now_ms + self.decoder.max_future_ms:
+            raise _Bad(Reason.FUTURE_TIMESTAMP,
+                       f"'ts' is {(ts - self.now_ms) / 1000:.0f} s in the future (limit "
+                       f"{self.decoder.max_future_ms // 1000} s): check the terminal clock")
+        return ts
+
+    def media(self, topic: str, device: str, payload: bytes, received_ms: int) -> None:
+        keep = payload[: self.decoder.max_payload_bytes]  # dead letters keep a bounded copy
+        try:
+            self._media(device, payload, received_ms)
+        except _Bad as bad:
+            self.rejects.add(topic, device, bad.reason, bad.detail, keep, received_ms)
+
+    def _media(self, device: str, payload: bytes, received_ms: int) -> None:
+        limit = self.decoder.max_media_bytes
+        if len(payload) > limit + MEDIA_HEADER_MAX + 1:
+            raise _Bad(Reason.TOO_LARGE, f"media payload is {len(payload)} bytes, limit "
+                       f"{limit} of data ([media] max_bytes) + {MEDIA_HEADER_MAX} of header")
+        if payload.find(b"\n", 0, MEDIA_HEADER_MAX + 1) < 0:
+            raise _Bad(Reason.BAD_MEDIA, "media payload must be a JSON header line of at most "
+                       f"{MEDIA_HEADER_MAX} bytes, a newline, then the data")
+        try:
+            header, data = split_media(payload)
+        except (MediaError, ValueError, RecursionError) as e:
+            raise _Bad(Reason.BAD_MEDIA, str(e) or "media header is not JSON") from None
+        why = Reason.BAD_MEDIA
+        ts = self._head(header, why)
+        media_id = _get_int(header, "id", 0, _DWORD, why)
+        kind = _get_text(header, "type", 16, why)
+        if kind not in MEDIA_TYPES:
+            raise _Bad(why, f"'type' = {kind!r} is not one of {', '.join(MEDIA_TYPES)}")
+        fmt = _get_text(header, "format", 8, why)
+        if not MEDIA_FORMAT.fullmatch(fmt):
+            raise _Bad(why, f"'format' = {fmt!r} must be 1 to 8 of a-z and 0-9 (e.g. 'jpeg')")
+        event = _get_int(header, "event", 0, 255, why)
+        channel = _get_int(header, "channel", 0, 255, why)
+        lon, lat = header.get("lon"), header.get("lat")
+        if (lon is None) != (lat is None):
+            raise _Bad(why, "'lon' and 'lat' come together or not at all")
+        for key, value, bound in (("lon", lon, 180.0), ("lat", lat, 90.0)):
+            if value is None:
+                continue
+            if type(value) not in (int, float):
+                raise _Bad(why, f"{key!r} must be a number, got {_json_type(value)}")
+            if not math.isfinite(value) or not -bound <= value <= bound:
+                raise _Bad(why, f"{key!r} = {value!r} is outside {-bound}..{bound}")
+        command = _optional_text(header, "cmd", MAX_COMMAND_ID, why)
+        if not data:
+            raise _Bad(why, "the media item has no data after the header line")
+        if len(data) > limit:
+            raise _Bad(Reason.TOO_LARGE, f"media data is {len(data)} bytes, limit {limit} "
+                       "([media] max_bytes)")
+        if fmt == "jpeg" and not data.startswith(b"\xff\xd8"):
+            raise _Bad(why, "'format' is jpeg but the data does not start with FF D8 (SOI)")
+        out = self.media_batch
+        out.device.append(device)
+        out.media_id.append(media_id)
+        out.ts.append(ts)
+        out.media_type.append(kind)
+        out.media_format.append(fmt)
+        out.event.append(event)
+        out.channel.append(channel)
+        out.lon.append(None if lon is None else float(lon))
+        out.lat.append(None if lat is None else float(lat))
+        out.command.append(command)
+        out.data.append(data)
+        out.received_ms.append(received_ms)
+
+    def alarm(self, topic: str, device: str, value: object, payload: bytes,
+              received_ms: int) -> None:
+        why = Reason.BAD_ALARM
+        try:
+            if type(value) is not dict:
+                raise _Bad(why, "alarm payload must be one JSON object")
+            ts = self._head(value, why)
+            word = _get_int(value, "alarm", 0, _DWORD, why)
+        except _Bad as bad:
+            self.rejects.add(topic, device, bad.reason, bad.detail, payload, received_ms)
+            return
+        self.alarms.device.append(device)
+        self.alarms.ts.append(ts)
+        self.alarms.alarm.append(word)
+        self.alarms.received_ms.append(received_ms)
+
+    def command_state(self, topic: str, device: str, value: object, payload: bytes,
+                      received_ms: int) -> None:
+        why = Reason.BAD_COMMAND_STATE
+        try:
+            if type(value) is not dict:
+                raise _Bad(why, "command state payload must be one JSON object")
+            ts = self._head(value, why)
+            command_id = _get_text(value, "id", MAX_COMMAND_ID, why)
+            state = _get_text(value, "state", 16, why)
+            if state not in COMMAND_STATES:
+                raise _Bad(why, f"'state' = {state!r} is not one of {', '.join(COMMAND_STATES)}")
+            detail = _optional_text(value, "detail", MAX_COMMAND_DETAIL, why)
+            result = value.get("result")
+            if result is not None and type(result) is not dict:
+                raise _Bad(why, f"'result' must be an object, got {_json_type(result)}")
+        except _Bad as bad:
+            self.rejects.add(topic, device, bad.reason, bad.detail, payload, received_ms)
+            return
+        out = self.states
+        out.device.append(device)
+        out.command_id.append(command_id)
+        out.state.append(state)
+        out.ts.append(ts)
+        out.detail.append(detail)
+        out.result.append(result)
+        out.received_ms.append(received_ms)
 
 
 def _objects(values: list) -> np.ndarray:

@@ -1,5 +1,5 @@
-"""The pipeline, top to bottom: decode → sequence → hand-over → geofence → rules → alert
-routing → store.
+"""The pipeline, top to bottom: decode → media (bytes into the blob store) → sequence →
+hand-over → geofence → rules → alert routing → store.
 
 A fixed list of named stages (``muckwatch/stages.py``), each a typed batch in and a typed batch
 out; this module only wires them. Everything that reaches the database goes through the
@@ -18,12 +18,14 @@ import numpy as np
 
 from alerts.outbox import AlertRouter
 from domain.batches import FixBatch
+from domain.settings import MediaSettings
 from ingest.wire import Decoded, RawBatch, WireDecoder
 from muckwatch.handover import StateHandover
 from muckwatch.stages import (
     AlertStage,
     GeofenceStage,
     HandoverStage,
+    MediaStage,
     Routed,
     RuleStage,
     Sequencer,
@@ -31,6 +33,7 @@ from muckwatch.stages import (
 )
 from rules.engine import RuleEngine
 from store.database import Store
+from store.media import BlobStore, LocalBlobStore
 
 
 @dataclass
@@ -45,6 +48,14 @@ class BatchResult:
     alerts: int = 0
     stage_ms: dict[str, float] = field(default_factory=dict)  # wall time of each stage
     violation_events: dict[tuple[str, str], int] = field(default_factory=dict)  # (rule, phase)
+    media: int = 0  # items decoded (their bytes are in the blob store)
+    media_inserted: int = 0  # new rows; the rest were redeliveries
+    alarms: int = 0
+    alarms_inserted: int = 0
+    command_states: int = 0
+    command_states_applied: int = 0  # moved a command forward
+    command_states_unknown: int = 0  # no such command of that device
+    commands_skipped: int = 0  # platform → terminal messages a wide subscription saw
 
 
 @dataclass
@@ -68,8 +79,11 @@ class Pipeline:
         store: Store,
         alerts: AlertRouter | None = None,
         handover: StateHandover | None = None,
+        blobs: BlobStore | None = None,
     ) -> None:
         self.decoder = decoder  # RawBatch → Decoded
+        # MediaBatch → MediaRow, bytes stored (default: [media] dir's default directory)
+        self.media = MediaStage(blobs or LocalBlobStore(MediaSettings().dir))
         self.sequencer = sequencer  # FixBatch → FixBatch (device-time order, no repeats)
         self.handover = HandoverStage(handover)  # FixBatch → Claimed
         self.geofence = geofence  # Claimed → Located
@@ -100,6 +114,14 @@ class Pipeline:
             alerts=len(routed.alerts),
             stage_ms=clock.laps,
             violation_events=_count_violation_events(routed.events),
+            media=len(routed.media),
+            media_inserted=written.media_inserted,
+            alarms=len(routed.alarms),
+            alarms_inserted=written.alarms_inserted,
+            command_states=len(routed.command_states),
+            command_states_applied=written.command_states_applied,
+            command_states_unknown=written.command_states_unknown,
+            commands_skipped=decoded.commands_skipped,
         )
 
     async def _evaluate(self, raw: RawBatch, now_ms: int | None) -> _Evaluated:
@@ -107,6 +129,10 @@ class Pipeline:
         clock = _StageClock()
         decoded = self.decoder.decode(raw, now_ms)
         clock.lap("decode")
+        # before any stateful stage: a blob store that fails retries the batch from here
+        media = await self.media.store(decoded.media)
+        if media:
+            clock.lap("media")
         fixes = self.sequencer.sequence(decoded.fixes)
         claimed = await self.handover.claim(fixes, now_ms)
         clock.lap("claim")
@@ -115,7 +141,9 @@ class Pipeline:
         judged = self.rules.judge(located, now_ms)
         clock.lap("rules")
         routed = self.alerts.route(judged, decoded.rejects, decoded.statuses,
-                                   self.handover.snapshots(now_ms, raw.received_ms))
+                                   self.handover.snapshots(now_ms, raw.received_ms),
+                                   media=media, alarms=decoded.alarms,
+                                   command_states=decoded.command_states)
         return _Evaluated(raw, decoded, routed, clock)
 
     async def shutdown(self) -> tuple[int, int, int]:

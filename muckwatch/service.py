@@ -29,6 +29,7 @@ from domain.config import ConfigError, parse_partition_set
 from domain.settings import Settings
 from ingest.receiver import BrokerError, MqttReceiver, PartitionedReceiver
 from ingest.wire import RawBatch, WireDecoder, subscriptions
+from muckwatch.dispatch import CommandDispatcher
 from muckwatch.handover import StateHandover
 from muckwatch.live_reference import LiveReference
 from muckwatch.observability import IngestMetrics, render, serve_http
@@ -37,6 +38,7 @@ from muckwatch.stages import GeofenceStage, Sequencer
 from rules.engine import RuleEngine
 from rules.reference import Reference
 from store.database import DatabaseError, Store
+from store.media import blob_store
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,9 @@ class IngestStats:
     statuses: int = 0
     events: int = 0
     alerts: int = 0
+    media: int = 0  # photos stored (new rows)
+    alarms: int = 0  # alarm words of reports without a position (new rows)
+    command_states: int = 0  # commands moved forward by their gateway's report
     db_retries: int = 0
     stage_ms_total: dict[str, float] = field(default_factory=dict)
     stage_ms_max: dict[str, float] = field(default_factory=dict)
@@ -80,6 +85,9 @@ class IngestStats:
         self.statuses += r.statuses
         self.events += r.events
         self.alerts += r.alerts
+        self.media += r.media_inserted
+        self.alarms += r.alarms_inserted
+        self.command_states += r.command_states_applied
         for reason, n in r.rejects.items():
             self.rejects[reason] = self.rejects.get(reason, 0) + n
             self.rejected += n
@@ -108,6 +116,7 @@ def build_pipeline(settings: Settings, city: City) -> Pipeline:
             root=settings.mqtt.topic_root,
             max_payload_bytes=settings.ingest.max_payload_bytes,
             max_future_ms=settings.ingest.max_future_s * 1000,
+            max_media_bytes=settings.media.max_bytes,
         ),
         sequencer=Sequencer(),
         geofence=GeofenceStage.for_city(city),
@@ -121,6 +130,8 @@ def build_pipeline(settings: Settings, city: City) -> Pipeline:
             # one that was away longer than a batch or two takes
             reclaim_after_s=settings.ingest.reclaim_after_s if settings.mqtt.share_group
             else 0.0),
+        # photos' bytes: [media] dir, or the S3 bucket when one is set
+        blobs=blob_store(settings.media),
     )
 
 
@@ -138,11 +149,13 @@ def build_receiver(settings: Settings) -> MqttReceiver | PartitionedReceiver:
     if mqtt.partitions:
         chosen = parse_partition_set(ingest.partitions, mqtt.partitions)
         return PartitionedReceiver(mqtt, mqtt.topic_root, chosen, batch_max=ingest.batch_max,
-                                   batch_wait_s=wait_s)
+                                   batch_wait_s=wait_s,
+                                   max_buffer_bytes=ingest.max_buffer_bytes)
     topics = subscriptions(mqtt.topic_root)
     if mqtt.share_group:
         topics = [f"$share/{mqtt.share_group}/{t}" for t in topics]
-    return MqttReceiver(mqtt, topics, batch_max=ingest.batch_max, batch_wait_s=wait_s)
+    return MqttReceiver(mqtt, topics, batch_max=ingest.batch_max, batch_wait_s=wait_s,
+                        max_buffer_bytes=ingest.max_buffer_bytes)
 
 
 class IngestService:
@@ -167,6 +180,9 @@ class IngestService:
         self.worker = DeliveryWorker(settings.database.dsn,
                                      WorkerOptions.from_settings(settings.alerts)) \
             if settings.alerts.worker else None
+        # commands to terminals, rules' actions, timeouts and evidence seals
+        self.dispatcher = CommandDispatcher(settings) if settings.terminal.dispatcher \
+            else None
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -288,6 +304,8 @@ class IngestService:
         worker_task = asyncio.ensure_future(self.worker.run(self._stop)) \
             if self.worker is not None else None
         reloader = asyncio.ensure_future(self._reload_subscriptions_periodically())
+        dispatcher_task = asyncio.ensure_future(self.dispatcher.run(self._stop)) \
+            if self.dispatcher is not None else None
         live = asyncio.ensure_future(self.live.run(self._stop))
         if not await self.live.first_load(timeout_s=10.0):
             log.warning("permits from the database not loaded yet: judging by the city "
@@ -344,6 +362,8 @@ class IngestService:
             await self.pipeline.store.close()
             if worker_task is not None:
                 await worker_task
+            if dispatcher_task is not None:
+                await dispatcher_task
         return self.stats
 
     _stop_hard = False

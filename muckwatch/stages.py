@@ -5,24 +5,34 @@ Traccar's handler chain). ``muckwatch/pipeline.py`` lists them in order; the liv
 its shutdown and a hand-over all go through these same objects, so there is one path from a
 fix to a committed row.
 
-    RawBatch ─decode→ Decoded ─sequence→ FixBatch ─hand-over→ Claimed ─geofence→ Located
-             ─rules→ Judged ─alert routing→ Routed ─store→ WriteReport
+    RawBatch ─decode→ Decoded ─media→ MediaRows ─sequence→ FixBatch ─hand-over→ Claimed
+             ─geofence→ Located ─rules→ Judged ─alert routing→ Routed ─store→ WriteReport
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from alerts.outbox import AlertRouter, OutboxRow
-from domain.batches import DeviceStatus, FixBatch, Rejects
+from domain.batches import (
+    CommandStates,
+    DeviceStatus,
+    FixBatch,
+    MediaBatch,
+    Rejects,
+    TerminalAlarms,
+)
 from domain.city import City
 from domain.events import Memberships
 from geofence.index import FenceIndex
 from muckwatch.handover import StateHandover
 from rules.engine import RuleEngine
 from store.database import RuleStateRow, Store, WriteReport
+from store.media import BlobStore, sha256_hex
+from store.writer import MediaRow
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +63,9 @@ class Judged:
 @dataclass(frozen=True, slots=True)
 class Routed:
     """Everything one transaction commits: the batch's fixes, its rejects and device statuses,
-    the events, the outbox rows the subscriptions want, and the rule-state snapshots."""
+    the events, the outbox rows the subscriptions want, and the rule-state snapshots; and
+    what terminals sent besides fixes — media rows (bytes already in the blob store), alarm
+    words, command states."""
 
     fixes: FixBatch
     events: list
@@ -61,6 +73,44 @@ class Routed:
     rejects: Rejects = field(default_factory=Rejects)
     statuses: DeviceStatus = field(default_factory=DeviceStatus)
     snapshots: list[RuleStateRow] = field(default_factory=list)
+    media: list[MediaRow] = field(default_factory=list)
+    alarms: TerminalAlarms = field(default_factory=TerminalAlarms)
+    command_states: CommandStates = field(default_factory=CommandStates)
+
+
+class MediaStage:
+    """MediaBatch → MediaRow: each item's bytes into the blob store under their SHA-256, on
+    worker threads (disk or network must not stall the event loop), BEFORE the batch's
+    transaction — the ack follows the commit, so a crash in between loses nothing: the
+    redelivery writes the same bytes under the same name again. Runs before the stateful
+    stages, so a blob store that fails (BlobStoreError, a DatabaseError) is retried with the
+    batch and no rule ever sees a fix twice."""
+
+    PARALLEL = 8  # puts in flight at once (an S3 round trip each)
+
+    def __init__(self, blobs: BlobStore) -> None:
+        self.blobs = blobs
+
+    async def store(self, media: MediaBatch) -> list[MediaRow]:
+        if not len(media):
+            return []
+        hashes = await asyncio.gather(*(asyncio.to_thread(sha256_hex, d) for d in media.data))
+        wanted = {(h, fmt): data for h, fmt, data
+                  in zip(hashes, media.media_format, media.data, strict=True)}
+        gate = asyncio.Semaphore(self.PARALLEL)
+
+        async def put(key: tuple[str, str], data: bytes) -> None:
+            async with gate:
+                await asyncio.to_thread(self.blobs.put, key[0], key[1], data)
+
+        await asyncio.gather(*(put(key, data) for key, data in wanted.items()))
+        return [MediaRow(device_id=media.device[i], terminal_id=media.media_id[i],
+                         sha256=hashes[i], size=len(media.data[i]),
+                         media_type=media.media_type[i], media_format=media.media_format[i],
+                         event=media.event[i], channel=media.channel[i], taken_ms=media.ts[i],
+                         lon=media.lon[i], lat=media.lat[i], storage=self.blobs.name,
+                         command_id=media.command[i], received_ms=media.received_ms[i])
+                for i in range(len(media))]
 
 
 class Sequencer:
@@ -153,11 +203,15 @@ class AlertStage:
 
     def route(self, judged: Judged, rejects: Rejects | None = None,
               statuses: DeviceStatus | None = None,
-              snapshots: list[RuleStateRow] | None = None) -> Routed:
+              snapshots: list[RuleStateRow] | None = None, *,
+              media: list[MediaRow] | None = None, alarms: TerminalAlarms | None = None,
+              command_states: CommandStates | None = None) -> Routed:
         return Routed(judged.fixes, judged.events, self.router.route(judged.events),
                       rejects if rejects is not None else Rejects(),
                       statuses if statuses is not None else DeviceStatus(),
-                      snapshots or [])
+                      snapshots or [], media or [],
+                      alarms if alarms is not None else TerminalAlarms(),
+                      command_states if command_states is not None else CommandStates())
 
 
 class StoreStage:
@@ -169,7 +223,9 @@ class StoreStage:
 
     async def write(self, routed: Routed) -> WriteReport:
         return await self.store.write(routed.fixes, routed.rejects, routed.statuses,
-                                      routed.events, routed.alerts, routed.snapshots)
+                                      routed.events, routed.alerts, routed.snapshots,
+                                      media=routed.media, alarms=routed.alarms,
+                                      command_states=routed.command_states)
 
     async def close(self) -> None:
         await self.store.close()

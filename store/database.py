@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import numpy as np
@@ -20,9 +20,9 @@ import orjson
 import psycopg
 from psycopg.types.json import Jsonb, set_json_loads
 
-from domain.batches import DeviceStatus, FixBatch, Rejects
+from domain.batches import CommandStates, DeviceStatus, FixBatch, Rejects, TerminalAlarms
 from domain.events import TripEvent, ViolationEvent
-from store.writer import StoreWriter, WriteReport
+from store.writer import MediaRow, StoreWriter, WriteReport
 
 log = logging.getLogger(__name__)
 
@@ -216,12 +216,20 @@ class Store:
         events: list[ViolationEvent | TripEvent],
         alerts: Sequence = (),
         snapshots: Sequence[RuleStateRow] = (),
+        *,
+        media: Sequence[MediaRow] = (),
+        alarms: TerminalAlarms | None = None,
+        command_states: CommandStates | None = None,
     ) -> WriteReport:
         """Everything a batch produced, in one transaction: all of it lands or none does.
         ``alerts`` are ``alerts.outbox.OutboxRow``-shaped (webhook_id, subscription_id,
         violation_id, event, payload, device_id, evidence_from_ms, evidence_to_ms).
         ``snapshots``: rule state as it stands after this batch — committed with the
-        violations it explains, so a new owner never sees one without the other."""
+        violations it explains, so a new owner never sees one without the other.
+        ``media``: rows of items whose bytes the blob store already holds; ``alarms`` and
+        ``command_states`` as decoded (command states only ever move a command forward)."""
+        alarms = alarms if alarms is not None else TerminalAlarms()
+        command_states = command_states if command_states is not None else CommandStates()
         conn = await self._connection()
         try:
             async with conn.transaction():
@@ -244,12 +252,28 @@ class Store:
                         await cur.executemany(_INSERT_ALERT, [_alert_row(a) for a in alerts])
                         # delivered at commit: wakes delivery workers in other processes
                         await cur.execute(NOTIFY_ALERTS)
+                terminal = None
+                if media or len(alarms) or len(command_states):
+                    terminal = await self._writer.write_terminal(conn, media, alarms,
+                                                                 command_states)
         except psycopg.OperationalError as e:
             await conn.close()
             raise DatabaseError(
                 f"write to {describe_dsn(self.dsn)} failed: {str(e).strip().splitlines()[-1]}"
             ) from None
-        return report
+        if terminal is None:
+            return report
+        states = len(command_states)
+        return replace(
+            report,
+            media_inserted=terminal.media_inserted,
+            media_duplicate=len(media) - terminal.media_inserted,
+            alarms_inserted=terminal.alarms_inserted,
+            alarms_duplicate=len(alarms) - terminal.alarms_inserted,
+            command_states_applied=terminal.command_states_applied,
+            command_states_unknown=terminal.command_states_unknown,
+            command_states_stale=states - terminal.command_states_applied
+            - terminal.command_states_unknown)
 
     async def load_rule_state(self, devices: Sequence[str]) -> dict[str, SavedState]:
         """The saved rule state of these vehicles (those that have one)."""

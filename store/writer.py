@@ -17,12 +17,15 @@ Python.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import psycopg
+from psycopg.types.json import Jsonb
 
-from domain.batches import DeviceStatus, FixBatch, Rejects
+from domain.batches import CommandStates, DeviceStatus, FixBatch, Rejects, TerminalAlarms
+from domain.wire import COMMAND_STATES, FINAL_COMMAND_STATES
 from store import live
 from store.copy_binary import Column, encode, timestamptz
 
@@ -82,6 +85,97 @@ class WriteReport:
     fixes_duplicate: int
     rejects: int
     statuses: int
+    media_inserted: int = 0
+    media_duplicate: int = 0  # redelivered uploads: the same (device, terminal id, hash)
+    alarms_inserted: int = 0
+    alarms_duplicate: int = 0
+    command_states_applied: int = 0
+    command_states_stale: int = 0  # not forward of the stored state (redelivered, late)
+    command_states_unknown: int = 0  # no such command for that device
+
+
+@dataclass(frozen=True, slots=True)
+class MediaRow:
+    """One media item to record: its header's fields and where its bytes are (the blob store
+    wrote them before this row's transaction, so a row never names missing bytes)."""
+
+    device_id: str
+    terminal_id: int
+    sha256: str
+    size: int
+    media_type: str
+    media_format: str
+    event: int
+    channel: int
+    taken_ms: int
+    lon: float | None
+    lat: float | None
+    storage: str  # the blob store's name: 'local' or 's3'
+    command_id: str | None
+    received_ms: int
+
+
+# The violation a photo belongs to: the one its capture command was queued for (a rule's
+# action), else the device's violation whose span holds the time it was taken (the most
+# recent start if several). A command id from another device links nothing.
+_INSERT_MEDIA = """
+INSERT INTO media (device_id, terminal_id, sha256, bytes, media_type, media_format, event,
+                   channel, taken_at, lon, lat, storage, command_id, violation_id, received_at)
+SELECT %(device)s, %(terminal_id)s, %(sha256)s, %(size)s, %(type)s, %(format)s, %(event)s,
+       %(channel)s, m.taken_at, %(lon)s, %(lat)s, %(storage)s, %(command)s,
+       coalesce(
+           (SELECT c.violation_id FROM terminal_commands c
+            WHERE c.id = %(command)s AND c.device_id = %(device)s),
+           (SELECT v.id FROM violations v
+            WHERE v.device_id = %(device)s AND v.state <> 'retracted'
+              AND m.taken_at BETWEEN v.start_ts AND coalesce(v.end_ts, 'infinity')
+            ORDER BY v.start_ts DESC LIMIT 1)),
+       timestamptz 'epoch' + %(received)s * interval '1 millisecond'
+FROM (SELECT timestamptz 'epoch' + %(taken)s * interval '1 millisecond' AS taken_at) m
+ON CONFLICT (device_id, terminal_id, sha256) DO NOTHING
+"""
+
+_INSERT_ALARM = """
+INSERT INTO terminal_alarms (device_id, ts, alarm, received_at)
+VALUES (%s, timestamptz 'epoch' + %s * interval '1 millisecond', %s,
+        timestamptz 'epoch' + %s * interval '1 millisecond')
+ON CONFLICT DO NOTHING
+"""
+
+# A command's state only moves forward: queued 0 < published 1 < sent 2 < a final state 3,
+# and a final state never changes — a redelivered or late report is a no-op. Only the
+# device's own commands: a terminal publishing states cannot touch another's.
+_COMMAND_RANK = {state: min(i, 3) for i, state in enumerate(COMMAND_STATES)}
+_ADVANCE_COMMAND = """
+UPDATE terminal_commands c SET
+    state = %(state)s,
+    published_at = CASE WHEN %(state)s = 'published' THEN coalesce(c.published_at, s.at)
+                        ELSE c.published_at END,
+    sent_at = CASE WHEN %(state)s = 'sent' THEN s.at ELSE c.sent_at END,
+    answered_at = CASE WHEN %(final)s THEN s.at ELSE c.answered_at END,
+    detail = coalesce(%(detail)s, c.detail),
+    result = coalesce(%(result)s, c.result),
+    updated_at = now()
+FROM (SELECT timestamptz 'epoch' + %(ts)s * interval '1 millisecond' AS at) s
+WHERE c.id = %(id)s AND c.device_id = %(device)s
+  AND CASE c.state WHEN 'queued' THEN 0 WHEN 'published' THEN 1 WHEN 'sent' THEN 2 ELSE 3 END
+      < %(rank)s
+"""
+_UNKNOWN_COMMANDS = """
+SELECT count(*) FROM unnest(%(ids)s::text[], %(devices)s::text[]) AS s (id, device_id)
+WHERE NOT EXISTS (SELECT 1 FROM terminal_commands c
+                  WHERE c.id = s.id AND c.device_id = s.device_id)
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class TerminalReport:
+    """What a batch's media rows, alarm words and command states did."""
+
+    media_inserted: int = 0
+    alarms_inserted: int = 0
+    command_states_applied: int = 0
+    command_states_unknown: int = 0
 
 
 _COPY_TELEMETRY = (
@@ -203,3 +297,46 @@ class StoreWriter:
             rejects=len(rejects),
             statuses=len(statuses.device),
         )
+
+    async def write_terminal(
+        self,
+        conn: psycopg.AsyncConnection,
+        media: Sequence[MediaRow],
+        alarms: TerminalAlarms,
+        states: CommandStates,
+    ) -> TerminalReport:
+        """Media rows, alarm words and command states, inside the caller's transaction
+        (after the batch's violations, so a photo taken in one that opened in this batch
+        finds it)."""
+        media_inserted = alarms_inserted = applied = unknown = 0
+        async with conn.cursor() as cur:
+            if media:
+                await cur.executemany(_INSERT_MEDIA, [_media_params(m) for m in media])
+                media_inserted = max(cur.rowcount, 0)
+            if len(alarms):
+                await cur.executemany(_INSERT_ALARM, list(zip(
+                    alarms.device, alarms.ts, alarms.alarm, alarms.received_ms, strict=True)))
+                alarms_inserted = max(cur.rowcount, 0)
+            if len(states):
+                # one statement per state, in arrival order: several states of one command
+                # in one batch apply one after another, each only if it moves forward
+                await cur.executemany(_ADVANCE_COMMAND, [
+                    {"id": i, "device": d, "state": st, "rank": _COMMAND_RANK[st],
+                     "final": st in FINAL_COMMAND_STATES, "ts": ts, "detail": detail,
+                     "result": None if result is None else Jsonb(result)}
+                    for d, i, st, ts, detail, result in zip(
+                        states.device, states.command_id, states.state, states.ts,
+                        states.detail, states.result, strict=True)])
+                applied = max(cur.rowcount, 0)
+                await cur.execute(_UNKNOWN_COMMANDS, {"ids": states.command_id,
+                                                      "devices": states.device})
+                row = await cur.fetchone()
+                unknown = int(row[0]) if row else 0
+        return TerminalReport(media_inserted, alarms_inserted, applied, unknown)
+
+
+def _media_params(m: MediaRow) -> dict:
+    return {"device": m.device_id, "terminal_id": m.terminal_id, "sha256": m.sha256,
+            "size": m.size, "type": m.media_type, "format": m.media_format, "event": m.event,
+            "channel": m.channel, "taken": m.taken_ms, "lon": m.lon, "lat": m.lat,
+            "storage": m.storage, "command": m.command_id, "received": m.received_ms}

@@ -23,6 +23,7 @@ from muckwatch.cli import (
     broker,
     config,
     db,
+    evidence,
     geo,
     office,
     permits,
@@ -30,6 +31,7 @@ from muckwatch.cli import (
     run,
     services,
     simulate,
+    terminal,
 )
 from muckwatch.cli.common import CommandTable, Failure, UserError
 
@@ -55,11 +57,12 @@ examples:
 """
 
 GROUPS = (run, services, simulate, alerts, broker, db, report, config, geo, api, permits,
-          office)
+          office, terminal, evidence)
 # the order `muckwatch --help` lists the commands in (groups register theirs together)
 HELP_ORDER = ("run", "serve", "accounts", "permits", "office", "demo", "replay", "simulate",
-              "accuracy", "alerts", "gateway", "broker", "devices", "jt808", "db", "scores",
-              "company-role", "import", "report", "services", "config", "geofence", "coords")
+              "accuracy", "alerts", "terminal", "evidence", "gateway", "broker", "devices",
+              "jt808", "db", "scores", "company-role", "import", "report", "services", "config",
+              "geofence", "coords")
 
 
 def command_table() -> CommandTable:

@@ -55,7 +55,10 @@ def serve(args, settings) -> int:
                        stopped_below_kmh=settings.rules.moving_kmh,
                        uploads_dir=Path(api.uploads_dir), max_upload_bytes=api.max_upload_bytes,
                        max_attachments=api.max_attachments, webhook_secret=api.webhook_secret,
-                       pool_size=api.pool_size, permits=settings.permits)
+                       pool_size=api.pool_size, permits=settings.permits,
+                       media=settings.media,
+                       command_timeout_s=settings.terminal.command_timeout_s,
+                       evidence_s=settings.rules.evidence_s)
     server = uvicorn.Server(uvicorn.Config(create_app(config), host=host.strip("[]"),
                                            port=int(port), log_level="info", access_log=False,
                                            proxy_headers=False,

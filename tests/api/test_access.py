@@ -52,6 +52,11 @@ PROBES = {
     "live.read": ("GET", "/v1/live/positions"),
     "track.read": ("GET", "/v1/vehicles/NOPE/track?since=0&until=1000"),
     "online.read": ("GET", "/v1/online-rate?day=2026-01-01"),
+    "media.read": ("GET", "/v1/media/999999"),
+    "commands.send": ("POST", "/v1/devices/NOPE/commands"),
+    "commands.read": ("GET", "/v1/commands/NOPE"),
+    "evidence.read": ("GET", "/v1/violations/NOPE/evidence"),
+    "evidence.seal": ("POST", "/v1/violations/NOPE/evidence/seal"),
 }
 
 

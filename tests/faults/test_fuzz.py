@@ -18,7 +18,7 @@ from domain.wire import fix_message
 pytestmark = pytest.mark.e2e
 TOTAL = 100_000
 VALID_SHARE = 0.2
-HUGE = 20  # 1 MB payloads among them (the broker's packet limit is 1 MiB)
+HUGE = 20  # 1 MB payloads among them (the broker's packet limit is 5 MiB, for photos)
 
 
 def random_json(rng: random.Random, depth: int = 0):

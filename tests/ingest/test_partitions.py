@@ -98,7 +98,8 @@ def test_partitioned_worker_has_one_session_per_partition():
     # partition 0 also takes terminals that publish without a partition level
     assert build_receiver(Settings().with_overrides(mqtt={"partitions": 2})).parts[0].topics \
         == ["muck/v1/p/0/#", "muck/v1/+/telemetry", "muck/v1/+/telemetry/batch",
-            "muck/v1/+/status"]
+            "muck/v1/+/status", "muck/v1/+/media", "muck/v1/+/alarm",
+            "muck/v1/+/command/state"]
 
 
 def test_merged_batches_ack_each_message_on_its_own_session(broker, publish):

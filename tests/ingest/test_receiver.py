@@ -28,6 +28,13 @@ class Transport:
     def __init__(self) -> None:
         self.written: list[bytes] = []
         self.closed = False
+        self.reading = True
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
 
     def write(self, data: bytes) -> None:
         self.written.append(bytes(data))
@@ -126,3 +133,29 @@ def test_connect_and_subscribe_packets_carry_what_the_session_needs():
     sub = subscribe_packet(1, ["muck/v1/#"])
     assert sub == bytes([0x82, 15, 0, 1, 0, 0, 9]) + b"muck/v1/#" + b"\x01"
     assert puback_packets(np.array([1, 258], np.uint16)) == bytes([0x40, 2, 0, 1, 0x40, 2, 1, 2])
+
+
+def test_megabytes_of_photos_pause_reading_until_the_pipeline_takes_them():
+    """A session stops reading once more payload bytes than its budget are buffered (TCP
+    pushes back on the broker, which keeps the rest) and reads again once half is taken;
+    every message still arrives once, whole."""
+    async def go():
+        receiver = MqttReceiver(MqttSettings(), ["muck/v1/#"], batch_max=3, batch_wait_s=0.01,
+                                max_buffer_bytes=1_000_000)
+        receiver._wakeup = asyncio.Event()
+        session = _Session(receiver, generation=1)
+        session.connection_made(Transport())
+        receiver._session, receiver._generation = session, 1
+        photos = [bytes([k]) * 300_000 for k in range(10)]
+        got: list[bytes] = []
+        pending = [publish(f"muck/v1/D{k}/media", p, 1, k + 1, b"") for k, p in
+                   enumerate(photos)]
+        while pending or receiver.pending():
+            while pending and session.transport.reading:
+                session.data_received(pending.pop(0))
+            assert receiver.buffered_bytes <= 1_000_000 + 300_000  # one read past the budget
+            assert not session.transport.reading or not pending or \
+                receiver.buffered_bytes <= 1_000_000
+            got += receiver.take().payloads
+        assert got == photos and receiver.buffered_bytes == 0 and session.transport.reading
+    asyncio.run(go())
