@@ -2,6 +2,10 @@
 text to the driver (shown and read aloud), 0x8103 parameter setting (e.g. the reporting
 interval), 0x8201 position query and its 0x0201 answer. The terminal acknowledges 0x8300
 and 0x8103 with a 0x0001 general reply carrying the command's serial.
+
+Also the bridge from the platform's commands (``{root}/{device}/command``, docs/protocol.md)
+to these frames — ``parse_command``, ``encode_command`` — and how the terminal's answers map
+to command states.
 """
 
 from __future__ import annotations
@@ -9,6 +13,10 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+import orjson
+
+from domain.wire import COMMAND_KINDS
+from gateway import media
 from gateway.codec import CodecError, Location, decode_location, encode_location, gbk
 
 TEXT, SET_PARAMS, POSITION_QUERY, POSITION_REPLY = 0x8300, 0x8103, 0x8201, 0x0201
@@ -85,3 +93,81 @@ def decode_position_reply(body: bytes) -> tuple[int, Location]:
         raise CodecError("0x0201 body shorter than 2 bytes")
     (serial,) = struct.unpack_from(">H", body, 0)
     return serial, decode_location(body[2:])
+
+
+# --- commands from the platform's wire format (domain/wire.py) to frames -----------------------
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A command as published on ``{root}/{device}/command``."""
+
+    id: str
+    kind: str  # domain.wire.COMMAND_KINDS
+    args: dict
+    deadline_ms: int
+
+
+def parse_command(payload: bytes) -> Command:
+    """The command object of an MQTT payload; CodecError says what is wrong with it."""
+    try:
+        data = orjson.loads(payload)
+    except orjson.JSONDecodeError as e:
+        raise CodecError(f"command is not JSON: {e}") from None
+    if type(data) is not dict or data.get("v") != 1:
+        raise CodecError("command must be a JSON object with v = 1")
+    cid, kind, args, deadline = (data.get("id"), data.get("kind"), data.get("args", {}),
+                                 data.get("deadline"))
+    if type(cid) is not str or not 1 <= len(cid) <= 64:  # docs/protocol.md: 1–64 characters
+        raise CodecError("command id must be a string of 1 to 64 characters")
+    if kind not in COMMAND_KINDS:
+        raise CodecError(f"command kind {kind!r} is not one of {COMMAND_KINDS}")
+    if type(args) is not dict:
+        raise CodecError("command args must be an object")
+    if type(deadline) is not int:
+        raise CodecError("command deadline must be epoch milliseconds")
+    return Command(cid, kind, args, deadline)
+
+
+def _whole(args: dict, name: str, default: int | None = None, low: int = 0,
+           high: int = 0xFFFFFFFF) -> int:
+    value = args.get(name, default)
+    if type(value) is not int or not low <= value <= high:
+        raise CodecError(f"{name} must be an integer {low}..{high}, not {value!r}")
+    return value
+
+
+def encode_command(command: Command, is_2019: bool) -> tuple[int, bytes]:
+    """(msg id, body) of the frame that carries ``command`` to a terminal speaking 2019
+    (``is_2019``) or 2011/2013; CodecError when its arguments do not make one."""
+    args = command.args
+    if command.kind == "text":
+        text = args.get("text")
+        if type(text) is not str or not text:
+            raise CodecError("text must be a non-empty string")
+        return TEXT, encode_text(Text(text, _whole(args, "flags", DISPLAY | TTS, 0, 255)),
+                                 is_2019)
+    if command.kind == "params":
+        unknown = sorted(args.keys() - PARAMS.keys())
+        if unknown:
+            raise CodecError(f"unknown parameters {unknown}; known: {sorted(PARAMS)}")
+        return SET_PARAMS, encode_params({PARAMS[name]: _whole(args, name) for name in args})
+    if command.kind == "position":
+        return POSITION_QUERY, b""
+    if command.kind == "capture":
+        capture = media.Capture(
+            channel=_whole(args, "channel", None, 1, 255),
+            shots=_whole(args, "shots", 1, 1, 0xFFFE),
+            interval_s=_whole(args, "interval_s", 0, 0, 0xFFFF),
+            resolution=_whole(args, "resolution", 1, 1, 255),
+            quality=_whole(args, "quality", 5, 1, 10))
+        return media.CAPTURE, media.encode_capture(capture)
+    raise CodecError(f"command kind {command.kind!r} cannot be sent to a JT/T 808 terminal")
+
+
+# the terminal's 0x0001 result → (command state, detail)
+GENERAL_REPLY_STATES = {0: ("delivered", ""), 1: ("failed", "terminal reported failure"),
+                        2: ("failed", "terminal says the message was bad"),
+                        3: ("unsupported", "")}
+# the terminal's 0x0805 result → (command state, detail)
+CAPTURE_REPLY_STATES = {0: ("delivered", ""), 1: ("failed", "terminal reported failure"),
+                        2: ("failed", "no such channel")}

@@ -1,8 +1,8 @@
 """JT/T 808 multimedia bodies (photos as evidence, 现场取证): the terminal's 0x0800 event and
 0x0801 upload, the platform's 0x8800 answer (which packages to send again) and 0x8801
 "take a photo now". Same layouts in 2013 and 2019 (2011's 0x0801 lacks the location: not
-supported). A 0x0801 body usually spans many subpackages; the frame layer reassembles them
-(``codec.Reassembler``) and reports which are missing, which 0x8800 then asks for.
+supported). A 0x0801 body usually spans many subpackages; the gateway reassembles them
+(``gateway.uploads``) and names the missing ones, which 0x8800 then asks for.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from gateway.codec import CodecError, Location, decode_location, encode_location
 
 EVENT, UPLOAD, UPLOAD_REPLY, CAPTURE = 0x0800, 0x0801, 0x8800, 0x8801
+CAPTURE_REPLY = 0x0805
 
 # 0x0800 / 0x0801 fields
 TYPES = {0: "image", 1: "audio", 2: "video"}

@@ -1,6 +1,7 @@
 """Publishing from asyncio with paho, on the event loop itself: a batch of publishes is
 one future that resolves when the broker acknowledged all of them (PUBACK), so the gateway
-answers a terminal only once its fixes are safe.
+answers a terminal only once its fixes are safe. It also subscribes (QoS 1), for the
+commands to terminals: the session is clean, so every (re)connection subscribes again.
 
 paho runs without its network thread: its socket is registered with the event loop
 (``add_reader``/``add_writer``), the way aiomqtt does it. Measured, this matters: with
@@ -42,9 +43,14 @@ class AsyncPublisher:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._misc: asyncio.Task | None = None
         self._connected = asyncio.Event()
+        # topic filter → what to call with (topic, payload) for each message on it
+        self._subscriptions: dict[str, Callable[[str, bytes], None]] = {}
+        self._subacks: dict[int, asyncio.Future] = {}
         c = self.client
         c.on_publish = self._on_publish
-        c.on_connect = lambda *a: self._connected.set()
+        c.on_connect = self._on_connect
+        c.on_message = self._on_message
+        c.on_subscribe = self._on_subscribe
         c.on_disconnect = self._on_disconnect
         c.on_socket_open = self._on_socket_open
         c.on_socket_close = self._on_socket_close
@@ -97,6 +103,48 @@ class AsyncPublisher:
             if not self.client.is_connected():
                 with contextlib.suppress(OSError):
                     self.client.reconnect()
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        self._connected.set()
+        # clean session: the broker forgot our subscriptions with the last connection
+        for topic in self._subscriptions:
+            self._subscribe(topic)
+
+    def _subscribe(self, topic: str) -> int | None:
+        rc, mid = self.client.subscribe(topic, qos=1)
+        return mid if rc == mqtt.MQTT_ERR_SUCCESS else None
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        done = self._subacks.pop(mid, None)
+        if done is not None and not done.done():
+            done.set_result(reason_codes)
+
+    def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
+        for topic, callback in self._subscriptions.items():
+            if mqtt.topic_matches_sub(topic, message.topic):
+                callback(message.topic, bytes(message.payload))
+
+    async def subscribe(self, topic: str, callback: Callable[[str, bytes], None],
+                        timeout_s: float = 10.0) -> None:
+        """Deliver every message on ``topic`` (a filter, QoS 1) to ``callback`` on the event
+        loop, from now on and after every reconnection; waits for the broker's SUBACK when
+        connected (otherwise the next connection subscribes)."""
+        assert self._loop is not None, "connect() first"
+        self._subscriptions[topic] = callback
+        if not self.client.is_connected():
+            return
+        mid = self._subscribe(topic)
+        if mid is None:
+            raise BrokerUnavailable(f"cannot subscribe to {topic}")
+        done = self._subacks[mid] = self._loop.create_future()
+        try:
+            codes = await asyncio.wait_for(done, timeout_s)
+        except TimeoutError:
+            raise BrokerUnavailable(f"no SUBACK for {topic} within {timeout_s:g} s") from None
+        finally:
+            self._subacks.pop(mid, None)
+        if any(getattr(code, "is_failure", False) for code in codes):
+            raise BrokerUnavailable(f"the broker refused the subscription to {topic}")
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self._connected.clear()

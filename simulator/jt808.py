@@ -5,6 +5,11 @@ blind-area batches as 0x0704 (type 1), each waiting for the gateway's answer.
 Sensors travel the way the gateway's documented example mapping expects them: load in status
 bits 8–9, lid and lift in bits 8 and 9 of the IO item 0x2A (``lid = "io:8"``,
 ``lift = "io:9"`` in ``[gateway]``), satellites in 0x31.
+
+Each terminal also answers the platform's commands as a real one does, whenever it reads
+from its connection (at its next report): text and parameters with a 0x0001 'ok', a position
+query with a 0x0201 of its last report, a capture with a 0x0805 and a small photo uploaded in
+0x0801 packages (resending any the gateway asks for).
 """
 
 from __future__ import annotations
@@ -15,9 +20,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from gateway import codec
-from gateway.codec import Location
-from gateway.terminal import Terminal
+from gateway import codec, commands, media
+from gateway.codec import Frame, Location
+from gateway.terminal import Terminal, tiny_jpeg
 
 _LOAD_BITS = {0: 0b00, 1: 0b01, 2: 0b11}
 
@@ -41,15 +46,20 @@ class JT808Summary:
     batches: int = 0
     refused: int = 0  # answers other than 'ok'
     connections: int = 0
+    commands: int = 0  # commands from the platform answered
+    photos: int = 0  # photos uploaded for capture commands
     wall_s: float = 0.0
 
 
 class _Connection:
-    def __init__(self, device: str) -> None:
+    def __init__(self, device: str, summary: JT808Summary | None = None) -> None:
         self.terminal = Terminal(device)
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
         self.buffer = bytearray()
+        self.summary = summary or JT808Summary()
+        self.last = Location(0, 0, 0.0, 0.0, 0, 0.0, 0, datetime.now(UTC).replace(microsecond=0))
+        self.next_media_id = 1
 
     async def open(self, host: str, port: int) -> None:
         self.reader, self.writer = await asyncio.open_connection(host, port)
@@ -60,16 +70,57 @@ class _Connection:
             raise ConnectionError(f"{self.terminal.phone}: the gateway refused authentication")
 
     async def send(self, frame: bytes) -> list[tuple[int, bytes]]:
+        """Send a frame and return the platform's answer to it (0x8001 or 0x8100, matched by
+        serial); whatever else the platform sent meanwhile is answered on the way."""
         assert self.reader is not None and self.writer is not None
+        serial = codec.decode_frame(frame[1:-1]).header.serial  # batches() made several
         self.writer.write(frame)
+        answer: tuple[int, bytes] | None = None
         while True:
             frames, _ = codec.split_frames(self.buffer)
-            if frames:
-                return [(f.header.msg_id, f.body) for f in map(codec.decode_frame, frames)]
+            for f in map(codec.decode_frame, frames):
+                if answer is None and _answers(f, serial):
+                    answer = (f.header.msg_id, f.body)
+                else:
+                    self._platform(f)
+            if answer is not None:
+                return [answer]
             data = await self.reader.read(4096)
             if not data:
                 raise ConnectionError("the gateway closed the connection")
             self.buffer += data
+
+    def _platform(self, f: Frame) -> None:
+        """A command (or an answer to a photo) from the platform."""
+        assert self.writer is not None
+        h, t = f.header, self.terminal
+        if h.msg_id in (commands.TEXT, commands.SET_PARAMS):
+            self.writer.write(t.general_reply(h.serial, h.msg_id, codec.OK))
+        elif h.msg_id == commands.POSITION_QUERY:
+            self.writer.write(t.position_reply(h.serial, self.last))
+        elif h.msg_id == media.CAPTURE:
+            channel = media.decode_capture(f.body).channel
+            media_id, self.next_media_id = self.next_media_id, self.next_media_id + 1
+            head = media.MediaEvent(media_id, 0, 0, 0, channel)
+            self.writer.write(t.capture_reply(h.serial, codec.OK, [media_id]) +
+                              t.media_event(head) + b"".join(t.media_upload(
+                                  media.MediaUpload(head, self.last, tiny_jpeg(4000)), 1000)))
+            self.summary.photos += 1
+        elif h.msg_id == media.UPLOAD_REPLY:
+            media_id, missing = media.decode_upload_reply(f.body)
+            self.writer.write(b"".join(t.resend(media_id, missing)))
+            return
+        else:
+            return  # e.g. the answer to a 0x0800
+        self.summary.commands += 1
+
+
+def _answers(f: Frame, serial: int) -> bool:
+    if f.header.msg_id == codec.PLATFORM_REPLY:
+        return codec.decode_general_reply(f.body)[0] == serial
+    if f.header.msg_id == codec.REGISTER_REPLY:
+        return codec.decode_register_reply(f.body)[0] == serial
+    return False
 
 
 async def stream_jt808(deliveries: Iterable, host: str, port: int, *, start_ms: int,
@@ -83,14 +134,15 @@ async def stream_jt808(deliveries: Iterable, host: str, port: int, *, start_ms: 
     async def deliver(d) -> None:
         conn = connections.get(d.device)
         if conn is None:
-            conn = connections[d.device] = _Connection(d.device)
+            conn = connections[d.device] = _Connection(d.device, summary)
             await conn.open(host, port)
             summary.connections += 1
         if d.is_batch:
             frames = conn.terminal.batches([to_location(f) for f in d.payload])
             summary.batches += 1
         else:
-            frames = [conn.terminal.location(to_location(d.payload))]
+            conn.last = to_location(d.payload)
+            frames = [conn.terminal.location(conn.last)]
         for frame in frames:
             [(_, body)] = await conn.send(frame)
             if codec.decode_general_reply(body)[2] != codec.OK:
