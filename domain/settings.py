@@ -202,8 +202,10 @@ class TerminalSettings:
     poll_s: float = 1.0  # how often the dispatcher looks for queued commands and timeouts
     command_timeout_s: float = 60.0  # no answer from the terminal by then: 'timeout'
     # [[terminal.on_violation]] rule = "OFF_ROUTE", text = "…", capture_channel = 1:
-    # what to tell the driver (0x8300) and which camera to fire (0x8801) when one opens
-    on_violation: tuple = ()
+    # what to tell the driver (0x8300) and which camera to fire (0x8801) when one opens;
+    # by default a driver who leaves the permit's route is told so at once
+    on_violation: tuple = ({"rule": "OFF_ROUTE",
+                            "text": "{plate}：您已偏离核准路线，请立即返回核准路线行驶"},)
 
 
 @dataclass(frozen=True)

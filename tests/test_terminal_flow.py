@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import signal
 import subprocess
 import sys
@@ -64,9 +65,13 @@ def test_a_violation_fires_the_camera_and_the_photo_becomes_sealed_evidence(
                      MUCKWATCH_TERMINAL_POLL_S="0.2", MUCKWATCH_RULES_EVIDENCE_S="2",
                      MUCKWATCH_RULES_OVERSPEED_OPEN_S="3", MUCKWATCH_RULES_OVERSPEED_CLOSE_S="3")
     ingest = IngestProcess(env, run_dir / "ingest-terminal-flow.log")
-    gateway, port = start_gateway(broker, run_dir / "gateway-terminal-flow.log",
-                                  MUCKWATCH_GATEWAY_DEVICES_FILE=str(devices),
-                                  MUCKWATCH_GATEWAY_CLIENT_ID="gateway-terminal-flow")
+    # two gateway processes, as a city runs them; the terminal is on the second: commands
+    # reach it through the broker whichever process it is connected to
+    gateways = [start_gateway(broker, run_dir / f"gateway-terminal-flow-{n}.log",
+                              MUCKWATCH_GATEWAY_DEVICES_FILE=str(devices),
+                              MUCKWATCH_GATEWAY_CLIENT_ID=f"gateway-terminal-flow-{n}")
+                for n in (1, 2)]
+    port = gateways[1][1]
     api_port = free_port()
     api_env = {**env, "MUCKWATCH_API_LISTEN": f"127.0.0.1:{api_port}",
                "MUCKWATCH_CITY_DIR": str(SAMPLE_CITY)}
@@ -154,9 +159,15 @@ def test_a_violation_fires_the_camera_and_the_photo_becomes_sealed_evidence(
         serve.terminate()
         serve.wait(10)
         serve_log.close()
-        gateway.send_signal(signal.SIGTERM)
-        gateway.communicate(timeout=30)
+        said = []
+        for gateway, _ in gateways:
+            gateway.send_signal(signal.SIGTERM)
+            said.append(gateway.communicate(timeout=30)[0])
         ingest.stop()
+    # the gateway holding the terminal sent all three commands, the other one none
+    first, second = (json.loads(out) for out in said)
+    assert first["commands_sent"] == 0 and second["commands_sent"] == 3, said
+    assert second["media_items"] == 1 and second["media_incomplete"] == 0
 
 
 def _healthy(api: str) -> bool:
