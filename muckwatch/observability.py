@@ -85,7 +85,7 @@ class IngestMetrics:
 
 
 def render(stats, metrics: IngestMetrics, *, backlog: int, connected: bool,
-           delivery=None, handover=None) -> str:
+           delivery=None, handover=None, dispatch=None) -> str:
     """The Prometheus text exposition of everything the ingest knows about itself."""
     lines: list[str] = []
 
@@ -112,6 +112,32 @@ def render(stats, metrics: IngestMetrics, *, backlog: int, connected: bool,
            [f"muckwatch_alerts_total {stats.alerts}"])
     metric("muckwatch_db_retries_total", "counter", "batch writes retried (database down)",
            [f"muckwatch_db_retries_total {stats.db_retries}"])
+    metric("muckwatch_media_total", "counter", "photos from terminals stored (new rows)",
+           [f"muckwatch_media_total {stats.media}"])
+    metric("muckwatch_terminal_alarms_total", "counter",
+           "alarm words of reports without a position stored",
+           [f"muckwatch_terminal_alarms_total {stats.alarms}"])
+    metric("muckwatch_command_states_total", "counter",
+           "commands moved forward by their gateway's report",
+           [f"muckwatch_command_states_total {stats.command_states}"])
+    if dispatch is not None:
+        metric("muckwatch_commands_published_total", "counter",
+               "commands to terminals handed to the broker by this worker's dispatcher",
+               [f"muckwatch_commands_published_total {dispatch.published}"])
+        metric("muckwatch_command_actions_total", "counter",
+               "commands queued by [[terminal.on_violation]] actions",
+               [f"muckwatch_command_actions_total {dispatch.actions}"])
+        metric("muckwatch_commands_timed_out_total", "counter",
+               "commands ended 'timeout' by this dispatcher's sweep",
+               [f"muckwatch_commands_timed_out_total {dispatch.expired}"])
+        metric("muckwatch_evidence_sealed_total", "counter",
+               "evidence bundles sealed when due",
+               [f"muckwatch_evidence_sealed_total {dispatch.sealed}"])
+        metric("muckwatch_dispatch_failures_total", "counter",
+               "dispatcher rounds that failed, by what (retried next round)",
+               [f'muckwatch_dispatch_failures_total{{on="broker"}} {dispatch.broker_failures}',
+                f'muckwatch_dispatch_failures_total{{on="database"}} '
+                f'{dispatch.database_failures}'])
     if handover is not None:
         metric("muckwatch_handover_vehicles_total", "counter",
                "vehicles taken over with the rule state another worker (or an earlier run) saved",

@@ -390,7 +390,8 @@ class IngestService:
             self.stats, self.metrics, backlog=self.receiver.pending(),
             connected=self.receiver.connected,
             delivery=self.worker.metrics if self.worker is not None else None,
-            handover=self.pipeline.handover.handover)
+            handover=self.pipeline.handover.handover,
+            dispatch=self.dispatcher.metrics if self.dispatcher is not None else None)
 
     async def _health(self) -> tuple[int, str, str]:
         """200 when the broker session is up and the database answers within 2 s."""

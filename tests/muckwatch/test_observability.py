@@ -69,7 +69,9 @@ def test_metrics_count_what_went_through_and_health_is_ok(ingest, publish, devic
     for name in ("muckwatch_messages_total", "muckwatch_batch_seconds_bucket",
                  "muckwatch_batch_messages_count", 'muckwatch_stage_seconds_count{stage="store"}',
                  "muckwatch_backlog_messages", "muckwatch_broker_connected 1",
-                 "# TYPE muckwatch_batch_seconds histogram"):
+                 "# TYPE muckwatch_batch_seconds histogram", "muckwatch_media_total",
+                 "muckwatch_commands_published_total", "muckwatch_evidence_sealed_total",
+                 'muckwatch_dispatch_failures_total{on="database"} 0'):
         assert name in text, name
     buckets = [float(v) for v in re.findall(
         r'^muckwatch_batch_seconds_bucket\{le="[^"]+"\} (\d+)$', text, re.MULTILINE)]
