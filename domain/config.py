@@ -172,6 +172,12 @@ def validate(settings: Settings) -> None:
             f"[mqtt] receive_maximum = {mqtt.receive_maximum}: must exceed [ingest] batch_max "
             f"({ingest.batch_max}) and be at most 65535 — acks wait for the commit, so a "
             "smaller in-flight window stalls delivery")
+    if mqtt.protocol not in ("5", "3.1.1"):
+        raise ConfigError(f"[mqtt] protocol = {mqtt.protocol!r}: must be \"5\" or \"3.1.1\"")
+    for item in filter(None, (x.strip() for x in mqtt.hosts.split(","))):
+        host, _, port = item.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65_536:
+            raise ConfigError(f"[mqtt] hosts: {item!r} is not host:port")
     if mqtt.partitions < 0:
         raise ConfigError(f"[mqtt] partitions = {mqtt.partitions}: must be 0 (none) or more")
     if mqtt.partitions and mqtt.share_group:

@@ -108,6 +108,23 @@ class MqttSettings:
     # EMQX shared subscription: subscribe as $share/{group}/… and let the broker's hash
     # strategy spread vehicles over the workers of the group; empty = not shared
     share_group: str = ""
+    # a clustered broker (docs/scaling.md): every node's host:port, comma-separated; the
+    # ingest, the gateway and the dispatcher connect to the first that answers and move to
+    # the next when theirs goes away. "" = host:port above
+    hosts: str = ""
+    # "5" (Mosquitto, EMQX) or "3.1.1" (brokers without MQTT 5, e.g. NATS's MQTT gateway:
+    # a persistent session is then clean_session = 0 and lives until unsubscribed)
+    protocol: str = "5"
+
+    def addresses(self) -> list[tuple[str, int]]:
+        """(host, port) of every node to try, in order."""
+        if not self.hosts.strip():
+            return [(self.host, self.port)]
+        out = []
+        for item in self.hosts.split(","):
+            host, _, port = item.strip().rpartition(":")
+            out.append((host.strip("[]") or "127.0.0.1", int(port)))
+        return out
 
 
 @dataclass(frozen=True)

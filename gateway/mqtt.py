@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import paho.mqtt.client as mqtt
 
@@ -26,8 +26,12 @@ class BrokerUnavailable(RuntimeError):
 
 class AsyncPublisher:
     def __init__(self, host: str, port: int, client_id: str, username: str = "",
-                 password: str = "", keepalive_s: int = 30) -> None:
+                 password: str = "", keepalive_s: int = 30,
+                 nodes: Sequence[tuple[str, int]] = ()) -> None:
         self.host, self.port = host, port
+        # a clustered broker's nodes ([mqtt] hosts): on losing ours, the next one
+        self.nodes = list(nodes) or [(host, port)]
+        self._node = 0
         self.client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
                                   client_id=client_id, protocol=mqtt.MQTTv311,
                                   clean_session=True)
@@ -59,11 +63,18 @@ class AsyncPublisher:
 
     async def connect(self, timeout_s: float = 10.0) -> None:
         self._loop = asyncio.get_running_loop()
-        try:
-            self.client.connect(self.host, self.port, self.keepalive_s)
-        except OSError as e:
+        error: OSError | None = None
+        for _ in self.nodes:
+            self.host, self.port = self.nodes[self._node % len(self.nodes)]
+            try:
+                self.client.connect(self.host, self.port, self.keepalive_s)
+                break
+            except OSError as e:
+                error = e
+                self._node += 1
+        else:
             raise BrokerUnavailable(f"cannot reach the MQTT broker at {self.host}:{self.port}:"
-                                    f" {e}") from None
+                                    f" {error}") from None
         sock = self.client.socket()
         if isinstance(sock, socket.socket):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 2048 * 1024)
@@ -101,8 +112,14 @@ class AsyncPublisher:
             if self.client.loop_misc() != mqtt.MQTT_ERR_SUCCESS and self._connected.is_set():
                 self._connected.clear()
             if not self.client.is_connected():
-                with contextlib.suppress(OSError):
-                    self.client.reconnect()
+                if len(self.nodes) > 1:  # its node may be gone: the next one
+                    self._node += 1
+                    self.host, self.port = self.nodes[self._node % len(self.nodes)]
+                    with contextlib.suppress(OSError):
+                        self.client.connect(self.host, self.port, self.keepalive_s)
+                else:
+                    with contextlib.suppress(OSError):
+                        self.client.reconnect()
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         self._connected.set()

@@ -773,10 +773,11 @@ async def serve(settings, listen: str | None = None, mqtt_url: str | None = None
 
     g, m = settings.gateway, settings.mqtt
     host, _, port = (listen or g.listen).rpartition(":")
-    broker_host, broker_port = m.host, m.port
+    nodes = m.addresses()  # [mqtt] hosts: a clustered broker's nodes, or host:port
     if mqtt_url:
         url = urlparse(mqtt_url if "://" in mqtt_url else f"mqtt://{mqtt_url}")
-        broker_host, broker_port = url.hostname or "127.0.0.1", url.port or 1883
+        nodes = [(url.hostname or "127.0.0.1", url.port or 1883)]
+    broker_host, broker_port = nodes[0]
     try:
         default = SensorMapping.parse(g.lid, g.lift, "[gateway]")
         models = {}
@@ -790,7 +791,7 @@ async def serve(settings, listen: str | None = None, mqtt_url: str | None = None
     except (MappingError, OSError) as e:
         raise ValueError(str(e)) from None
     publisher = AsyncPublisher(broker_host, broker_port, g.client_id, m.username, m.password,
-                               m.keepalive_s)
+                               m.keepalive_s, nodes=nodes)
     await publisher.connect()
     gateway = Gateway(publisher, directory, default, models, topic_root=m.topic_root,
                       auth_secret=g.auth_secret, idle_timeout_s=g.idle_timeout_s,

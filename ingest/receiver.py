@@ -72,11 +72,18 @@ def _packet(kind: int, flags: int, body: bytes) -> bytes:
 
 
 def connect_packet(s: MqttSettings) -> bytes:
+    """CONNECT for a persistent session: MQTT 5 (clean start 0, a session expiry, our
+    receive maximum) or 3.1.1 (clean session 0: the broker keeps the session until we
+    unsubscribe)."""
     flags = (0x80 if s.username else 0) | (0x40 if s.username and s.password else 0)
-    props = b"\x11" + struct.pack(">I", s.session_expiry_s) + \
-        b"\x21" + struct.pack(">H", min(s.receive_maximum, 65_535))
-    body = _string("MQTT") + bytes([5, flags]) + struct.pack(">H", s.keepalive_s) + \
-        _varint(len(props)) + props + _string(s.client_id)
+    if s.protocol == "3.1.1":
+        body = _string("MQTT") + bytes([4, flags]) + struct.pack(">H", s.keepalive_s) + \
+            _string(s.client_id)
+    else:
+        props = b"\x11" + struct.pack(">I", s.session_expiry_s) + \
+            b"\x21" + struct.pack(">H", min(s.receive_maximum, 65_535))
+        body = _string("MQTT") + bytes([5, flags]) + struct.pack(">H", s.keepalive_s) + \
+            _varint(len(props)) + props + _string(s.client_id)
     if s.username:
         body += _string(s.username)
         if s.password:
@@ -84,8 +91,9 @@ def connect_packet(s: MqttSettings) -> bytes:
     return _packet(CONNECT, 0, body)
 
 
-def subscribe_packet(packet_id: int, topics: list[str], qos: int = 1) -> bytes:
-    body = struct.pack(">H", packet_id) + b"\x00" + b"".join(
+def subscribe_packet(packet_id: int, topics: list[str], qos: int = 1, v5: bool = True
+                     ) -> bytes:
+    body = struct.pack(">H", packet_id) + (b"\x00" if v5 else b"") + b"".join(
         _string(t) + bytes([qos]) for t in topics)
     return _packet(SUBSCRIBE, 0x2, body)
 
@@ -170,6 +178,10 @@ class MqttReceiver:
         self._generation = 0
         self._closing = False
         self._supervisor: asyncio.Task | None = None
+        # the broker's nodes, tried in turn: a clustered broker survives losing one
+        self.addresses = settings.addresses()
+        self._node = 0
+        self.v5 = settings.protocol != "3.1.1"
         self.where = f"{settings.host}:{settings.port}"
         self.max_buffer_bytes = max_buffer_bytes
         self.buffered_bytes = 0  # payload bytes received and not yet taken
@@ -182,10 +194,12 @@ class MqttReceiver:
         loop = asyncio.get_running_loop()
         self._generation += 1
         generation = self._generation
+        host, port = self.addresses[self._node % len(self.addresses)]
+        self.where = f"{host}:{port}"
         try:
             _, session = await asyncio.wait_for(loop.create_connection(
-                lambda: _Session(self, generation), self.settings.host, self.settings.port),
-                timeout=10)
+                lambda: _Session(self, generation), host, port),
+                timeout=10 if len(self.addresses) == 1 else 3)
         except (OSError, TimeoutError) as e:
             reason = getattr(e, "strerror", None) or e or "timed out"
             raise BrokerError(f"cannot reach the MQTT broker at {self.where}: {reason}") from None
@@ -193,7 +207,7 @@ class MqttReceiver:
         session.transport.write(connect_packet(self.settings))
         try:
             present = await asyncio.wait_for(session.connack, 10)
-            session.transport.write(subscribe_packet(1, self.topics))
+            session.transport.write(subscribe_packet(1, self.topics, v5=self.v5))
             await asyncio.wait_for(session.suback, 10)
         except (BrokerError, ConnectionError, TimeoutError) as e:
             session.transport.close()
@@ -208,7 +222,7 @@ class MqttReceiver:
     async def start(self, timeout_s: float = 10.0) -> None:
         if self._wakeup is None:
             self._wakeup = asyncio.Event()
-        session = await asyncio.wait_for(self._open(), timeout_s)
+        session = await asyncio.wait_for(self._open_any(), timeout_s)
         self._supervisor = asyncio.ensure_future(self._supervise(session))
 
     async def _supervise(self, session: _Session) -> None:
@@ -230,15 +244,31 @@ class MqttReceiver:
                 return
             self._drop_unacked(session.generation)
             log.warning("disconnected from broker at %s; reconnecting", self.where)
+            if len(self.addresses) > 1:
+                self._node += 1  # its node may be gone: the next one first
             delay = 1.0
             while not self._closing:
                 try:
-                    session = await self._open()
+                    session = await self._open_any()
                     break
                 except BrokerError as e:
                     log.warning("%s; retrying in %.0f s", e, delay)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 30.0)
+
+    async def _open_any(self) -> _Session:
+        """Each node once, starting with the current one; the last error if none answers."""
+        error: BrokerError | None = None
+        for _ in self.addresses:
+            try:
+                return await self._open()
+            except BrokerError as e:
+                error = e
+                if len(self.addresses) > 1:
+                    log.warning("%s; trying the next node", e)
+                    self._node += 1
+        assert error is not None
+        raise error
 
     def _drop_unacked(self, generation: int) -> None:
         """Messages of a lost connection: the broker resends them on the next one."""
@@ -259,6 +289,7 @@ class MqttReceiver:
         pos, n = 0, len(buf)
         topics, payloads, mids = self._topics, self._payloads, self._mids
         before = len(topics)
+        v5 = self.v5
         while n - pos >= 2:
             first = buf[pos]
             length, i, shift = 0, pos + 1, 0
@@ -289,19 +320,20 @@ class MqttReceiver:
                     j += 2
                 else:
                     mids.append(-1)
-                props = buf[j]  # property length: one byte unless ≥ 128 bytes of properties
-                if props & 0x80:
-                    plen, shift = 0, 0
-                    while True:
-                        byte = buf[j]
-                        plen |= (byte & 0x7F) << shift
-                        j += 1
-                        shift += 7
-                        if not byte & 0x80:
-                            break
-                    j += plen
-                else:
-                    j += 1 + props
+                if v5:  # properties: their length is one byte unless ≥ 128 bytes
+                    props = buf[j]
+                    if props & 0x80:
+                        plen, shift = 0, 0
+                        while True:
+                            byte = buf[j]
+                            plen |= (byte & 0x7F) << shift
+                            j += 1
+                            shift += 7
+                            if not byte & 0x80:
+                                break
+                        j += plen
+                    else:
+                        j += 1 + props
                 payloads.append(bytes(buf[j:end]))
             else:
                 self._control(kind, bytes(buf[i:end]), session)
@@ -329,7 +361,9 @@ class MqttReceiver:
             elif not session.connack.done():
                 session.connack.set_result(bool(body[0] & 0x01))
         elif kind == SUBACK:
-            codes = body[3 + body[2]:] if len(body) > 2 else b""
+            # MQTT 5: packet id, properties, codes; 3.1.1: packet id, codes
+            start = (3 + body[2] if len(body) > 2 else len(body)) if self.v5 else 2
+            codes = body[start:]
             refused = [t for t, c in zip(self.topics, codes, strict=False) if c >= 0x80]
             if refused or len(codes) != len(self.topics):
                 session.suback.set_exception(BrokerError(

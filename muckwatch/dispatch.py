@@ -69,7 +69,7 @@ class CommandDispatcher:
         # its own MQTT connection, never the ingest's sessions; unique per process
         client_id = f"{m.client_id}-commands-{socket.gethostname()}-{os.getpid()}"[:64]
         self.publisher = AsyncPublisher(m.host, m.port, client_id, m.username, m.password,
-                                        m.keepalive_s)
+                                        m.keepalive_s, nodes=m.addresses())
         self._wake = asyncio.Event()
         self._last_seal = 0.0
         self._conn: psycopg.AsyncConnection | None = None  # kept between ticks

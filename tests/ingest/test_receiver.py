@@ -46,10 +46,11 @@ class Transport:
         return self.closed
 
 
-def publish(topic: str, payload: bytes, qos: int, mid: int, props: bytes) -> bytes:
+def publish(topic: str, payload: bytes, qos: int, mid: int, props: bytes,
+            v5: bool = True) -> bytes:
     t = topic.encode()
     body = struct.pack(">H", len(t)) + t + (struct.pack(">H", mid) if qos else b"") + \
-        _varint(len(props)) + props + payload
+        (_varint(len(props)) + props if v5 else b"") + payload
     return bytes([0x30 | qos << 1]) + _varint(len(body)) + body
 
 
@@ -62,16 +63,17 @@ messages = st.lists(st.tuples(
 
 
 @settings(max_examples=200, deadline=None)
-@given(messages, st.lists(st.integers(1, 400), min_size=1, max_size=20))
-def test_any_publish_stream_cut_anywhere_yields_exactly_its_messages(msgs, cuts):
+@given(messages, st.lists(st.integers(1, 400), min_size=1, max_size=20), st.booleans())
+def test_any_publish_stream_cut_anywhere_yields_exactly_its_messages(msgs, cuts, v5):
+    """… in MQTT 5 (properties) and 3.1.1 (none) alike."""
     async def go():
-        receiver = MqttReceiver(MqttSettings(), ["muck/v1/#"], batch_max=10_000,
-                                batch_wait_s=0.01)
+        receiver = MqttReceiver(MqttSettings(protocol="5" if v5 else "3.1.1"), ["muck/v1/#"],
+                                batch_max=10_000, batch_wait_s=0.01)
         receiver._wakeup = asyncio.Event()
         session = _Session(receiver, generation=1)
         session.connection_made(Transport())
         receiver._session, receiver._generation = session, 1
-        stream = b"".join(publish(*m) for m in msgs)
+        stream = b"".join(publish(*m, v5=v5) for m in msgs)
         pos, k = 0, 0
         while pos < len(stream):
             step = cuts[k % len(cuts)]
@@ -159,3 +161,59 @@ def test_megabytes_of_photos_pause_reading_until_the_pipeline_takes_them():
             got += receiver.take().payloads
         assert got == photos and receiver.buffered_bytes == 0 and session.transport.reading
     asyncio.run(go())
+
+
+def test_an_mqtt_311_session_is_persistent_and_reads_a_311_suback():
+    s = MqttSettings(client_id="ingest-1", protocol="3.1.1", keepalive_s=30)
+    packet = connect_packet(s)
+    assert packet[2:10] == b"\x00\x04MQTT\x04\x00"  # level 4, clean session 0: persistent
+    assert packet.endswith(b"\x00\x08ingest-1")
+    assert subscribe_packet(1, ["a/#"], v5=False) == b"\x82\x08\x00\x01\x00\x03a/#\x01"
+
+    async def go():
+        receiver = MqttReceiver(s, ["a/#", "b/#"], batch_max=10, batch_wait_s=0.01)
+        session = _Session(receiver, generation=1)
+        session.connection_made(Transport())
+        session.data_received(b"\x90\x04\x00\x01\x01\x01")  # SUBACK: two topics, QoS 1
+        assert session.suback.result() is True
+    asyncio.run(go())
+
+
+def test_a_clustered_broker_node_that_dies_is_left_for_the_next(run_dir):
+    """Two real brokers as the nodes of [mqtt] hosts: the receiver connects to the first;
+    when it is killed, to the second, at once (no backoff before trying another node)."""
+    import time
+
+    import paho.mqtt.client as mqtt
+
+    from devservices.mosquitto import PrivateMosquitto
+
+    first = PrivateMosquitto(run_dir / "mosquitto-node-1").start()
+    second = PrivateMosquitto(run_dir / "mosquitto-node-2").start()
+    try:
+        s = MqttSettings(hosts=f"127.0.0.1:{first.port},127.0.0.1:{second.port}",
+                         client_id="failover-test", keepalive_s=5)
+
+        async def go() -> float:
+            receiver = MqttReceiver(s, ["muck/v1/#"], batch_max=10, batch_wait_s=0.01)
+            await receiver.start()
+            assert receiver.where == f"127.0.0.1:{first.port}"
+            first.proc.kill()  # kill -9: no goodbye
+            killed = time.monotonic()
+            while receiver.where != f"127.0.0.1:{second.port}" or not receiver.connected:
+                await asyncio.sleep(0.05)
+                assert time.monotonic() - killed < 10, "did not move to the next node"
+            moved = time.monotonic() - killed
+            client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2)
+            client.connect("127.0.0.1", second.port)
+            client.loop_start()
+            client.publish("muck/v1/D1/telemetry", b"{}", qos=1).wait_for_publish(5)
+            client.loop_stop()
+            batch = await asyncio.wait_for(receiver.next_batch(), 5)
+            assert batch.topics == ["muck/v1/D1/telemetry"]
+            await receiver.stop()
+            return moved
+        assert asyncio.run(go()) < 3
+    finally:
+        first.stop()
+        second.stop()
