@@ -59,12 +59,15 @@ def to_jt808(scenario: MixedScenario, host: str, port: int, truth: str, *, start
 
 def to_mqtt(scenario: MixedScenario, url: str, truth: str, mqtt: MqttSettings, *,
             start_ms: int, speed: float, rate: float, progress=None) -> Delivered:
-    """Publish live to the broker at ``url`` (mqtt://host:port or host:port) on the topics
-    ``mqtt`` configures; a broker that fails is a BrokerError."""
-    parsed = urlparse(url if "://" in url else f"mqtt://{url}")
-    publisher = MqttPublisher(parsed.hostname or "127.0.0.1", parsed.port or 1883,
-                              client_id=f"muckwatch-simulate-{time.time_ns()}",
-                              partitions=mqtt.partitions)
+    """Publish live to the broker at ``url`` (mqtt://host:port or host:port; a clustered
+    broker's nodes comma-separated, mqtt://h1:p1,h2:p2,…) on the topics ``mqtt``
+    configures; a broker that fails is a BrokerError."""
+    nodes = []
+    for part in url.split(","):
+        parsed = urlparse(part if "://" in part else f"mqtt://{part}")
+        nodes.append((parsed.hostname or "127.0.0.1", parsed.port or 1883))
+    publisher = MqttPublisher(*nodes[0], client_id=f"muckwatch-simulate-{time.time_ns()}",
+                              partitions=mqtt.partitions, nodes=nodes)
     try:
         publisher.connect()
         with TruthWriter(truth, scenario.summary()) as writer:

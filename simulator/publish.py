@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
@@ -23,8 +23,14 @@ class PublishError(RuntimeError):
 
 class MqttPublisher:
     def __init__(self, host: str, port: int, *, client_id: str = "muckwatch-simulator",
-                 max_inflight: int = 0, partitions: int = 0) -> None:
+                 max_inflight: int = 0, partitions: int = 0,
+                 nodes: Sequence[tuple[str, int]] = ()) -> None:
         self.host, self.port = host, port
+        # a clustered broker's nodes: when ours goes, paho reconnects to the next one and
+        # sends again what the old node had not acknowledged
+        self.nodes = list(nodes) or [(host, port)]
+        self._node = 0
+        self._closing = False
         self.partitions = partitions  # topic partitions ([mqtt] partitions); 0 = none
         self.client = mqtt.Client(
             callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
@@ -39,17 +45,35 @@ class MqttPublisher:
         self._sent = 0
         self._lock = threading.Lock()
         self.client.on_publish = self._on_publish
+        self.client.on_disconnect = self._next_node
+        self.client.on_connect_fail = self._next_node
+        self.client.reconnect_delay_set(1, 4)
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         with self._lock:
             self._acked += 1
 
+    def _next_node(self, client, *_) -> None:
+        """Disconnected, or a reconnect failed: point paho at the next node (its loop
+        reconnects there and sends again what was not acknowledged)."""
+        if len(self.nodes) > 1 and not self._closing:
+            self._node += 1
+            self.host, self.port = self.nodes[self._node % len(self.nodes)]
+            client.connect_async(self.host, self.port, keepalive=30)
+
     def connect(self, timeout_s: float = 10.0) -> MqttPublisher:
-        try:
-            self.client.connect(self.host, self.port, keepalive=30)
-        except OSError as e:
-            raise PublishError(f"cannot reach the MQTT broker at {self.host}:{self.port}: {e}"
-                               ) from None
+        error: OSError | None = None
+        for _ in self.nodes:
+            self.host, self.port = self.nodes[self._node % len(self.nodes)]
+            try:
+                self.client.connect(self.host, self.port, keepalive=30)
+                break
+            except OSError as e:
+                error = e
+                self._node += 1
+        else:
+            raise PublishError(f"cannot reach the MQTT broker at {self.host}:{self.port}: "
+                               f"{error}") from None
         self.client.loop_start()
         deadline = time.monotonic() + timeout_s
         while not self.client.is_connected():
@@ -88,6 +112,7 @@ class MqttPublisher:
             time.sleep(0.01)
 
     def close(self) -> None:
+        self._closing = True
         self.client.disconnect()
         self.client.loop_stop()
 
