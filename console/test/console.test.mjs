@@ -1,5 +1,6 @@
 // The console's pure parts under node's own test runner (`npm test` in console/): the event
-// stream parser, truck states, and the city-time conversions of the datetime inputs.
+// stream parser, truck states, the city-time conversions of the datetime inputs, and the review
+// page's photo captions and evidence seal badge.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
@@ -60,4 +61,36 @@ test('datetime-local values are the city\'s wall clock, whatever the zone', () =
   assert.equal(i18n.toInputValue(summer), '2026-07-01T12:00:00');
   assert.equal(i18n.fromInputValue('2026-07-01T12:00'), summer);
   assert.equal(i18n.fromInputValue('nonsense'), null);
+});
+
+test('a photo\'s caption: its time in the city\'s zone and its camera channel, in either language', () => {
+  i18n.setTimeZone('Asia/Shanghai');
+  const photo = { id: 7, taken_at: '2026-12-03T16:30:05+00:00', channel: 2 };
+  i18n.setLang('en');
+  assert.equal(i18n.photoCaption(photo), '00:30:05 · camera 2');
+  assert.equal(i18n.photoCaption(photo, { long: true }), '2026-12-04 00:30:05 · camera 2');
+  i18n.setLang('zh');
+  assert.equal(i18n.photoCaption(photo), '00:30:05 · 通道 2');
+  assert.equal(i18n.photoCaption({ ...photo, channel: 0 }), '00:30:05 · 通道 0');
+  assert.equal(i18n.photoCaption({ ...photo, channel: null }), '00:30:05');
+  assert.equal(i18n.photoCaption({ taken_at: null }), '–');
+  i18n.setLang('en');
+});
+
+test('the seal badge: sealed while the bundle matches, tampered when not, else not sealed', () => {
+  const seal = { seq: 3, seal: 'ab', sealed_by: 'officer', sealed_at: '2026-12-04T01:00:00+00:00',
+    items_ok: true, hash_ok: true, link_ok: true, problems: [] };
+  assert.equal(i18n.sealState({ ok: true, seal }), 'sealed');
+  assert.equal(i18n.sealState({ ok: false, seal, first_difference: { kind: 'fix' } }), 'tampered');
+  assert.equal(i18n.sealState({ ok: false, seal: { ...seal, hash_ok: false } }), 'tampered');
+  assert.equal(i18n.sealState({ ok: 'yes', seal }), 'tampered'); // only a real true passes
+  assert.equal(i18n.sealState(null), 'unsealed'); // the bundle's seal is null: not sealed yet
+  assert.equal(i18n.sealState({ ok: false, seal: null }), 'unsealed');
+  i18n.setLang('en');
+  assert.deepEqual(['sealed', 'unsealed', 'tampered'].map(s => i18n.t(`seal.${s}`)),
+    ['sealed ✓', 'not sealed', 'tampered ✗']);
+  i18n.setLang('zh');
+  assert.deepEqual(['sealed', 'unsealed', 'tampered'].map(s => i18n.t(`seal.${s}`)),
+    ['已封存 ✓', '未封存', '已被篡改 ✗']);
+  i18n.setLang('en');
 });

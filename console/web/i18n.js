@@ -124,6 +124,16 @@ const LABELS = {
   'review.done': ['已审核', 'Reviewed'],
   'review.sending': ['提交中…', 'Sending…'],
   'review.corridor': ['核准路线', 'Permit corridor'],
+  'photo.title': ['现场照片', 'Photos'],
+  'photo.channel': ['通道', 'camera'],
+  'photo.missing': ['无法加载', 'not available'],
+  'photo.previous': ['上一张', 'Previous'],
+  'photo.next': ['下一张', 'Next'],
+  'seal.title': ['证据封存', 'Evidence seal'],
+  'seal.sealed': ['已封存 ✓', 'sealed ✓'],
+  'seal.unsealed': ['未封存', 'not sealed'],
+  'seal.tampered': ['已被篡改 ✗', 'tampered ✗'],
+  'seal.at': ['封存于', 'sealed at'],
   'mark.start': ['起', 'S'],
   'mark.peak': ['峰', 'P'],
   'mark.end': ['止', 'E'],
@@ -256,6 +266,23 @@ export function fmtDate(value) {
   if (!d) return '–';
   const [y, mo, day] = wallClock(d.getTime());
   return `${y}-${p2(mo)}-${p2(day)}`;
+}
+
+// A photo's caption: when it was taken, in the city's time (the clock alone under a thumbnail,
+// date and clock when `long`), and the terminal's camera channel it came from.
+export function photoCaption(photo, { long = false } = {}) {
+  const when = (long ? fmtTime : fmtClock)(photo?.taken_at);
+  const channel = photo?.channel;
+  return channel === null || channel === undefined || channel === ''
+    ? when : `${when} · ${t('photo.channel')} ${channel}`;
+}
+
+// The evidence seal badge ('seal.<state>') from GET /v1/violations/{id}/evidence/verify's
+// answer; null (or an answer without a seal) when nothing is sealed yet. 'tampered' when the
+// bundle no longer matches its seal or the seal itself does not check.
+export function sealState(verify) {
+  if (!verify?.seal) return 'unsealed';
+  return verify.ok === true ? 'sealed' : 'tampered';
 }
 
 // <input type=datetime-local> values are wall-clock times without a zone: these read and write
