@@ -128,6 +128,7 @@ class _Session(asyncio.Protocol):
         for fut in (self.connack, self.suback):
             if not fut.done():
                 fut.set_exception(ConnectionError(str(exc or "connection closed")))
+                fut.exception()  # whoever awaits it still gets it; nobody may (no log noise)
         if not self.closed.done():
             self.closed.set_result(exc)
 

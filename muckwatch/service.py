@@ -41,6 +41,7 @@ from store.database import DatabaseError, Store
 from store.media import blob_store
 
 log = logging.getLogger(__name__)
+TAKE_OVER_PATIENCE_S = 120.0  # SIGHUP's take-over of partitions keeps trying this long
 
 # with no message for this long the pipeline runs on an empty batch, so the rules' wall clock
 # still advances: fixes in the reorder window are released, SIGNAL_LOSS found on a quiet broker
@@ -231,11 +232,22 @@ class IngestService:
         added = sorted(set(wanted) - set(receiver.partitions))
         if not added:
             return
-        try:
-            await receiver.add_partitions(added)
-        except BrokerError as e:
-            log.error("partitions %s not taken over: %s", ",".join(map(str, added)), e)
-            return
+        # a clustered broker that just lost a node may refuse sessions until it has elected
+        # new leaders for them: keep trying for a while rather than leave them unconsumed
+        names = ",".join(map(str, added))
+        deadline, delay = time.monotonic() + TAKE_OVER_PATIENCE_S, 1.0
+        while True:
+            try:
+                await receiver.add_partitions(added)
+                break
+            except BrokerError as e:
+                if time.monotonic() > deadline or self._stop.is_set():
+                    log.error("partitions %s not taken over: %s", names, e)
+                    return
+                log.warning("partitions %s not taken over yet: %s; trying again in %.0f s",
+                            names, e, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
         log.info("took over topic partitions %s; now consuming %s", ",".join(map(str, added)),
                  ",".join(map(str, receiver.partitions)))
 
