@@ -1,5 +1,5 @@
 # The two commands: `make demo` and `make test`. Both do all set-up they need.
-.PHONY: setup demo test accuracy bench bench-long bench-compression bench-handover bench-console lint services-up services-down clean
+.PHONY: setup demo test accuracy bench bench-long bench-compression bench-handover bench-console lint services-up services-down cluster-up cluster-down clean
 
 setup:
 	@bash scripts/setup.sh
@@ -47,6 +47,14 @@ services-up: setup
 services-down: setup
 	.venv/bin/muckwatch services down
 
+# a private 3-node NATS cluster (JetStream + MQTT listener) on loopback: docs/cluster.md
+cluster-up: setup
+	.venv/bin/python scripts/cluster.py up
+
+cluster-down: setup
+	.venv/bin/python scripts/cluster.py down
+
 clean:
 	-.venv/bin/muckwatch services down 2>/dev/null
+	-.venv/bin/python scripts/cluster.py down 2>/dev/null
 	rm -rf .run build *.egg-info

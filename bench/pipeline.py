@@ -33,7 +33,8 @@ import paho.mqtt.client as mqtt
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 BENCH = REPO / ".run" / "bench"
-TRUCKS, MINUTES = 2_000, 5  # 1 Hz: 600,000 messages
+TRUCKS = int(os.environ.get("MUCKWATCH_BENCH_TRUCKS", 2_000))
+MINUTES = float(os.environ.get("MUCKWATCH_BENCH_MINUTES", 5))  # 1 Hz: 600,000 messages
 CPUB = BENCH / "cpub"
 
 
@@ -190,9 +191,18 @@ def _profile(ingest: Ingest, name: str, seconds: int) -> subprocess.Popen | None
          "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def end_session(port: int, client_id: str) -> None:
+def end_session(port: int, client_id: str, protocol: str = "5") -> None:
     """Remove a stopped ingest's persistent session, so the broker does not keep queueing
     the next measurement's messages for it (and saving that queue every 30 s)."""
+    if protocol == "3.1.1":  # clean_session = 1 ends the stored session
+        client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+                             client_id=client_id, protocol=mqtt.MQTTv311, clean_session=True)
+        client.connect("127.0.0.1", port)
+        client.loop_start()
+        time.sleep(0.5)
+        client.disconnect()
+        client.loop_stop()
+        return
     from paho.mqtt.packettypes import PacketTypes
     from paho.mqtt.properties import Properties
 
@@ -212,14 +222,15 @@ def telemetry_count(conn) -> int:
 
 
 def throughput(port: int, dsn: str, lines: Path, messages: int, fixes: int,
-               receiver_url: str) -> dict:
+               receiver_url: str, broker_env: dict[str, str] | None = None) -> dict:
     import psycopg
 
     with psycopg.connect(dsn, autocommit=True) as conn:
         _reset(conn)
         _subscribe(conn, receiver_url)
+    broker_env = broker_env or {}
     ingest = Ingest(port, dsn, BENCH / "ingest-throughput.log",
-                    MUCKWATCH_MQTT_CLIENT_ID="bench-ingest")
+                    MUCKWATCH_MQTT_CLIENT_ID="bench-ingest", **broker_env)
     try:
         profiler = _profile(ingest, "ingest-throughput-profile.txt", 12)
         with psycopg.connect(dsn, autocommit=True) as conn:
@@ -238,7 +249,7 @@ def throughput(port: int, dsn: str, lines: Path, messages: int, fixes: int,
             profiler.wait(timeout=120)
     finally:
         stats = ingest.stop()
-        end_session(port, "bench-ingest")
+        end_session(port, "bench-ingest", broker_env.get("MUCKWATCH_MQTT_PROTOCOL", "5"))
     return {"pipeline_rate": messages / elapsed, "publish_rate": published["published"]
             / published["seconds"], "stored": stored, "fixes": fixes, "dead": dead,
             "violations": violations, "alerts": alerts, "batches": stats.get("batches", 0),
@@ -272,7 +283,8 @@ def _probe_fixes(t0: int, lat: float, seconds: range, kmh: float, lon_at: float,
     return out, lon
 
 
-def latency(port: int, dsn: str, sink: _Sink, probes: int = 150, rate: float = 5_000) -> dict:
+def latency(port: int, dsn: str, sink: _Sink, probes: int = 150, rate: float = 5_000,
+            broker_env: dict[str, str] | None = None) -> dict:
     """Publish → violation row and publish → webhook, p50/p95/p99/max, at ``rate`` msg/s of
     background load. Each probe is an OVERSPEED: 26 s at 80 km/h (the violation opens at the
     fix of second 15, which the fix of second 25 releases from the 10 s reorder window): the
@@ -286,8 +298,9 @@ def latency(port: int, dsn: str, sink: _Sink, probes: int = 150, rate: float = 5
         conn.execute(_NOTIFY_TRIGGER)
         _reset(conn)
         _subscribe(conn, sink.url)
+    broker_env = broker_env or {}
     ingest = Ingest(port, dsn, BENCH / "ingest-latency.log",
-                    MUCKWATCH_MQTT_CLIENT_ID="bench-ingest-latency")
+                    MUCKWATCH_MQTT_CLIENT_ID="bench-ingest-latency", **broker_env)
     notified: dict[tuple[str, int], float] = {}
     listener_ready = threading.Event()
 
@@ -350,7 +363,8 @@ def latency(port: int, dsn: str, sink: _Sink, probes: int = 150, rate: float = 5
         if profiler is not None:
             profiler.wait(timeout=120)
         stats = ingest.stop()
-        end_session(port, "bench-ingest-latency")
+        end_session(port, "bench-ingest-latency",
+                    broker_env.get("MUCKWATCH_MQTT_PROTOCOL", "5"))
     webhook: dict[tuple[str, int], float] = {}
     for body, at in sink.received():
         event = orjson.loads(body)
@@ -425,7 +439,8 @@ def run() -> dict:
 
         with psycopg.connect(pg.dsn, autocommit=True) as conn:
             migrate(conn)
-        parts = os.environ.get("MUCKWATCH_BENCH_PARTS", "ceilings,throughput,latency")
+        parts = os.environ.get("MUCKWATCH_BENCH_PARTS",
+                               "ceilings,throughput,latency,cluster")
         if "ceilings" in parts and not os.environ.get("MUCKWATCH_BENCH_PROFILE"):
             out.update(ceilings(broker.port, lines, messages))
         if "throughput" in parts:
@@ -433,11 +448,34 @@ def run() -> dict:
             out["ratio_to_paho"] = out["pipeline_rate"] / out.get("paho_rate", float("nan"))
         if "latency" in parts:
             out.update(latency(broker.port, pg.dsn, receiver))
+        if "cluster" in parts:
+            out["cluster"] = cluster(pg.dsn, lines, messages, fixes, receiver)
     finally:
         receiver.stop()
         pg.stop()
         broker.stop()
     return out
+
+
+def cluster(dsn: str, lines: Path, messages: int, fixes: int, sink: _Sink) -> dict:
+    """The same throughput and latency runs through a 3-node NATS cluster (issue #25):
+    terminals publish to node 2, the ingest holds a persistent MQTT 3.1.1 session on node 1
+    with every node in its list; every QoS 1 message is stored on all three nodes before it
+    is acknowledged."""
+    from devservices.nats import PrivateNatsCluster
+
+    shutil.rmtree(BENCH / "pipeline-nats", ignore_errors=True)
+    nats = PrivateNatsCluster(BENCH / "pipeline-nats").start()
+    try:
+        ports = nats.mqtt_ports
+        env = {"MUCKWATCH_MQTT_PORT": str(ports[0]),
+               "MUCKWATCH_MQTT_HOSTS": ",".join(f"127.0.0.1:{p}" for p in ports),
+               "MUCKWATCH_MQTT_PROTOCOL": "3.1.1"}
+        out = throughput(ports[1], dsn, lines, messages, fixes, sink.url, broker_env=env)
+        out.update(latency(ports[1], dsn, sink, probes=100, broker_env=env))
+        return out
+    finally:
+        nats.stop()
 
 
 class _Sink:

@@ -207,7 +207,10 @@ class MqttReceiver:
         assert session.transport is not None
         session.transport.write(connect_packet(self.settings))
         try:
-            present = await asyncio.wait_for(session.connack, 10)
+            # a cluster node whose session leader just died holds a CONNECT for seconds:
+            # with other nodes to try, give up on it soon and go round again
+            present = await asyncio.wait_for(session.connack,
+                                             10 if len(self.addresses) == 1 else 2)
             session.transport.write(subscribe_packet(1, self.topics, v5=self.v5))
             await asyncio.wait_for(session.suback, 10)
         except (BrokerError, ConnectionError, TimeoutError) as e:
@@ -247,15 +250,17 @@ class MqttReceiver:
             log.warning("disconnected from broker at %s; reconnecting", self.where)
             if len(self.addresses) > 1:
                 self._node += 1  # its node may be gone: the next one first
-            delay = 1.0
+            delay = 1.0 if len(self.addresses) == 1 else 0.5
             while not self._closing:
                 try:
                     session = await self._open_any()
                     break
                 except BrokerError as e:
-                    log.warning("%s; retrying in %.0f s", e, delay)
+                    log.warning("%s; retrying in %.1f s", e, delay)
                     await asyncio.sleep(delay)
-                    delay = min(delay * 2, 30.0)
+                    # one broker: back off; a cluster: another round soon (an election
+                    # takes seconds, and every round already tries each node)
+                    delay = min(delay * 2, 30.0) if len(self.addresses) == 1 else 0.5
 
     async def _open_any(self) -> _Session:
         """Each node once, starting with the current one; the last error if none answers."""

@@ -84,8 +84,11 @@ class TruckTrack:
             self.projector.to_metric(xy[:, 0], xy[:, 1])))
 
     def route(self, permit_id: str) -> shapely.LineString:
-        permit = next(p for p in self.city.permits if p.id == permit_id)
-        return self.metric(permit.route)
+        permits = _permits_by_id(self.city)
+        if permit_id not in permits:  # the city's permits changed since: index them again
+            _PERMITS.pop(id(self.city), None)
+            permits = _permits_by_id(self.city)
+        return self.metric(permits[permit_id].route)
 
     @staticmethod
     def part(line: shapely.LineString, a: float, b: float) -> shapely.LineString:
@@ -176,6 +179,18 @@ class TruckTrack:
         import json
 
         return [json.dumps(f, ensure_ascii=False) for f in self.fixes]
+
+
+_PERMITS: dict[int, tuple[City, dict]] = {}
+
+
+def _permits_by_id(city: City) -> dict:
+    """A city's permits by id, built once: a 70,000-permit city made every route lookup a
+    scan of all of them (and the benchmark's feed quadratic)."""
+    entry = _PERMITS.get(id(city))
+    if entry is None or entry[0] is not city:
+        entry = _PERMITS[id(city)] = (city, {p.id: p for p in city.permits})
+    return entry[1]
 
 
 def example_detour(city: City, start_ms: int, permit_id: str = "P0001") -> TruckTrack:

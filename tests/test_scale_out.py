@@ -25,6 +25,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from devservices.nats import PrivateNatsCluster
 from domain.wire import partition_of
 from simulator.mixed import MixedOptions, MixedScenario
 from simulator.publish import MqttPublisher, stream
@@ -52,11 +53,19 @@ def scenario(city):
 class Run:
     """One deployment: its own database, topic root and client id prefix."""
 
-    def __init__(self, name: str, broker, dsn: str, run_dir: Path) -> None:
+    def __init__(self, name: str, broker, dsn: str, run_dir: Path,
+                 cluster: PrivateNatsCluster | None = None) -> None:
         self.name, self.broker, self.run_dir = name, broker, run_dir
         self.root = f"{name}-{uuid.uuid4().hex[:6]}/v1"
         self.dsn = dsn
         self.workers: list[IngestProcess] = []
+        # on a clustered broker: every node for the workers and the publisher, MQTT 3.1.1
+        self.cluster = cluster
+        self.nodes = [("127.0.0.1", p) for p in cluster.mqtt_ports] if cluster else \
+            [("127.0.0.1", broker.port)]
+        self.broker_env = {"MUCKWATCH_MQTT_HOSTS": ",".join(f"{h}:{p}" for h, p in self.nodes),
+                           "MUCKWATCH_MQTT_PROTOCOL": "3.1.1",
+                           "MUCKWATCH_MQTT_KEEPALIVE_S": "5"} if cluster else {}
 
     def start(self, partitions: str | None, config: Path | None = None) -> IngestProcess:
         """A worker for ``partitions`` (None: from the ``config`` file, so SIGHUP can change
@@ -66,15 +75,15 @@ class Run:
         env = ingest_env(self.broker, self.dsn, MUCKWATCH_MQTT_CLIENT_ID=self.root.split("/")[0],
                          MUCKWATCH_MQTT_TOPIC_ROOT=self.root,
                          MUCKWATCH_MQTT_PARTITIONS=str(PARTITIONS),
-                         MUCKWATCH_INGEST_SNAPSHOT_S="1", **extra)
+                         MUCKWATCH_INGEST_SNAPSHOT_S="1", **self.broker_env, **extra)
         log = self.run_dir / f"ingest-{self.root.split('/')[0]}-{len(self.workers)}.log"
         proc = IngestProcess(env, log)
         self.workers.append(proc)
         return proc
 
     def publish(self, deliveries) -> None:
-        pub = MqttPublisher("127.0.0.1", self.broker.port, client_id=f"pub-{self.root[:20]}",
-                            partitions=PARTITIONS).connect()
+        pub = MqttPublisher(*self.nodes[0], client_id=f"pub-{self.root[:20]}",
+                            partitions=PARTITIONS, nodes=self.nodes).connect()
         try:
             stream(deliveries, pub, start_ms=deliveries[0].at_ms, speed=SPEED, root=self.root)
         finally:
@@ -164,22 +173,62 @@ def run_kill_and_sighup(run: Run, scenario, config: Path) -> tuple[int, str, tup
     return at_kill, metrics, run.outcome()
 
 
+def run_cluster_crash(run: Run, scenario, config: Path) -> tuple[int, int, str, tuple]:
+    """On a 3-node NATS cluster (issue #25): worker 2 is SIGKILLed mid-stream and, at the
+    same moment, the broker node worker 1 and the terminals are connected to is killed -9;
+    worker 1 finds another node by itself, gets worker 2's partitions on SIGHUP, and the
+    terminals' publisher moves on too."""
+    assert run.cluster is not None
+    config.write_text('[ingest]\npartitions = "0-1"\n')
+    killed: list[int] = []
+
+    def lose_a_node_and_add_partitions(first: IngestProcess) -> IngestProcess:
+        port = int(re.findall(r"connected to 127\.0\.0\.1:(\d+)",
+                              first.log_path.read_text())[-1])
+        node = run.cluster.mqtt_ports.index(port) + 1
+        run.cluster.kill(node)
+        killed.append(node)
+        config.write_text('[ingest]\npartitions = "0-3"\n')
+        first.proc.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: "now consuming 0,1,2,3" in first.log_path.read_text(),
+                        timeout_s=60), first.log_path.read_text()[-3000:]
+        return first
+
+    at_kill, _, metrics = kill_worker_two_mid_stream(run, scenario, run.start(None, config),
+                                                     lose_a_node_and_add_partitions)
+    assert run.stored() == scenario[1], "every acknowledged fix stored exactly once"
+    return at_kill, killed[0], metrics, run.outcome()
+
+
 @pytest.fixture(scope="module")
-def deployments(scenario, broker, dsn, run_dir, tmp_path_factory) -> dict[str, Future]:
-    """The four deployments, run at once, each in its own thread with its own database
+def nats_cluster(run_dir):
+    cluster = PrivateNatsCluster(run_dir / "nats-scale").start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def deployments(scenario, broker, dsn, run_dir, tmp_path_factory,
+                nats_cluster) -> dict[str, Future]:
+    """The five deployments, run at once, each in its own thread with its own database
     (created one after the other first) and topic root; a test reads its deployment's
     ``result()``, which re-raises whatever failed in that deployment."""
     runs = {name: Run(f"scale-{name}", broker, create_database(dsn), run_dir)
             for name in ("one", "two", "kill", "hup")}
+    runs["cluster"] = Run("scale-cluster", broker, create_database(dsn), run_dir,
+                          cluster=nats_cluster)
     config = tmp_path_factory.mktemp("scale-hup") / "worker-1.toml"
+    cluster_config = tmp_path_factory.mktemp("scale-cluster") / "worker-1.toml"
     with ThreadPoolExecutor(max_workers=len(runs)) as pool:
         futures = {
             "one": pool.submit(run_single, runs["one"], scenario),
             "two": pool.submit(run_two_workers, runs["two"], scenario),
             "kill": pool.submit(run_kill_and_restart, runs["kill"], scenario),
             "hup": pool.submit(run_kill_and_sighup, runs["hup"], scenario, config),
+            "cluster": pool.submit(run_cluster_crash, runs["cluster"], scenario,
+                                   cluster_config),
         }
-    return futures  # leaving the pool waited for all four
+    return futures  # leaving the pool waited for all five
 
 
 @pytest.fixture(scope="module")
@@ -295,6 +344,20 @@ def test_survivor_takes_the_killed_workers_partitions_over_live_on_sighup(
           f"violations, {len(single[1])} trips, identical ids to one worker; {restored:.0f} "
           f"vehicles' state restored, "
           f"{sample(metrics, 'muckwatch_handover_fixes_total'):.0f} stored fixes re-evaluated")
+
+
+def test_on_a_cluster_a_dead_worker_and_a_dead_broker_node_change_nothing(
+        scenario, single, deployments):
+    """Worker 2 killed -9 and, at once, the broker node the survivor and the terminals are
+    on: the survivor moves to another node, takes worker 2's partitions over, and the rows
+    are the single worker's on one Mosquitto — no acknowledged fix lost, none twice."""
+    at_kill, node, metrics, outcome = deployments["cluster"].result()
+    assert_same(outcome, single, crash=True)
+    assert sample(metrics, "muckwatch_handover_vehicles_total") > 0
+    print(f"\n[scale-out] NATS cluster: worker 2 and broker node {node} killed at {at_kill} of "
+          f"{scenario[1]} fixes stored; the survivor moved to another node and took the "
+          f"partitions over: {len(single[0])} violations, {len(single[1])} trips, identical "
+          f"ids to one worker on one Mosquitto")
 
 
 def kill_worker_two_mid_stream(run: Run, scenario, first: IngestProcess,
