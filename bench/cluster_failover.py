@@ -15,9 +15,12 @@ id. Reported: acknowledged fixes never received (loss), fixes received more than
 (duplicates), the gap from the kill to the next fix received, the longest silence, and when the
 publishers' PUBACKs resumed.
 
-    .venv/bin/python bench/cluster_failover.py                     # throughput and fail-over
-    .venv/bin/python bench/cluster_failover.py failover --runs 3 --rate 4000
-    .venv/bin/python bench/cluster_failover.py throughput --messages 50000
+    .venv/bin/python bench/cluster_failover.py              # throughput, latency, fail-over
+    .venv/bin/python bench/cluster_failover.py throughput --runs 3      # 50,000 msgs, vs Mosquitto
+    .venv/bin/python bench/cluster_failover.py latency --runs 3 --seconds 15   # at 1,500 msg/s
+    .venv/bin/python bench/cluster_failover.py failover --runs 10       # the subscriber's node
+    .venv/bin/python bench/cluster_failover.py failover --victim '$MQTT_msgs'  # its leader
+    .venv/bin/python bench/cluster_failover.py rabbitmq --runs 3  # the same on RabbitMQ 3.10
 
 prints one JSON summary on stdout (progress on stderr). Loopback only; every loop is bounded.
 """
@@ -577,6 +580,7 @@ def throughput(base: Path, messages: int, publishers: int, runs: int) -> dict:
 
     per_pub = messages // publishers
     out: dict[str, list[dict]] = {"nats_3_nodes": [], "mosquitto": []}
+    CLIENT["max_inflight"] = 1000  # as fast as 1,000 QoS 1 messages in flight per publisher allow
     for run in range(runs):
         log(f"throughput run {run + 1}/{runs}: NATS cluster")
         cluster = nats_cluster(base / f"tp{run}")
@@ -729,6 +733,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.what in ("all", "throughput"):
             summary["throughput"] = throughput(base, args.messages, args.publishers, args.runs)
+            CLIENT["max_inflight"] = args.max_inflight
         if args.what in ("all", "latency"):
             summary["latency"] = latency(base, args.rate, args.seconds, args.failover_publishers,
                                          args.runs)
