@@ -192,6 +192,22 @@ summarised by `bench/profile_summary.py`):
 6. **Alerts**: the delivery worker is woken by the commit (in process; NOTIFY for workers
    elsewhere) instead of its 1 s poll.
 """  # noqa: E501 - markdown table rows
+    c = p.get("cluster")
+    if c:
+        text += f"""
+### The same pipeline through a 3-node NATS cluster (issue #25)
+
+Same run, same feed: terminals (the C publisher) on node 2, `muckwatch run` holding a
+persistent MQTT 3.1.1 session on node 1 with every node in `[mqtt] hosts`; every QoS 1
+message is stored on two of the three nodes before it is acknowledged (docs/cluster.md).
+The three nodes share this machine's two cores with everything else.
+
+| | one Mosquitto | 3-node NATS cluster |
+|---|---:|---:|
+| pipeline, msg/s | {p['pipeline_rate']:,.0f} | {c['pipeline_rate']:,.0f} |
+| publish → violation row, p50 / p99 (ms) | {row['p50']:.0f} / {row['p99']:.0f} | {c['row_ms']['p50']:.0f} / {c['row_ms']['p99']:.0f} |
+| probes that never arrived | {p['probes'] - p['rows_seen']} of {p['probes']} | {c['probes'] - c['rows_seen']} of {c['probes']} |
+"""  # noqa: E501 - markdown table rows
     summary = (f"pipeline {p['pipeline_rate'] / 1e3:.1f}k msg/s = {ratio:.2f}× bare paho "
                f"({p['paho_rate'] / 1e3:.1f}k), p99 row {row['p99']:.0f} ms / webhook "
                f"{hook['p99']:.0f} ms at 5k msg/s, 100k vehicles {state['rss_after_mb']:.0f} MB")

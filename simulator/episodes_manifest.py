@@ -296,9 +296,10 @@ def detour_estimate_m(b: Episodes, permit) -> float:
         pts = shapely.line_interpolate_point(route, np.arange(0.1, 0.95, 0.1),
                                              normalized=True)
         best = float("inf")
-        for k, pt in enumerate(pts):
-            for area in areas:
-                best = min(best, (k + 1) * 0.1 * route.length + area.distance(pt))
+        if areas:  # every point to every other site at once (a big city has thousands)
+            along = (np.arange(len(pts)) + 1) * 0.1 * route.length
+            gaps = shapely.distance(np.asarray(pts)[:, None], np.asarray(areas)[None, :])
+            best = float((along[:, None] + gaps).min())
         _ESTIMATES[key] = best
     return _ESTIMATES[key]
 
