@@ -195,14 +195,14 @@ summarised by `bench/profile_summary.py`):
     c = p.get("cluster")
     if c:
         text += f"""
-### The same pipeline through a 3-node NATS cluster (issue #25)
+### The same pipeline through a 3-node RabbitMQ cluster (issue #25)
 
 Same run, same feed: terminals (the C publisher) on node 2, `muckwatch run` holding a
 persistent MQTT 3.1.1 session on node 1 with every node in `[mqtt] hosts`; every QoS 1
-message is stored on two of the three nodes before it is acknowledged (docs/cluster.md).
-The three nodes share this machine's two cores with everything else.
+message is in a quorum queue on a majority of the three nodes before it is acknowledged
+(docs/cluster.md). The three nodes share this machine's two cores with everything else.
 
-| | one Mosquitto | 3-node NATS cluster |
+| | one Mosquitto | 3-node RabbitMQ cluster |
 |---|---:|---:|
 | pipeline, msg/s | {p['pipeline_rate']:,.0f} | {c['pipeline_rate']:,.0f} |
 | publish → violation row, p50 / p99 (ms) | {row['p50']:.0f} / {row['p99']:.0f} | {c['row_ms']['p50']:.0f} / {c['row_ms']['p99']:.0f} |

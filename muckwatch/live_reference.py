@@ -68,6 +68,7 @@ class LiveReference:
         self._pending: Reference | None = None
         self._changed = asyncio.Event()
         self._loaded = asyncio.Event()
+        self._database: tuple | None = None  # the last (permits, vehicles, sites) read
         self.loads = 0
 
     async def first_load(self, timeout_s: float) -> bool:
@@ -81,6 +82,14 @@ class LiveReference:
         """The newest reference not yet handed over, if any (called between batches)."""
         pending, self._pending = self._pending, None
         return pending
+
+    def over(self, city: City) -> City:
+        """``city`` (a reloaded bundle) with the database's reference data last read merged
+        over it, at once: a reload must never judge fixes by the bundle's permits alone,
+        not even until the next read (whose indexes and permits may differ)."""
+        if self._database is None:
+            return city
+        return merge(city, *self._database)[0]
 
     def rebase(self, city: City) -> None:
         """A reloaded bundle: merge the database over it again."""
@@ -112,6 +121,7 @@ class LiveReference:
         self._changed.clear()
         permits, vehicles = await load(conn)
         sites = await load_sites(conn)
+        self._database = (permits, vehicles, sites)
         city, skipped = merge(self.city, permits, vehicles, sites)
         if skipped:
             log.warning("permits naming sites this city does not have, left out: %s",

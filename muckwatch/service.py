@@ -256,7 +256,10 @@ class IngestService:
         try:
             city = await asyncio.to_thread(load_city, self.city_dir)
             stage = await asyncio.to_thread(GeofenceStage.for_city, city)
-            reference = await asyncio.to_thread(Reference.from_city, city)
+            # with the database's permits already merged: the engine never runs on the
+            # bundle's alone (other permits, other indexes) until the next read
+            reference = await asyncio.to_thread(
+                lambda: Reference.from_city(self.live.over(city)))
         except Exception as e:  # keep serving with the fences we have
             log.error("fence reload from %s refused, keeping the current fences: %s",
                       self.city_dir, e)

@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 need=()
 command -v mosquitto >/dev/null 2>&1 || need+=(mosquitto)
 command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
-# the 3-node broker cluster (docs/cluster.md); Debian puts it in /usr/sbin
+# the 3-node broker clusters (docs/cluster.md): RabbitMQ (the chosen one) and NATS
+[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || need+=(rabbitmq-server)
 command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || need+=(nats-server)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v psql >/dev/null 2>&1 || need+=(postgresql-client)
@@ -40,9 +41,18 @@ if [ ${#need[@]} -gt 0 ]; then
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   echo "setup: installing ${need[*]}"
   $SUDO apt-get update -qq
+  # no system-wide services started by the packages (RabbitMQ's would fail without an init
+  # system and fail the install); muckwatch starts private ones of its own
+  policy=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    policy=/usr/sbin/policy-rc.d
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+    $SUDO chmod +x "$policy"
+  fi
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  [ -z "$policy" ] || $SUDO rm -f "$policy"
 fi
-# Debian starts a system-wide broker and cluster on install; muckwatch never uses them.
+# (PostgreSQL still creates its default cluster on install; muckwatch never uses it.)
 
 stamp=.venv/.muckwatch-installed
 if [ ! -x .venv/bin/python ]; then

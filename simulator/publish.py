@@ -99,6 +99,12 @@ class MqttPublisher:
                      b"online" if online else b"offline", retain=True)
 
     @property
+    def acked(self) -> int:
+        """QoS 1 messages the broker acknowledged so far."""
+        with self._lock:
+            return self._acked
+
+    @property
     def unacked(self) -> int:
         with self._lock:
             return self._sent - self._acked

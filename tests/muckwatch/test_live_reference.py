@@ -110,3 +110,46 @@ def test_revocation_and_suspension_apply_by_device_time(
                              ([revoked_v.device_id, paused_v.device_id, kept_v.device_id],)
                              ).fetchall()
         assert other == [], other
+
+
+def test_a_reloaded_bundle_is_judged_with_the_databases_permits_at_once(fresh_database, city):
+    """SIGHUP reloads the city bundle; until the live reference has read the database again,
+    the engine must not run on the bundle's permits alone — a revoked permit would be valid
+    again, and permit indexes (which candidate a multi-permit truck's leg is judged against
+    first) could differ. ``LiveReference.over`` merges the last read at once (found by the
+    clustered broker's crash test, where a takeover's SIGHUP judged a second of fixes by the
+    bundle: a trip arrived one report late)."""
+    import asyncio
+
+    from muckwatch.live_reference import LiveReference
+    from rules.reference import Reference
+
+    dsn = fresh_database()
+    with psycopg.connect(dsn) as conn:
+        import_city(conn, city)
+    (_, permit), *_ = single_permit_trucks(city)
+    revoked_at = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("UPDATE permits SET status = 'revoked', status_changed_at = %s,"
+                     " status_reason = 'test' WHERE id = %s", (revoked_at, permit.id))
+
+    async def read_once() -> tuple[LiveReference, Reference]:
+        live, stop = LiveReference(dsn, city), asyncio.Event()
+        task = asyncio.ensure_future(live.run(stop))
+        assert await live.first_load(timeout_s=20)
+        stop.set()
+        await task
+        taken = live.take()
+        assert taken is not None
+        return live, taken
+
+    live, from_database = asyncio.run(read_once())
+    k = from_database.permit_ids.index(permit.id)
+    assert from_database.permit_to_ms[k] <= revoked_at.timestamp() * 1000
+    bundle_only = Reference.from_city(city)
+    assert bundle_only.permit_to_ms[bundle_only.permit_ids.index(permit.id)] > \
+        revoked_at.timestamp() * 1000, "the bundle alone says valid: what the reload must avoid"
+    reloaded = Reference.from_city(live.over(city))
+    assert reloaded.permit_ids == from_database.permit_ids
+    assert (reloaded.permit_to_ms == from_database.permit_to_ms).all()
+    assert (reloaded.permit_vehicle == from_database.permit_vehicle).all()
