@@ -47,7 +47,8 @@ services-up: setup
 services-down: setup
 	.venv/bin/muckwatch services down
 
-# a private 3-node NATS cluster (JetStream + MQTT listener) on loopback: docs/cluster.md
+# a private 3-node RabbitMQ cluster (MQTT plugin, quorum queues) on loopback: docs/cluster.md
+# (scripts/cluster.py up --broker nats for the NATS alternative)
 cluster-up: setup
 	.venv/bin/python scripts/cluster.py up
 

@@ -28,7 +28,6 @@ prints one JSON summary on stdout (progress on stderr). Loopback only; every loo
 from __future__ import annotations
 
 import argparse
-import contextlib
 import itertools
 import json
 import multiprocessing as mp
@@ -40,7 +39,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -408,142 +406,16 @@ def nats_cluster(base: Path, **settings):
     return PrivateNatsCluster(base / "nats", **settings).start()
 
 
-class RabbitCluster:
-    """A brief comparison only (docs/cluster.md): three RabbitMQ 3.10 nodes (Debian's
-    ``rabbitmq-server``, run as root, which the package's wrapper turns into its ``rabbitmq``
-    user) on loopback, clustered by classic peer discovery, with the MQTT plugin keeping each
-    persistent session's messages in a quorum queue on all three nodes."""
-
-    def __init__(self, base: Path, nodes: int = 3, prefetch: int = 1000) -> None:
-        from devservices.common import free_port
-
-        self.base, self.nodes, self.prefetch = base, nodes, prefetch
-        tag = uuid.uuid4().hex[:4]
-        self.names = [f"mw{tag}n{i}@localhost" for i in range(1, nodes + 1)]
-        self.amqp = [free_port() for _ in range(nodes)]
-        self.dist = [free_port() for _ in range(nodes)]
-        self.mqtt_ports = [free_port() for _ in range(nodes)]
-        self.procs: list[subprocess.Popen | None] = [None] * nodes
-
-    def env(self, i: int) -> dict[str, str]:
-        home = self.base / f"n{i + 1}"
-        return {**os.environ, "RABBITMQ_NODENAME": self.names[i],
-                "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
-                "RABBITMQ_NODE_PORT": str(self.amqp[i]), "RABBITMQ_DIST_PORT": str(self.dist[i]),
-                "RABBITMQ_BASE": str(home), "RABBITMQ_MNESIA_BASE": str(home / "mnesia"),
-                "RABBITMQ_LOG_BASE": str(home / "log"), "RABBITMQ_PID_FILE": str(home / "pid"),
-                "RABBITMQ_ENABLED_PLUGINS_FILE": str(home / "enabled_plugins"),
-                "RABBITMQ_CONFIG_FILE": str(home / "rabbitmq.conf"),
-                "RABBITMQ_ADVANCED_CONFIG_FILE": str(home / "advanced.config"),
-                "RABBITMQ_CONF_ENV_FILE": str(home / "rabbitmq-env.conf"),
-                "ERL_EPMD_ADDRESS": "127.0.0.1", "RABBITMQ_USE_LONGNAME": "false"}
-
-    def start(self, timeout_s: float = 120) -> RabbitCluster:
-        import pwd
-
-        from devservices.common import wait_for_port
-
-        if shutil.which("rabbitmq-server") is None and \
-                not Path("/usr/sbin/rabbitmq-server").exists():
-            raise RuntimeError("rabbitmq-server is not installed (apt-get install "
-                               "rabbitmq-server)")
-        peers = "\n".join(f"cluster_formation.classic_config.nodes.{k + 1} = {n}"
-                           for k, n in enumerate(self.names))
-        for i in range(self.nodes):
-            home = self.base / f"n{i + 1}"
-            (home / "log").mkdir(parents=True, exist_ok=True)
-            (home / "mnesia").mkdir(exist_ok=True)
-            (home / "enabled_plugins").write_text("[rabbitmq_mqtt].\n")
-            (home / "advanced.config").write_text("[].\n")
-            (home / "rabbitmq-env.conf").write_text("")
-            (home / "rabbitmq.conf").write_text(
-                f"listeners.tcp.default = 127.0.0.1:{self.amqp[i]}\n"
-                f"mqtt.listeners.tcp.default = 127.0.0.1:{self.mqtt_ports[i]}\n"
-                "mqtt.allow_anonymous = true\n"
-                "mqtt.durable_queue_type = quorum\n"
-                f"mqtt.prefetch = {self.prefetch}\n"
-                "loopback_users = none\n"
-                "cluster_formation.peer_discovery_backend = classic_config\n" + peers + "\n")
-        if os.geteuid() == 0:
-            user = pwd.getpwnam("rabbitmq")
-            for parent in (self.base.parent, self.base):  # mkdtemp's 0700 stops that user
-                os.chmod(parent, 0o755)
-            for root, dirs, files in os.walk(self.base):
-                os.chown(root, user.pw_uid, user.pw_gid)
-                for name in dirs + files:
-                    os.chown(os.path.join(root, name), user.pw_uid, user.pw_gid)
-        for i in range(self.nodes):
-            self._spawn(i)
-        deadline = time.monotonic() + timeout_s
-        for port, proc in zip(self.mqtt_ports, self.procs, strict=True):
-            wait_for_port(port, max(1.0, deadline - time.monotonic()), proc)
-        while len(self.running_nodes()) < self.nodes:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"RabbitMQ cluster not formed: {self.running_nodes()}")
-            time.sleep(1)
-        return self
-
-    def _spawn(self, i: int) -> None:
-        log_path = self.base / f"n{i + 1}" / "stdout.log"
-        with open(log_path, "ab") as out:
-            self.procs[i] = subprocess.Popen(["rabbitmq-server"], env=self.env(i), stdout=out,
-                                             stderr=subprocess.STDOUT, start_new_session=True,
-                                             stdin=subprocess.DEVNULL)
-
-    def ctl(self, i: int, *args: str) -> str:
-        out = subprocess.run(["rabbitmqctl", "-q", "-n", self.names[i], *args], env=self.env(i),
-                             capture_output=True, text=True, timeout=90, check=False)
-        return out.stdout
-
-    def running_nodes(self) -> list[str]:
-        for i in range(self.nodes):
-            try:
-                status = json.loads(self.ctl(i, "cluster_status", "--formatter", "json") or "{}")
-            except (ValueError, subprocess.TimeoutExpired):
-                continue
-            if status:
-                return list(status.get("running_nodes", []))
-        return []
-
-    def queue_leaders(self, via: int) -> dict[str, str]:
-        rows = self.ctl(via, "list_queues", "name", "leader").splitlines()
-        return dict(row.split("\t", 1) for row in rows if "\t" in row and
-                    not row.startswith("name"))
-
-    def pid(self, i: int) -> int | None:
-        path = self.base / f"n{i + 1}" / "pid"
-        try:
-            return int(path.read_text().strip())
-        except (OSError, ValueError):
-            return None
-
-    def kill(self, node: int) -> None:
-        pid = self.pid(node - 1)
-        if pid:
-            os.kill(pid, 9)
-
-    def stop(self) -> None:
-        for i in range(self.nodes):
-            self.ctl(i, "stop")
-        for i in range(self.nodes):
-            pid = self.pid(i)
-            if pid:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, 9)
-            proc = self.procs[i]
-            if proc is not None:
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(10)
-
-
 def rabbitmq(base: Path, messages: int, publishers: int, rate: float, seconds: float,
              kill_after: float, fo_publishers: int, runs: int) -> dict:
     """Throughput, latency at ``rate`` and fail-over (the subscriber's node, which also leads its
     quorum queue, killed) on a fresh 3-node RabbitMQ cluster per run."""
+    from devservices.rabbitmq import PrivateRabbitCluster
+
     out: dict[str, list[dict]] = {"throughput": [], "latency": [], "failover": []}
     for run in range(runs):
         log(f"rabbitmq run {run + 1}/{runs}: starting a 3-node cluster")
-        cluster = RabbitCluster(base / f"rmq{run}").start()
+        cluster = PrivateRabbitCluster(base / f"rmq{run}", prefetch=1000).start()
         try:
             p = cluster.mqtt_ports
             inflight = CLIENT["max_inflight"]
@@ -565,7 +437,7 @@ def rabbitmq(base: Path, messages: int, publishers: int, rate: float, seconds: f
                 int(rate * seconds / fo_publishers), rate / fo_publishers,
                 kill=(kill_after, lambda c=cluster: c.kill(1),
                       lambda c=cluster, q=f"mqtt-subscription-{sub_id}qos1":
-                      ["quorum queue"] if c.queue_leaders(1).get(q) == c.names[0] else []),
+                      ["quorum queue"] if c.leaders().get(q) == c.members[0].name else []),
                 sub_id=sub_id)
             log("  " + json.dumps({k: v for k, v in summary.items()
                                    if k not in ("subscriber_connects", "received_per_s")}))

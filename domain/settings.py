@@ -112,7 +112,7 @@ class MqttSettings:
     # ingest, the gateway and the dispatcher connect to the first that answers and move to
     # the next when theirs goes away. "" = host:port above
     hosts: str = ""
-    # "5" (Mosquitto, EMQX) or "3.1.1" (brokers without MQTT 5, e.g. NATS's MQTT gateway:
+    # "5" (Mosquitto, EMQX) or "3.1.1" (brokers without MQTT 5: RabbitMQ's MQTT plugin, NATS:
     # a persistent session is then clean_session = 0 and lives until unsubscribed)
     protocol: str = "5"
 

@@ -46,7 +46,7 @@ def load() -> dict:
 
 def ours(pid: int | None, marker: str) -> bool:
     """Is ``pid`` still a broker process of this cluster (its command line names
-    ``marker``: the run directory or the node's name), not a reused pid?"""
+    ``marker``), not a reused pid?"""
     if not pid:
         return False
     try:
@@ -57,8 +57,8 @@ def ours(pid: int | None, marker: str) -> bool:
 
 
 def running(state: dict) -> list[dict]:
-    if state.get("broker") == "rabbitmq":
-        return [n for n in state.get("nodes", []) if ours(n.get("pid"), n["name"])]
+    # a nats-server's command line names its config file, an Erlang VM its home: both are
+    # inside the cluster's run directory
     return [n for n in state.get("nodes", []) if ours(n.get("pid"), state.get("run_dir", "?"))]
 
 
