@@ -289,19 +289,69 @@ def detour_estimate_m(b: Episodes, permit) -> float:
     tenths (cached per city and permit)."""
     key = (id(b.city), permit.id)
     if key not in _ESTIMATES:
-        route = b.route_m(permit.id)
-        named = {permit.origin, *permit.destinations}
-        areas = [b.fences[f.id] for f in b.fence_list
-                 if f.kind in ("disposal_site", "transfer_dock") and f.id not in named]
-        pts = shapely.line_interpolate_point(route, np.arange(0.1, 0.95, 0.1),
-                                             normalized=True)
-        best = float("inf")
-        if areas:  # every point to every other site at once (a big city has thousands)
-            along = (np.arange(len(pts)) + 1) * 0.1 * route.length
-            gaps = shapely.distance(np.asarray(pts)[:, None], np.asarray(areas)[None, :])
-            best = float((along[:, None] + gaps).min())
-        _ESTIMATES[key] = best
+        detour_estimates(b, [permit])
     return _ESTIMATES[key]
+
+
+def detour_estimates(b: Episodes, permits: list) -> None:
+    """``detour_estimate_m`` of many permits at once (a big city's pool holds tens of
+    thousands): every route's tenths in one nearest-site query on a tree of the receiving
+    sites; only a point whose nearest site is one the permit names looks further, in
+    widening circles, until a site it does not name is inside."""
+    todo = [p for p in dict.fromkeys(permits) if (id(b.city), p.id) not in _ESTIMATES]
+    if not todo:
+        return
+    cache = b.__dict__.setdefault("_receiving_tree", {})
+    if "tree" not in cache:
+        fences = [f for f in b.fence_list if f.kind in ("disposal_site", "transfer_dock")]
+        cache["ids"] = np.array([f.id for f in fences], dtype=object)
+        cache["tree"] = shapely.STRtree([b.fences[f.id] for f in fences])
+    tree, ids = cache["tree"], cache["ids"]
+    tenths = np.arange(0.1, 0.95, 0.1)
+    routes = [b.route_m(p.id) for p in todo]
+    if not len(ids):
+        for p in todo:
+            _ESTIMATES[(id(b.city), p.id)] = float("inf")
+        return
+    lengths = shapely.length(np.asarray(routes))
+    pts = shapely.line_interpolate_point(np.repeat(np.asarray(routes), len(tenths)),
+                                         np.tile(tenths, len(todo)), normalized=True)
+    along = np.tile((np.arange(len(tenths)) + 1) * 0.1, len(todo)) * \
+        np.repeat(lengths, len(tenths))
+    owner = np.repeat(np.arange(len(todo)), len(tenths))
+    (at, site), gap = tree.query_nearest(pts, return_distance=True, all_matches=True)
+    nearest = np.full(len(pts), np.inf)
+    # (point, site) pairs whose site the point's permit names, by interned codes
+    code = {fid: k for k, fid in enumerate(ids.tolist())}
+    named = [{code[f] for f in (p.origin, *p.destinations) if f in code} for p in todo]
+
+    def unnamed(points: np.ndarray, sites: np.ndarray) -> np.ndarray:
+        return np.fromiter((int(j) not in named[int(owner[i])]
+                            for i, j in zip(points.tolist(), sites.tolist(), strict=True)),
+                           bool, len(points))
+
+    ok = unnamed(at, site)
+    np.minimum.at(nearest, at[ok], gap[ok])
+    # points whose every nearest site is named look in widening circles, all at once
+    open_ = np.flatnonzero(~np.isfinite(nearest))
+    radius = np.full(len(pts), np.inf)
+    np.minimum.at(radius, at, gap)
+    radius = np.maximum(radius * 2, 50.0)
+    while len(open_):
+        i, j = tree.query(pts[open_], predicate="dwithin", distance=radius[open_])
+        i = open_[i]
+        keep = unnamed(i, j)
+        if keep.any():
+            d = shapely.distance(pts[i[keep]], tree.geometries[j[keep]])
+            np.minimum.at(nearest, i[keep], d)
+        found = np.bincount(i, minlength=len(pts))[open_]
+        # the permit names every receiving site: no detour from there
+        open_ = open_[~np.isfinite(nearest[open_]) & (found < len(ids))]
+        radius[open_] *= 2
+    best = np.full(len(todo), np.inf)
+    np.minimum.at(best, owner, along + nearest)
+    for p, value in zip(todo, best.tolist(), strict=True):
+        _ESTIMATES[(id(b.city), p.id)] = value
 
 
 _ESTIMATES: dict[tuple[int, str], float] = {}

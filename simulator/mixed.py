@@ -46,6 +46,7 @@ from simulator.episodes import RULES, Episode, EpisodeError, Episodes, Profile
 from simulator.episodes_manifest import (
     JobLedger,
     detour_estimate_m,
+    detour_estimates,
     detour_m,
     lead_s,
     route_ok,
@@ -386,7 +387,7 @@ class MixedScenario:
     def _detour_pick(self, plan: _Planned, begin: int, free_at: dict[str, int], builder):
         """WRONG_DESTINATION: of the free trucks' permits, the one with the shortest way to
         a site it does not name (short episodes, short runs included)."""
-        options = []
+        eligible = []
         for device, permits in self._pool.items():
             if free_at.get(device, 0) > begin or device in self._small:
                 continue
@@ -394,7 +395,9 @@ class MixedScenario:
                 u = permit_valid_until(p, begin, self._tz)
                 if u is not None and u >= begin + valid_for_s(plan.rule) * 1000 and \
                         route_ok(_metric_route(self.city, p).length):
-                    options.append((detour_estimate_m(builder, p), device, p.id, p))
+                    eligible.append((device, p))
+        detour_estimates(builder, [p for _, p in eligible])  # all at once: a big city
+        options = [(detour_estimate_m(builder, p), device, p.id, p) for device, p in eligible]
         options.sort(key=lambda o: o[:3])
         for _, device, pid, p in options[:8]:
             if detour_m(builder, p, begin) < float("inf"):
