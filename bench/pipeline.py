@@ -172,6 +172,11 @@ class Ingest:
                 raise RuntimeError(f"ingest did not start:\n{log.read_text()[-3000:]}")
             time.sleep(0.1)
 
+    def cpu_s(self) -> float:
+        """CPU seconds (user + system, all threads) the ingest process has used so far."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> dict:
         self.proc.terminate()
         out, _ = self.proc.communicate(timeout=120)
@@ -234,12 +239,12 @@ def throughput(port: int, dsn: str, lines: Path, messages: int, fixes: int,
     try:
         profiler = _profile(ingest, "ingest-throughput-profile.txt", 12)
         with psycopg.connect(dsn, autocommit=True) as conn:
-            t0 = time.time()
+            t0, cpu0 = time.time(), ingest.cpu_s()
             published = cpub(port, lines, client_id="bench-cpub-ingest")
             deadline = time.monotonic() + 600
             while (stored := telemetry_count(conn)) < fixes and time.monotonic() < deadline:
                 time.sleep(0.05)
-            elapsed = time.time() - t0
+            elapsed, cpu = time.time() - t0, ingest.cpu_s() - cpu0
             time.sleep(1.0)
             stored = telemetry_count(conn)
             dead = conn.execute("SELECT count(*) FROM dead_letter").fetchone()[0]
@@ -253,7 +258,7 @@ def throughput(port: int, dsn: str, lines: Path, messages: int, fixes: int,
     return {"pipeline_rate": messages / elapsed, "publish_rate": published["published"]
             / published["seconds"], "stored": stored, "fixes": fixes, "dead": dead,
             "violations": violations, "alerts": alerts, "batches": stats.get("batches", 0),
-            "pipeline_s": elapsed}
+            "pipeline_s": elapsed, "ingest_core_us": cpu / messages * 1e6}
 
 
 _NOTIFY_TRIGGER = """
