@@ -1,5 +1,5 @@
 # The two commands: `make demo` and `make test`. Both do all set-up they need.
-.PHONY: setup demo test accuracy bench bench-long bench-compression bench-handover bench-console lint services-up services-down cluster-up cluster-down clean
+.PHONY: setup demo test accuracy bench bench-long bench-compression bench-handover bench-cluster bench-console lint services-up services-down cluster-up cluster-down clean
 
 setup:
 	@bash scripts/setup.sh
@@ -34,6 +34,12 @@ bench-compression: setup
 # optional: the console's live map with 20,000 trucks at 1 Hz in headless Chromium (≈ 5 min)
 bench-console: setup
 	.venv/bin/python bench/console_load.py
+
+# optional: a node of the 3-node RabbitMQ cluster killed while C publishers send 10,000 msg/s
+# through the whole pipeline, 3 runs (≈ 5 minutes; docs/cluster.md)
+bench-cluster: setup
+	@bash scripts/setup.sh --bench
+	.venv/bin/python bench/cluster_kill.py
 
 bench-handover: setup
 	.venv/bin/python bench/handover.py
