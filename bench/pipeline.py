@@ -149,9 +149,29 @@ def paho_rate(port: int, lines: Path, messages: int) -> float:
         counter.close()
 
 
+def receiver_rate(port: int, lines: Path, messages: int) -> dict:
+    """The product's receiver (``ingest/receiver.py``) with a consumer that only acks, in its
+    own process (bench/noop_receiver.py): its rate and whether it got every message."""
+    proc = subprocess.Popen([sys.executable, str(REPO / "bench" / "noop_receiver.py"),
+                             str(port), str(messages)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        if proc.stdout.readline().strip() != "ready":
+            raise RuntimeError("noop receiver did not start")
+        cpub(port, lines, client_id="bench-cpub-noop")
+        out = json.loads(proc.stdout.readline())
+    finally:
+        proc.wait(timeout=330)
+        end_session(port, f"bench-noop-{port}")  # its queue must not grow during the rest
+    span = out["last"] - out["first"]
+    return {"receiver_rate": (out["received"] - 1) / span if span > 0 else float("nan"),
+            "receiver_received": out["received"]}
+
+
 def ceilings(port: int, lines: Path, messages: int) -> dict:
     return {"mosquitto_sub_rate": mosquitto_sub_rate(port, lines, messages),
-            "paho_rate": paho_rate(port, lines, messages)}
+            "paho_rate": paho_rate(port, lines, messages),
+            **receiver_rate(port, lines, messages)}
 
 
 class Ingest:

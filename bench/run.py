@@ -108,10 +108,12 @@ by a C publisher (`bench/cpub.c`, libmosquitto, QoS 1) into a private Mosquitto:
 |---|---:|---:|
 | `mosquitto_sub` (C), QoS 1 | {p['mosquitto_sub_rate']:,.0f} | {p['mosquitto_sub_rate'] / p['paho_rate']:.2f} |
 | bare paho-mqtt subscriber (Python, QoS 1, nothing per message) | {p['paho_rate']:,.0f} | 1.00 |
+| muckwatch's own receiver (`ingest/receiver.py`), a consumer that only acks ({p.get('receiver_received', 0):,} of {p['messages']:,} received) | {p.get('receiver_rate', float('nan')):,.0f} | {p.get('receiver_rate', float('nan')) / p['paho_rate']:.2f} |
 | **`muckwatch run`**: QoS 1, persistent session, validation, geofence against the city at scale 150 (≈ 10,000 fences), all rules, telemetry + violations written, alerts routed to the outbox and delivered | **{p['pipeline_rate']:,.0f}** | **{ratio:.2f}** |
 
-The pipeline rate is messages ÷ the time from the first publish until the last fix is in
-`telemetry`: {p['stored']:,} of {p['fixes']:,} fixes stored, {p['dead']} dead-lettered,
+The pipeline is at **{p['pipeline_rate'] / p.get('receiver_rate', float('nan')):.2f}** of
+its own receiver's rate. The pipeline rate is messages ÷ the time from the first publish
+until the last fix is in `telemetry`: {p['stored']:,} of {p['fixes']:,} fixes stored, {p['dead']} dead-lettered,
 {p['violations']} violations, {p['alerts']} alerts, in {p['batches']} batches. The C
 publisher alone reached {p['publish_rate']:,.0f} msg/s. (`mosquitto_pub -l` names a single
 topic, and fed from a file at QoS 1 it delivered 3,121 of 50,000 lines here, so it cannot be
