@@ -126,8 +126,9 @@ class PahoCounter:
         self.client.loop_stop()
 
 
-def mosquitto_sub_rate(port: int, lines: Path, messages: int) -> float:
-    """``mosquitto_sub -C N`` (QoS 1) while cpub publishes: messages ÷ (last − first)."""
+def mosquitto_sub_rate(port: int, lines: Path, messages: int) -> dict:
+    """``mosquitto_sub -C N`` (QoS 1) while cpub publishes: messages ÷ (last − first), and
+    how many it received (it stops at N, so fewer means some never came)."""
     sub = subprocess.Popen(["mosquitto_sub", "-p", str(port), "-t", "muck/v1/#", "-q", "1",
                             "-C", str(messages), "-F", "%U"], stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True)
@@ -136,15 +137,18 @@ def mosquitto_sub_rate(port: int, lines: Path, messages: int) -> float:
     out, _ = sub.communicate(timeout=300)
     stamps = out.split()
     first, last = float(stamps[0]), float(stamps[-1])
-    return (len(stamps) - 1) / (last - first)
+    return {"mosquitto_sub_rate": (len(stamps) - 1) / (last - first),
+            "mosquitto_sub_received": len(stamps)}
 
 
-def paho_rate(port: int, lines: Path, messages: int) -> float:
+def paho_rate(port: int, lines: Path, messages: int) -> dict:
+    """The bare paho subscriber's rate, and how many of ``messages`` it received."""
     counter = PahoCounter(port)
     try:
         cpub(port, lines, client_id="bench-cpub-paho")
         got = counter.wait_for(messages)
-        return (got - 1) / (counter.last - counter.first)
+        return {"paho_rate": (got - 1) / (counter.last - counter.first),
+                "paho_received": got}
     finally:
         counter.close()
 
@@ -169,8 +173,7 @@ def receiver_rate(port: int, lines: Path, messages: int) -> dict:
 
 
 def ceilings(port: int, lines: Path, messages: int) -> dict:
-    return {"mosquitto_sub_rate": mosquitto_sub_rate(port, lines, messages),
-            "paho_rate": paho_rate(port, lines, messages),
+    return {**mosquitto_sub_rate(port, lines, messages), **paho_rate(port, lines, messages),
             **receiver_rate(port, lines, messages)}
 
 
