@@ -39,12 +39,32 @@ CPUB = BENCH / "cpub"
 
 
 def build_cpub() -> Path:
-    source = REPO / "bench" / "cpub.c"
-    if not CPUB.exists() or CPUB.stat().st_mtime < source.stat().st_mtime:
+    return _build("cpub")
+
+
+def _build(name: str) -> Path:
+    """bench/NAME.c compiled against libmosquitto into .run/bench/NAME (when changed)."""
+    source, binary = REPO / "bench" / f"{name}.c", BENCH / name
+    if not binary.exists() or binary.stat().st_mtime < source.stat().st_mtime:
         BENCH.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["gcc", "-O2", "-Wall", "-o", str(CPUB), str(source), "-lmosquitto"],
+        subprocess.run(["gcc", "-O2", "-Wall", "-o", str(binary), str(source), "-lmosquitto"],
                        check=True)
-    return CPUB
+    return binary
+
+
+def csub_rate(port: int, lines: Path, messages: int) -> dict:
+    """bench/csub.c, a C subscriber that only counts (QoS 1), while cpub publishes."""
+    sub = subprocess.Popen([str(_build("csub")), "-p", str(port), "-C", str(messages),
+                            "-i", f"bench-csub-{port}"], stdout=subprocess.PIPE, text=True)
+    assert sub.stdout is not None
+    if sub.stdout.readline().strip() != "ready":
+        raise RuntimeError("csub did not start")
+    cpub(port, lines, client_id="bench-cpub-csub")
+    out = json.loads(sub.stdout.readline())
+    sub.wait(timeout=60)
+    span = (out["last_ns"] - out["first_ns"]) / 1e9
+    return {"csub_rate": (out["received"] - 1) / span if span > 0 else float("nan"),
+            "csub_received": out["received"]}
 
 
 def city_dir() -> Path:
@@ -173,8 +193,8 @@ def receiver_rate(port: int, lines: Path, messages: int) -> dict:
 
 
 def ceilings(port: int, lines: Path, messages: int) -> dict:
-    return {**mosquitto_sub_rate(port, lines, messages), **paho_rate(port, lines, messages),
-            **receiver_rate(port, lines, messages)}
+    return {**csub_rate(port, lines, messages), **mosquitto_sub_rate(port, lines, messages),
+            **paho_rate(port, lines, messages), **receiver_rate(port, lines, messages)}
 
 
 class Ingest:

@@ -106,6 +106,7 @@ by a C publisher (`bench/cpub.c`, libmosquitto, QoS 1) into a private Mosquitto:
 
 | receiver | messages/s | ratio to bare paho |
 |---|---:|---:|
+| `bench/csub.c` (C, libmosquitto, QoS 1, only counts; {p.get('csub_received', 0):,} of {p['messages']:,} received) | {p.get('csub_rate', float('nan')):,.0f} | {p.get('csub_rate', float('nan')) / p['paho_rate']:.2f} |
 | `mosquitto_sub` (C), QoS 1 ({p.get('mosquitto_sub_received', 0):,} of {p['messages']:,} received) | {p['mosquitto_sub_rate']:,.0f} | {p['mosquitto_sub_rate'] / p['paho_rate']:.2f} |
 | bare paho-mqtt subscriber (Python, QoS 1, nothing per message; {p.get('paho_received', 0):,} of {p['messages']:,} received) | {p['paho_rate']:,.0f} | 1.00 |
 | muckwatch's own receiver (`ingest/receiver.py`), a consumer that only acks ({p.get('receiver_received', 0):,} of {p['messages']:,} received) | {p.get('receiver_rate', float('nan')):,.0f} | {p.get('receiver_rate', float('nan')) / p['paho_rate']:.2f} |
