@@ -375,9 +375,13 @@ def latency(port: int, dsn: str, sink: _Sink, probes: int = 150, rate: float = 5
     devices = [f"PROBE{k:02d}" for k in range(3)]
     clock = {d: time.time_ns() // 1_000_000 // 1000 * 1000 - 3 * 3_600_000 for d in devices}
     where = {d: (114.0 + 0.05 * k, 22.6 + 0.01 * k) for k, d in enumerate(devices)}
+    phase_start = time.time()
+    background_ended: float | None = None  # the load ran out before the probes did
     try:
         time.sleep(3.0)  # background at full rate first
         for n in range(probes):
+            if background_ended is None and background.poll() is not None:
+                background_ended = time.time()
             device = devices[n % len(devices)]
             t0 = clock[device]
             lon, lat = where[device]
@@ -400,6 +404,9 @@ def latency(port: int, dsn: str, sink: _Sink, probes: int = 150, rate: float = 5
                 publisher.publish(topic, orjson.dumps(fix), qos=1)
             time.sleep(0.3)
         time.sleep(2.0)
+        if background_ended is None and background.poll() is not None:
+            background_ended = time.time()
+        phase_s = time.time() - phase_start
     finally:
         background.terminate()
         background.communicate(timeout=30)
@@ -425,7 +432,11 @@ def latency(port: int, dsn: str, sink: _Sink, probes: int = 150, rate: float = 5
     to_hook = [1000 * (webhook[k] - t) for k, t in published.items() if k in webhook]
     return {"probes": len(published), "rows_seen": len(to_row), "hooks_seen": len(to_hook),
             "row_ms": percentiles(to_row), "hook_ms": percentiles(to_hook),
-            "background_rate": rate, "latency_batches": stats.get("batches", 0),
+            "background_rate": rate, "probe_phase_s": phase_s,
+            # None: the background load ran for the whole probe phase (else: for how long)
+            "background_lasted_s": None if background_ended is None
+            else background_ended - phase_start,
+            "latency_batches": stats.get("batches", 0),
             "latency_messages": stats.get("messages", 0),
             "latency_stage_ms_max": stats.get("stage_ms_max", {}),
             "latency_stage_ms_mean": {k: v / max(stats.get("batches", 1), 1)

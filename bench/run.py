@@ -92,6 +92,13 @@ def pipeline_section(p: dict, state: dict, wire: dict, geo: dict, store: dict, r
          state["rss_after_mb"] <= 500),
     ]
     target_rows = "\n".join(f"| {what} | {got} | {_verdict(ok)} |" for what, got, ok in targets)
+    lasted = p.get("background_lasted_s")
+    background_note = (
+        f"The background load ran for the whole {p.get('probe_phase_s', 0):.0f} s probe phase."
+        if lasted is None and "probe_phase_s" in p else
+        f"**The background load ran out after {lasted:.0f} s of the "
+        f"{p.get('probe_phase_s', 0):.0f} s probe phase**: later probes ran on an idle "
+        "pipeline." if lasted is not None else "")
     text = f"""## The whole pipeline (issue #10)
 
 | target (ratios in the same run) | measured | |
@@ -127,7 +134,7 @@ background fleet (the C publisher, paced). Each is timed from publishing the mes
 decides the violation (the fix that releases the opening fix from the 10 s reorder window;
 docs/rules.md) to the row (a NOTIFY from a trigger the benchmark adds) and to the webhook at a
 loopback receiver. The reorder window and the rule's debounce (15 s for OVERSPEED) come on
-top by design; this is what the pipeline adds.
+top by design; this is what the pipeline adds. {background_note}
 
 | | p50 | p95 | p99 | max |
 |---|---:|---:|---:|---:|
